@@ -1,0 +1,341 @@
+//! The ConnectionActor: one per client TCP connection (SPEC §3).
+//!
+//! It frames lines with [`LineCodec`], parses each with the pure
+//! [`protocol`](crate::protocol) functions and answers in the order the lines
+//! came, even when a client pipelines many. Order comes from actix itself:
+//! work that needs another actor (the store for IAMAT, store then places for
+//! WHATSAT) runs under `ctx.wait`, and while an actor waits its context reads
+//! no further lines. The same pause gives backpressure: a client that sends
+//! faster than we answer fills its own socket buffer, not our memory.
+//!
+//! Closing is graceful in every case. After a half-close the last line is
+//! answered before the write side is shut; after an overlong line the `?`
+//! answer is flushed, the write side shut, and what still arrives is read and
+//! dropped for a moment (closing with unread data would send a reset that can
+//! destroy the answer in flight).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use log::{info, warn};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio_util::codec::FramedRead;
+
+use crate::codec::{Frame, LineCodec};
+use crate::metrics::Metrics;
+use crate::output::{Drain, HasOutput, Output};
+use crate::places::{Nearby, PlacesActor};
+use crate::protocol::{self, Command, Timestamp};
+use crate::record::Record;
+use crate::store::{LocationStoreActor, Lookup, Source, Update};
+
+const LOG: &str = "connection";
+
+/// Limits of one client connection (SPEC §3, §7; issue: bounded resources).
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    /// Longest line accepted, in bytes, without its terminator.
+    pub max_line: usize,
+    /// A connection with no complete line for this long is closed.
+    pub idle_timeout: Duration,
+    /// An answer that cannot be written for this long closes the connection.
+    pub write_timeout: Duration,
+    /// How long to keep reading (and dropping) input after closing our side.
+    pub linger: Duration,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            max_line: 4096,
+            idle_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What every connection of one server shares.
+#[derive(Clone)]
+pub struct ClientContext {
+    pub server: Arc<str>,
+    pub store: Addr<LocationStoreActor>,
+    pub places: Addr<PlacesActor>,
+    pub limits: ClientLimits,
+    pub metrics: Arc<Metrics>,
+    /// Whether each input and output line is logged.
+    pub log_lines: bool,
+}
+
+/// Decrements the open-connection count when the connection goes away.
+pub struct ConnectionSlot {
+    open: Arc<AtomicUsize>,
+}
+
+impl ConnectionSlot {
+    /// Takes one of `limit` slots, or `None` when all are taken.
+    pub fn take(open: &Arc<AtomicUsize>, limit: usize) -> Option<ConnectionSlot> {
+        let taken = open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < limit).then_some(n + 1)
+        });
+        taken.ok().map(|_| ConnectionSlot { open: open.clone() })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One client connection.
+pub struct ConnectionActor {
+    shared: ClientContext,
+    peer: SocketAddr,
+    reader: Option<OwnedReadHalf>,
+    output: Option<Output>,
+    last_line: Instant,
+    closing: bool,
+    _slot: ConnectionSlot,
+}
+
+impl ConnectionActor {
+    pub fn new(
+        shared: ClientContext,
+        peer: SocketAddr,
+        stream: tokio::net::TcpStream,
+        slot: ConnectionSlot,
+    ) -> ConnectionActor {
+        let (reader, writer) = stream.into_split();
+        ConnectionActor {
+            shared,
+            peer,
+            reader: Some(reader),
+            output: Some(Output::new(writer)),
+            last_line: Instant::now(),
+            closing: false,
+            _slot: slot,
+        }
+    }
+
+    fn log_line(&self, direction: &str, line: &[u8]) {
+        if self.shared.log_lines {
+            info!(target: LOG, "{}: {} {} {}", self.shared.server, self.peer, direction,
+                String::from_utf8_lossy(line).trim_end_matches('\n'));
+        }
+    }
+
+    /// Queues an answer and writes it; waits (pausing input) only when the
+    /// socket cannot take it right away.
+    fn answer(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
+        self.log_line(">", bytes);
+        let Some(output) = self.output.as_mut() else {
+            return;
+        };
+        output.queue(bytes);
+        match output.try_flush() {
+            Ok(true) => {}
+            Ok(false) => {
+                let drain = Drain::flush(self.shared.limits.write_timeout);
+                ctx.wait(drain.map(|result, act: &mut Self, ctx| {
+                    if let Err(e) = result {
+                        warn!(target: LOG, "{}: {} not reading answers ({e}); closing",
+                            act.shared.server, act.peer);
+                        ctx.stop();
+                    }
+                }));
+            }
+            Err(e) => {
+                info!(target: LOG, "{}: {} write failed: {e}", self.shared.server, self.peer);
+                ctx.stop();
+            }
+        }
+    }
+
+    fn handle_line(&mut self, line: Bytes, ctx: &mut Context<Self>) {
+        self.last_line = Instant::now();
+        self.log_line("<", &line);
+        match protocol::parse_line(&line) {
+            Command::Blank => {}
+            Command::IAmAt(cmd) => {
+                let record = Record::from_iamat(&self.shared.server, Timestamp::now(), &cmd);
+                self.iamat(record, ctx);
+            }
+            Command::WhatsAt(cmd) => {
+                let client = line.slice_ref(cmd.client);
+                self.whatsat(line.clone(), client, cmd.radius, cmd.bound, ctx);
+            }
+            Command::At(_) | Command::Invalid => self.invalid(&line, ctx),
+        }
+    }
+
+    fn invalid(&mut self, line: &[u8], ctx: &mut Context<Self>) {
+        Metrics::bump(&self.shared.metrics.invalid_lines);
+        self.answer(&protocol::invalid_answer(line), ctx);
+    }
+
+    /// IAMAT: the answer is the record's own AT line, sent once the store has
+    /// taken it (and, with a journal, once it is durable).
+    fn iamat(&mut self, record: Record, ctx: &mut Context<Self>) {
+        let mut answer = Vec::with_capacity(record.at_line().len() + 1);
+        answer.extend_from_slice(record.at_line());
+        answer.push(b'\n');
+        let update = self.shared.store.send(Update {
+            record,
+            source: Source::Client,
+        });
+        let work = async move {
+            let applied = update.await.map_err(|e| e.to_string())?;
+            if let Some(durable) = applied.durable {
+                durable.await.map_err(|e| e.to_string())??;
+            }
+            Ok::<(), String>(())
+        };
+        ctx.wait(
+            work.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(()) => {
+                        Metrics::bump(&act.shared.metrics.iamat_ok);
+                        act.answer(&answer, ctx);
+                    }
+                    Err(e) => {
+                        // Not acknowledged: the client must not believe it was kept.
+                        warn!(target: LOG, "{}: update not stored ({e}); closing {}",
+                    act.shared.server, act.peer);
+                        ctx.stop();
+                    }
+                }),
+        );
+    }
+
+    /// WHATSAT: look the client up in the store, then ask the places actor.
+    fn whatsat(
+        &mut self,
+        line: Bytes,
+        client: Bytes,
+        radius: protocol::Radius,
+        bound: u8,
+        ctx: &mut Context<Self>,
+    ) {
+        let store = self.shared.store.clone();
+        let places = self.shared.places.clone();
+        let work = async move {
+            let record = store.send(Lookup { client }).await.ok()??;
+            let location = record.location()?;
+            let body = places
+                .send(Nearby {
+                    location,
+                    radius,
+                    bound,
+                })
+                .await
+                .ok()?;
+            let mut answer = Vec::with_capacity(record.at_line().len() + 1 + body.len());
+            answer.extend_from_slice(record.at_line());
+            answer.push(b'\n');
+            answer.extend_from_slice(&body);
+            Some(answer)
+        };
+        ctx.wait(
+            work.into_actor(self)
+                .map(move |answer, act, ctx| match answer {
+                    Some(answer) => {
+                        Metrics::bump(&act.shared.metrics.whatsat_ok);
+                        act.answer(&answer, ctx);
+                    }
+                    None => {
+                        Metrics::bump(&act.shared.metrics.whatsat_unknown);
+                        act.invalid(&line, ctx);
+                    }
+                }),
+        );
+    }
+
+    /// Flushes, shuts our write side, then drops whatever still arrives for
+    /// `linger` before closing, so the peer reads our last bytes.
+    fn close_gracefully(&mut self, ctx: &mut Context<Self>, linger: Duration) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        let drain = Drain::close(self.shared.limits.write_timeout);
+        ctx.wait(drain.map(move |_, _act: &mut Self, ctx| {
+            ctx.run_later(linger, |_, ctx| ctx.stop());
+        }));
+    }
+}
+
+impl HasOutput for ConnectionActor {
+    fn output(&mut self) -> Option<&mut Output> {
+        self.output.as_mut()
+    }
+}
+
+impl Actor for ConnectionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        Metrics::bump(&self.shared.metrics.connections_total);
+        self.shared
+            .metrics
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
+        info!(target: LOG, "{}: client {} connected", self.shared.server, self.peer);
+        if let Some(reader) = self.reader.take() {
+            let codec = LineCodec::new(self.shared.limits.max_line);
+            ctx.add_stream(FramedRead::with_capacity(reader, codec, 4096));
+        }
+        let every = (self.shared.limits.idle_timeout / 4).max(Duration::from_millis(50));
+        ctx.run_interval(every, |act, ctx| {
+            if !act.closing && act.last_line.elapsed() >= act.shared.limits.idle_timeout {
+                info!(target: LOG, "{}: {} idle, closing", act.shared.server, act.peer);
+                act.close_gracefully(ctx, Duration::ZERO);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared
+            .metrics
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+        info!(target: LOG, "{}: client {} disconnected", self.shared.server, self.peer);
+    }
+}
+
+impl StreamHandler<Result<Frame, std::io::Error>> for ConnectionActor {
+    fn handle(&mut self, item: Result<Frame, std::io::Error>, ctx: &mut Context<Self>) {
+        if self.closing {
+            return; // lingering: read and drop
+        }
+        match item {
+            Ok(Frame::Line(line)) => self.handle_line(line, ctx),
+            Ok(Frame::Overlong) => {
+                Metrics::bump(&self.shared.metrics.overlong_lines);
+                warn!(target: LOG, "{}: {} sent a line over {} bytes; closing",
+                    self.shared.server, self.peer, self.shared.limits.max_line);
+                self.answer(b"?\n", ctx);
+                let linger = self.shared.limits.linger;
+                self.close_gracefully(ctx, linger);
+            }
+            Err(e) => {
+                info!(target: LOG, "{}: {} read failed: {e}", self.shared.server, self.peer);
+                ctx.stop();
+            }
+        }
+    }
+
+    /// End of input: every line before it has been answered (the context
+    /// reads nothing while it waits), so close our side and go.
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if self.closing {
+            ctx.stop();
+            return;
+        }
+        self.close_gracefully(ctx, Duration::ZERO);
+    }
+}

@@ -1,0 +1,32 @@
+//! The herd's actors and wire protocol.
+//!
+//! Data flows one way (SPEC §2): socket -> [`connection::ConnectionActor`] ->
+//! [`store::LocationStoreActor`] -> [`peer::PeerActor`]s -> sockets; a WHATSAT
+//! goes connection -> store -> [`places::PlacesActor`] -> connection.
+//!
+//! | SPEC               | file |
+//! |--------------------|------|
+//! | §3 lines, fields, IAMAT, WHATSAT, `?` | `protocol.rs` |
+//! | §3 which record wins | `record.rs` |
+//! | §3 line framing, overlong lines | `codec.rs` |
+//! | §3 answering in order, closing | `connection.rs` |
+//! | §4 handshake and secret | `handshake.rs` |
+//! | §4 links, backoff, buffering, sync | `peer.rs`, `peer_session.rs`, `digest.rs` |
+//! | §5 places | `places/` |
+//!
+//! This crate reads no files and no command line: the `herd` binary turns
+//! Settings.toml into the plain configuration types found here.
+
+pub mod codec;
+pub mod connection;
+pub mod digest;
+pub mod handshake;
+pub mod listener;
+pub mod metrics;
+pub mod output;
+pub mod peer;
+pub mod peer_session;
+pub mod places;
+pub mod protocol;
+pub mod record;
+pub mod store;

@@ -1,0 +1,111 @@
+//! Accept loops for a server's two ports: clients (one ConnectionActor each)
+//! and peers (handshake, digest, then one PeerSession each).
+//!
+//! Both loops run on the arbiter that calls them and never block on a single
+//! connection: a peer's handshake runs in its own task with a deadline, and a
+//! client beyond the connection limit is told so and closed.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::SinkExt;
+use log::{info, warn};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio_util::codec::Framed;
+
+use crate::codec::LineCodec;
+use crate::connection::{ClientContext, ConnectionActor, ConnectionSlot};
+use crate::handshake::{self, Secret};
+use crate::metrics::Metrics;
+use crate::peer::PEER_MAX_LINE;
+use crate::peer_session::PeerSession;
+use crate::store::{GetDigest, LocationStoreActor};
+
+/// Accepts clients until the listener fails or the arbiter stops.
+pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_connections: usize) {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (mut stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Typically out of file descriptors: back off briefly.
+                warn!(target: "listener", "{}: accept failed: {e}", shared.server);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Some(slot) = ConnectionSlot::take(&open, max_connections) else {
+            Metrics::bump(&shared.metrics.connections_refused);
+            warn!(target: "listener", "{}: refusing {peer}: {max_connections} connections open",
+                shared.server);
+            actix_rt::spawn(async move {
+                let _ = stream.write_all(b"? server busy\n").await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        };
+        let shared = shared.clone();
+        ConnectionActor::create(move |_| ConnectionActor::new(shared, peer, stream, slot));
+    }
+}
+
+/// Who may dial this server, and how to check them.
+#[derive(Clone)]
+pub struct PeerGate {
+    pub me: Arc<str>,
+    pub neighbours: Arc<[Arc<str>]>,
+    pub secret: Secret,
+    pub timeout: Duration,
+    pub store: Addr<LocationStoreActor>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Accepts neighbours' links until the listener fails or the arbiter stops.
+pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!(target: "listener", "{}: peer accept failed: {e}", gate.me);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let gate = gate.clone();
+        actix_rt::spawn(async move {
+            let mut framed = Framed::new(stream, LineCodec::new(PEER_MAX_LINE));
+            let is_neighbour = |name: &str| gate.neighbours.iter().any(|n| &**n == name);
+            let neighbour = match handshake::accept(
+                &mut framed,
+                &gate.me,
+                is_neighbour,
+                &gate.secret,
+                gate.timeout,
+            )
+            .await
+            {
+                Ok(name) => name,
+                Err(e) => {
+                    Metrics::bump(&gate.metrics.peer_auth_failures);
+                    warn!(target: "peer", "{}: rejected peer connection from {addr}: {e}", gate.me);
+                    return;
+                }
+            };
+            let Ok(digest) = gate.store.send(GetDigest).await else {
+                return;
+            };
+            let line = format!("DIGEST {}\n", digest.to_hex());
+            if let Err(e) = framed.send(bytes::Bytes::from(line)).await {
+                info!(target: "peer", "{}: link from {neighbour} lost during sync: {e}", gate.me);
+                return;
+            }
+            let (me, store) = (gate.me.clone(), gate.store.clone());
+            PeerSession::create(move |_| PeerSession::new(me, neighbour, store, framed));
+        });
+    }
+}

@@ -1,0 +1,747 @@
+//! The client wire protocol of SPEC §3: parsing a line into a [`Command`] and
+//! formatting the answers, as pure functions over bytes.
+//!
+//! Nothing here does I/O or keeps state, so every rule of the protocol can be
+//! unit-tested (and fuzzed) in isolation. Lines are bytes, not `String`s: a
+//! client may send invalid UTF-8 and gets it copied back verbatim.
+//!
+//! Numbers are parsed exactly. A [`Timestamp`] is whole seconds plus
+//! nanoseconds, never an `f64`, so the diff of an `AT` answer is computed with
+//! integer arithmetic and is right to the last of its nine fraction digits.
+//! Range checks on latitude, longitude and radius compare the decimal text
+//! itself, so `+90.0000000000000000001` is rejected even though it rounds to
+//! 90.0 as a float.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Longest client name accepted, in bytes.
+pub const MAX_CLIENT_BYTES: usize = 255;
+
+/// Largest WHATSAT radius, in kilometres.
+pub const MAX_RADIUS_KM: u64 = 50;
+
+/// Largest WHATSAT bound (number of places returned).
+pub const MAX_BOUND: u8 = 20;
+
+const NANOS_PER_SEC: i128 = 1_000_000_000;
+
+/// White space as SPEC §3 defines it: space, tab, CR, LF, FF and VT.
+/// (`u8::is_ascii_whitespace` leaves out VT, hence this function.)
+pub fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c)
+}
+
+/// Splits a line into its white-space separated fields.
+pub fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&b| is_space(b)).filter(|f| !f.is_empty())
+}
+
+/// A point in time as POSIX seconds and nanoseconds.
+///
+/// Ordered by seconds, then nanoseconds: exactly the order of the instants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp {
+    secs: u64,
+    nanos: u32,
+}
+
+impl Timestamp {
+    /// Builds a timestamp; `nanos` must be below one second.
+    pub fn new(secs: u64, nanos: u32) -> Option<Timestamp> {
+        (nanos < 1_000_000_000).then_some(Timestamp { secs, nanos })
+    }
+
+    /// The current time of this machine's clock.
+    pub fn now() -> Timestamp {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp {
+            secs: since.as_secs(),
+            nanos: since.subsec_nanos(),
+        }
+    }
+
+    /// Parses `D+[.D{1,9}]`: non-negative seconds with up to nine fraction
+    /// digits. No sign, no exponent, no `NaN`, no infinity.
+    pub fn parse(text: &[u8]) -> Option<Timestamp> {
+        let (int, frac) = split_decimal(text)?;
+        if frac.map_or(0, <[u8]>::len) > 9 {
+            return None;
+        }
+        let secs = parse_u64(int)?;
+        let mut nanos: u32 = 0;
+        let frac = frac.unwrap_or(&[]);
+        for i in 0..9 {
+            let digit = frac.get(i).map_or(0, |d| u32::from(d - b'0'));
+            nanos = nanos * 10 + digit;
+        }
+        Some(Timestamp { secs, nanos })
+    }
+
+    pub fn secs(self) -> u64 {
+        self.secs
+    }
+
+    pub fn subsec_nanos(self) -> u32 {
+        self.nanos
+    }
+
+    fn as_nanos(self) -> i128 {
+        i128::from(self.secs) * NANOS_PER_SEC + i128::from(self.nanos)
+    }
+}
+
+/// A signed difference between two [`Timestamp`]s, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Diff(i128);
+
+impl Diff {
+    /// `later - earlier`, exactly.
+    pub fn between(later: Timestamp, earlier: Timestamp) -> Diff {
+        Diff(later.as_nanos() - earlier.as_nanos())
+    }
+
+    pub fn from_nanos(nanos: i128) -> Diff {
+        Diff(nanos)
+    }
+
+    pub fn as_nanos(self) -> i128 {
+        self.0
+    }
+
+    /// Parses the diff field of an `AT` line: a mandatory sign, seconds, and
+    /// exactly nine fraction digits (the form [`Diff`]'s `Display` writes).
+    pub fn parse(text: &[u8]) -> Option<Diff> {
+        let (&sign, rest) = text.split_first()?;
+        let negative = match sign {
+            b'+' => false,
+            b'-' => true,
+            _ => return None,
+        };
+        let (int, frac) = split_decimal(rest)?;
+        let frac = frac?;
+        if frac.len() != 9 {
+            return None;
+        }
+        let secs = i128::from(parse_u64(int)?);
+        let nanos = i128::from(parse_u64(frac)?);
+        let magnitude = secs * NANOS_PER_SEC + nanos;
+        Some(Diff(if negative { -magnitude } else { magnitude }))
+    }
+}
+
+impl fmt::Display for Diff {
+    /// Always signed (`+` for zero and above), always nine fraction digits.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { '-' } else { '+' };
+        let magnitude = self.0.unsigned_abs();
+        let secs = magnitude / NANOS_PER_SEC as u128;
+        let nanos = magnitude % NANOS_PER_SEC as u128;
+        write!(f, "{sign}{secs}.{nanos:09}")
+    }
+}
+
+/// A position in ISO 6709 decimal degrees, as the client wrote it.
+///
+/// The text is kept because answers copy it byte for byte; the degrees are
+/// derived from it for distance computations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl Location {
+    /// Parses `±D+[.D+]±D+[.D+]` with latitude in [-90, 90] and longitude in
+    /// [-180, 180]. Both signs are mandatory.
+    pub fn parse(text: &[u8]) -> Option<Location> {
+        if !matches!(text.first(), Some(b'+' | b'-')) {
+            return None;
+        }
+        // The longitude starts at the second sign.
+        let split = 1 + text[1..].iter().position(|&b| b == b'+' || b == b'-')?;
+        let (lat_text, lon_text) = text.split_at(split);
+        let lat = signed_degrees(lat_text, 90)?;
+        let lon = signed_degrees(lon_text, 180)?;
+        Some(Location { lat, lon })
+    }
+}
+
+/// Parses one signed coordinate and checks `|value| <= limit` exactly.
+fn signed_degrees(text: &[u8], limit: u64) -> Option<f64> {
+    let (int, frac) = split_decimal(&text[1..])?;
+    if !decimal_at_most(int, frac, limit) {
+        return None;
+    }
+    // Only sign, digits and one dot remain: valid UTF-8 and a valid float.
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// A WHATSAT radius in kilometres: `D+[.D+]`, above 0 and at most 50.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Radius {
+    km: f64,
+}
+
+impl Radius {
+    pub fn parse(text: &[u8]) -> Option<Radius> {
+        let (int, frac) = split_decimal(text)?;
+        let all_zero = int.iter().chain(frac.unwrap_or(&[])).all(|&d| d == b'0');
+        if all_zero || !decimal_at_most(int, frac, MAX_RADIUS_KM) {
+            return None;
+        }
+        let km = std::str::from_utf8(text).ok()?.parse().ok()?;
+        Some(Radius { km })
+    }
+
+    pub fn km(self) -> f64 {
+        self.km
+    }
+
+    /// The radius in whole metres, rounded up (never below 1).
+    pub fn metres(self) -> u32 {
+        // At most 50 km, so the cast cannot overflow.
+        ((self.km * 1000.0).ceil() as u32).max(1)
+    }
+}
+
+/// Parses a WHATSAT bound: decimal digits only, from 1 to 20.
+fn parse_bound(text: &[u8]) -> Option<u8> {
+    let value = parse_u64(text)?;
+    (1..=u64::from(MAX_BOUND))
+        .contains(&value)
+        .then_some(value as u8)
+}
+
+/// Splits `D+[.D+]` into its integer and fraction digits.
+fn split_decimal(text: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let (int, frac) = match text.iter().position(|&b| b == b'.') {
+        Some(dot) => (&text[..dot], Some(&text[dot + 1..])),
+        None => (text, None),
+    };
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    (digits(int) && frac.is_none_or(digits)).then_some((int, frac))
+}
+
+/// Whether the non-negative decimal `int.frac` is at most `limit`, compared
+/// on the digits themselves (no rounding).
+fn decimal_at_most(int: &[u8], frac: Option<&[u8]>, limit: u64) -> bool {
+    let significant = trim_leading_zeros(int);
+    if significant.len() > 19 {
+        return false;
+    }
+    let value = if significant.is_empty() {
+        0
+    } else {
+        match parse_u64(significant) {
+            Some(value) => value,
+            None => return false,
+        }
+    };
+    value < limit || (value == limit && frac.unwrap_or(&[]).iter().all(|&d| d == b'0'))
+}
+
+fn trim_leading_zeros(digits: &[u8]) -> &[u8] {
+    let first = digits
+        .iter()
+        .position(|&d| d != b'0')
+        .unwrap_or(digits.len());
+    &digits[first..]
+}
+
+/// Parses ASCII digits into a `u64`, refusing empty input and overflow.
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// Checks a client name: non-empty, at most [`MAX_CLIENT_BYTES`], no white
+/// space (the field splitter already guarantees that last part).
+fn valid_client(name: &[u8]) -> bool {
+    !name.is_empty() && name.len() <= MAX_CLIENT_BYTES && !name.iter().any(|&b| is_space(b))
+}
+
+/// A valid IAMAT: the three client fields as sent, and what they mean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IAmAt<'a> {
+    pub client: &'a [u8],
+    pub location_text: &'a [u8],
+    pub location: Location,
+    pub time_text: &'a [u8],
+    pub time: Timestamp,
+}
+
+/// A valid WHATSAT.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WhatsAt<'a> {
+    pub client: &'a [u8],
+    pub radius: Radius,
+    pub bound: u8,
+}
+
+/// A valid AT line: an update flooded from a peer (never valid from a client).
+#[derive(Debug, Clone, PartialEq)]
+pub struct At<'a> {
+    pub origin: &'a [u8],
+    pub diff: Diff,
+    pub client: &'a [u8],
+    pub location_text: &'a [u8],
+    pub location: Location,
+    pub time_text: &'a [u8],
+    pub time: Timestamp,
+}
+
+/// One line of the client protocol, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command<'a> {
+    /// A line of nothing but white space: ignored, not answered.
+    Blank,
+    IAmAt(IAmAt<'a>),
+    WhatsAt(WhatsAt<'a>),
+    /// A well-formed AT line; only an authenticated peer may send one.
+    At(At<'a>),
+    /// Anything else: answered with `? ` and a copy of the line.
+    Invalid,
+}
+
+/// Parses one line (without its terminator).
+pub fn parse_line(line: &[u8]) -> Command<'_> {
+    let mut parts = fields(line);
+    let Some(verb) = parts.next() else {
+        return Command::Blank;
+    };
+    let mut args = [&[][..]; 5];
+    let mut count = 0;
+    for field in parts {
+        if count == args.len() {
+            return Command::Invalid;
+        }
+        args[count] = field;
+        count += 1;
+    }
+    let parsed = match (verb, count) {
+        (b"IAMAT", 3) => parse_iamat(&args[..3]).map(Command::IAmAt),
+        (b"WHATSAT", 3) => parse_whatsat(&args[..3]).map(Command::WhatsAt),
+        (b"AT", 5) => parse_at(&args).map(Command::At),
+        _ => None,
+    };
+    parsed.unwrap_or(Command::Invalid)
+}
+
+fn parse_iamat<'a>(args: &[&'a [u8]]) -> Option<IAmAt<'a>> {
+    let [client, location_text, time_text] = *args else {
+        return None;
+    };
+    if !valid_client(client) {
+        return None;
+    }
+    Some(IAmAt {
+        client,
+        location_text,
+        location: Location::parse(location_text)?,
+        time_text,
+        time: Timestamp::parse(time_text)?,
+    })
+}
+
+fn parse_whatsat<'a>(args: &[&'a [u8]]) -> Option<WhatsAt<'a>> {
+    let [client, radius, bound] = *args else {
+        return None;
+    };
+    if !valid_client(client) {
+        return None;
+    }
+    Some(WhatsAt {
+        client,
+        radius: Radius::parse(radius)?,
+        bound: parse_bound(bound)?,
+    })
+}
+
+fn parse_at<'a>(args: &[&'a [u8]]) -> Option<At<'a>> {
+    let [origin, diff, client, location_text, time_text] = *args else {
+        return None;
+    };
+    if !valid_client(client) || !valid_server_name(origin) {
+        return None;
+    }
+    Some(At {
+        origin,
+        diff: Diff::parse(diff)?,
+        client,
+        location_text,
+        location: Location::parse(location_text)?,
+        time_text,
+        time: Timestamp::parse(time_text)?,
+    })
+}
+
+/// A server name: 1 to 64 bytes of ASCII letters, digits, `-`, `_` or `.`.
+pub fn valid_server_name(name: &[u8]) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Formats the answer to an invalid line: `? ` and the line verbatim.
+pub fn invalid_answer(line: &[u8]) -> Vec<u8> {
+    let mut answer = Vec::with_capacity(line.len() + 3);
+    answer.extend_from_slice(b"? ");
+    answer.extend_from_slice(line);
+    answer.push(b'\n');
+    answer
+}
+
+/// Formats an AT line (without its newline):
+/// `AT <origin> <diff> <client> <location> <time>`.
+pub fn format_at(
+    origin: &[u8],
+    diff: Diff,
+    client: &[u8],
+    location_text: &[u8],
+    time_text: &[u8],
+) -> Vec<u8> {
+    let diff = diff.to_string();
+    let mut line = Vec::with_capacity(
+        8 + origin.len() + diff.len() + client.len() + location_text.len() + time_text.len(),
+    );
+    for (i, field) in [
+        b"AT",
+        origin,
+        diff.as_bytes(),
+        client,
+        location_text,
+        time_text,
+    ]
+    .iter()
+    .enumerate()
+    {
+        if i > 0 {
+            line.push(b' ');
+        }
+        line.extend_from_slice(field);
+    }
+    line
+}
+
+/// Shapes a places JSON body as SPEC §3 asks: every run of two or more
+/// newlines collapsed to one, trailing newlines removed, then two newlines.
+pub fn places_body(json: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(json.len() + 2);
+    for &b in json {
+        if b == b'\n' && body.last() == Some(&b'\n') {
+            continue;
+        }
+        body.push(b);
+    }
+    while body.last() == Some(&b'\n') {
+        body.pop();
+    }
+    body.extend_from_slice(b"\n\n");
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(text: &str) -> Timestamp {
+        Timestamp::parse(text.as_bytes()).expect("valid timestamp")
+    }
+
+    #[test]
+    fn timestamp_parses_exact_nanoseconds() {
+        assert_eq!(
+            ts("1621464827.959498503"),
+            Timestamp::new(1621464827, 959498503).unwrap()
+        );
+        assert_eq!(ts("5"), Timestamp::new(5, 0).unwrap());
+        assert_eq!(ts("5.5"), Timestamp::new(5, 500_000_000).unwrap());
+        assert_eq!(ts("0.000000001"), Timestamp::new(0, 1).unwrap());
+        assert_eq!(ts("007.10"), Timestamp::new(7, 100_000_000).unwrap());
+    }
+
+    #[test]
+    fn timestamp_rejects_what_spec_forbids() {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1e9",
+            "NaN",
+            "nan",
+            "inf",
+            "1.",
+            ".5",
+            "1.2.3",
+            "1.0000000001",
+            "18446744073709551616",
+            "0x10",
+            " 1",
+            "1,5",
+        ] {
+            assert_eq!(Timestamp::parse(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert!(Timestamp::parse(b"18446744073709551615.999999999").is_some());
+    }
+
+    #[test]
+    fn diff_is_exact_and_always_signed_with_nine_digits() {
+        let cases = [
+            ("1621464828.223372", "1621464827.959498503", "+0.263873497"),
+            ("10.000000000", "10.000000005", "-0.000000005"),
+            ("22", "10", "+12.000000000"),
+            ("5", "5", "+0.000000000"),
+            ("0", "1.5", "-1.500000000"),
+        ];
+        for (now, client, expected) in cases {
+            assert_eq!(Diff::between(ts(now), ts(client)).to_string(), expected);
+        }
+        let huge = Diff::between(ts("0"), ts("18446744073709551615.999999999"));
+        assert_eq!(huge.to_string(), "-18446744073709551615.999999999");
+    }
+
+    #[test]
+    fn diff_round_trips_through_its_text() {
+        for text in [
+            "+0.000000000",
+            "-0.000000005",
+            "+12.000000000",
+            "-99.123456789",
+        ] {
+            assert_eq!(Diff::parse(text.as_bytes()).unwrap().to_string(), text);
+        }
+        for bad in [
+            "0.000000000",
+            "+1",
+            "+1.5",
+            "+1.0000000000",
+            "--1.000000000",
+            "+.000000000",
+        ] {
+            assert_eq!(Diff::parse(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn location_accepts_iso6709_with_any_digit_counts() {
+        for good in [
+            "+34.068930-118.445127",
+            "+12-118",
+            "+5.5-0.25",
+            "+034.068930-118.445127",
+            "+90-180",
+            "-90.000+180.0000",
+            "-0+0",
+        ] {
+            assert!(Location::parse(good.as_bytes()).is_some(), "{good:?}");
+        }
+        let loc = Location::parse(b"+34.068930-118.445127").unwrap();
+        assert_eq!((loc.lat, loc.lon), (34.068930, -118.445127));
+    }
+
+    #[test]
+    fn location_rejects_out_of_range_and_malformed() {
+        for bad in [
+            "+91-118",
+            "+90.0000000000000000001+0",
+            "+0-181",
+            "+0+180.000001",
+            "34.068930-118.445127",
+            "+34.068930118.445127",
+            "+34.-118",
+            "+.5-118",
+            "+NaN-118",
+            "+1e1-118",
+            "+34.068930-118.445127+1",
+            "++34-118",
+            "+34--118",
+            "+",
+            "",
+            "+0000000000000000000000091+0",
+        ] {
+            assert_eq!(Location::parse(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert!(Location::parse(b"+0000000000000000000000090+0").is_some());
+    }
+
+    #[test]
+    fn radius_and_bound_ranges() {
+        for good in ["10", "50", "50.000", "0.001", "1.5", "007"] {
+            assert!(Radius::parse(good.as_bytes()).is_some(), "{good:?}");
+        }
+        for bad in [
+            "0",
+            "0.000",
+            "50.5",
+            "50.0000001",
+            "-1",
+            "+10",
+            "1e1",
+            "",
+            ".5",
+            "51",
+        ] {
+            assert_eq!(Radius::parse(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(Radius::parse(b"10").unwrap().metres(), 10_000);
+        assert_eq!(Radius::parse(b"0.0001").unwrap().metres(), 1);
+        for (text, value) in [("1", Some(1)), ("20", Some(20)), ("05", Some(5))] {
+            assert_eq!(parse_bound(text.as_bytes()), value);
+        }
+        for bad in ["0", "21", "2.5", "-1", "+1", "", "99999999999999999999999"] {
+            assert_eq!(parse_bound(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn iamat_keeps_fields_verbatim() {
+        let line = b"IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503";
+        let Command::IAmAt(cmd) = parse_line(line) else {
+            panic!("IAMAT not parsed");
+        };
+        assert_eq!(cmd.client, b"kiwi.cs.ucla.edu");
+        assert_eq!(cmd.location_text, b"+34.068930-118.445127");
+        assert_eq!(cmd.time_text, b"1621464827.959498503");
+    }
+
+    #[test]
+    fn fields_split_on_every_kind_of_white_space() {
+        let line = b" \t IAMAT\x0bkiwi\x0c+1+2 \r 3.5\t";
+        assert!(matches!(parse_line(line), Command::IAmAt(_)));
+        assert_eq!(parse_line(b" \t\x0b\x0c\r"), Command::Blank);
+        assert_eq!(parse_line(b""), Command::Blank);
+    }
+
+    #[test]
+    fn invalid_lines_of_spec_section_7() {
+        for bad in [
+            "HELLO world",
+            "iamat kiwi +1+1 1",
+            "IAMAT kiwi +1+1",
+            "IAMAT kiwi +1+1 1 extra",
+            "IAMAT kiwi +91-100 1",
+            "IAMAT kiwi +10-181 1",
+            "IAMAT kiwi +10-100 NaN",
+            "IAMAT kiwi +10-100 1e9",
+            "IAMAT kiwi +10-100 1.0123456789",
+            "IAMAT kiwi +10-100 -5",
+            "WHATSAT kiwi 0 5",
+            "WHATSAT kiwi 50.5 5",
+            "WHATSAT kiwi -1 5",
+            "WHATSAT kiwi 10 0",
+            "WHATSAT kiwi 10 21",
+            "WHATSAT kiwi 10 2.5",
+            "WHATSAT kiwi 10",
+            "AT Riley +0.1 kiwi +1+1 1",
+        ] {
+            assert_eq!(parse_line(bad.as_bytes()), Command::Invalid, "{bad:?}");
+        }
+        let long_name = format!("IAMAT {} +1+1 1", "x".repeat(256));
+        assert_eq!(parse_line(long_name.as_bytes()), Command::Invalid);
+        let max_name = format!("IAMAT {} +1+1 1", "x".repeat(255));
+        assert!(matches!(parse_line(max_name.as_bytes()), Command::IAmAt(_)));
+    }
+
+    #[test]
+    fn at_lines_parse_fully() {
+        let line =
+            b"AT Riley +0.263873386 kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503";
+        let Command::At(at) = parse_line(line) else {
+            panic!("AT not parsed");
+        };
+        assert_eq!(at.origin, b"Riley");
+        assert_eq!(at.diff, Diff::from_nanos(263_873_386));
+        let again = format_at(
+            at.origin,
+            at.diff,
+            at.client,
+            at.location_text,
+            at.time_text,
+        );
+        assert_eq!(&again[..], &line[..]);
+    }
+
+    #[test]
+    fn invalid_answer_copies_bytes_including_invalid_utf8() {
+        let line = b"\xff\xfe HELLO \x80";
+        assert_eq!(invalid_answer(line), b"? \xff\xfe HELLO \x80\n");
+    }
+
+    #[test]
+    fn places_body_collapses_newlines_and_ends_with_two() {
+        assert_eq!(
+            places_body(b"{\n\n\n  \"a\": 1\n}\n\n\n"),
+            b"{\n  \"a\": 1\n}\n\n"
+        );
+        assert_eq!(places_body(b"{}"), b"{}\n\n");
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn no_input_panics(line in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let _ = parse_line(&line);
+            }
+
+            #[test]
+            fn iamat_round_trips(
+                client in "[!-~]{1,40}",
+                lat in -90_000_000i64..=90_000_000,
+                lon in -180_000_000i64..=180_000_000,
+                secs in 0u64..=4_000_000_000,
+                nanos in 0u32..1_000_000_000,
+            ) {
+                let loc = format!("{}{}.{:06}{}{}.{:06}",
+                    if lat < 0 { '-' } else { '+' }, lat.abs() / 1_000_000, lat.abs() % 1_000_000,
+                    if lon < 0 { '-' } else { '+' }, lon.abs() / 1_000_000, lon.abs() % 1_000_000);
+                let time = format!("{secs}.{nanos:09}");
+                let line = format!("IAMAT {client} {loc} {time}");
+                let Command::IAmAt(cmd) = parse_line(line.as_bytes()) else {
+                    return Err(TestCaseError::fail(format!("not parsed: {line}")));
+                };
+                prop_assert_eq!(cmd.client, client.as_bytes());
+                prop_assert_eq!(cmd.location_text, loc.as_bytes());
+                prop_assert_eq!(cmd.time, Timestamp::new(secs, nanos).unwrap());
+            }
+
+            #[test]
+            fn at_lines_round_trip(
+                origin in "[A-Za-z][A-Za-z0-9_-]{0,15}",
+                diff in any::<i64>(),
+                client in "[!-~]{1,40}",
+                secs in 0u64..=4_000_000_000,
+                nanos in 0u32..1_000_000_000,
+            ) {
+                let time = format!("{secs}.{nanos:09}");
+                let line = format_at(origin.as_bytes(), Diff::from_nanos(diff.into()),
+                    client.as_bytes(), b"+1.5-2.25", time.as_bytes());
+                let Command::At(at) = parse_line(&line) else {
+                    return Err(TestCaseError::fail("AT not parsed"));
+                };
+                prop_assert_eq!(at.diff, Diff::from_nanos(diff.into()));
+                let again = format_at(at.origin, at.diff, at.client, at.location_text, at.time_text);
+                prop_assert_eq!(again, line);
+            }
+
+            #[test]
+            fn diff_text_round_trips(nanos in any::<i64>()) {
+                let diff = Diff::from_nanos(nanos.into());
+                prop_assert_eq!(Diff::parse(diff.to_string().as_bytes()), Some(diff));
+            }
+        }
+    }
+}

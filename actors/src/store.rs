@@ -1,0 +1,288 @@
+//! The LocationStoreActor: one per server, the only owner of the records.
+//!
+//! Every update, whether a client's IAMAT or a peer's flood, comes here, and
+//! only here is it decided whether the update is new (SPEC §3, "Which record
+//! wins", implemented by [`Record::supersedes`]). A new record is kept,
+//! written to the journal when the server has one, and flooded to every
+//! neighbour except the one it came from; a stale one changes nothing and goes
+//! nowhere. That one rule is what makes the flood stop: a server forwards an
+//! update at most once per record.
+//!
+//! The store also keeps a [`Digest`] of its records so that a peer link can
+//! find what the other side lacks (see `peer.rs`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use log::{debug, info, warn};
+use tokio::sync::oneshot;
+
+use crate::digest::{bucket_of, Digest};
+use crate::metrics::Metrics;
+use crate::record::{ByClient, Record, SharedRecord};
+
+const LOG: &str = "store";
+
+/// Where an update came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A client of this server (an IAMAT).
+    Client,
+    /// A neighbour, by name: the flood does not go back to it.
+    Peer(Arc<str>),
+    /// A catch-up sync from a neighbour.
+    Sync(Arc<str>),
+}
+
+impl Source {
+    fn peer(&self) -> Option<&str> {
+        match self {
+            Source::Client => None,
+            Source::Peer(name) | Source::Sync(name) => Some(name),
+        }
+    }
+}
+
+/// Persistence for records (implemented outside this crate, which does no
+/// file I/O). `append` hands back a receiver that fires once the record is
+/// durable; the store never waits on it itself.
+pub trait Journal: Send {
+    fn append(&mut self, record: &SharedRecord) -> oneshot::Receiver<Result<(), String>>;
+}
+
+/// A record to apply. Answered with whether it was new.
+#[derive(Message)]
+#[rtype(result = "Applied")]
+pub struct Update {
+    pub record: Record,
+    pub source: Source,
+}
+
+/// Several records from one peer read, applied in one go.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateBatch {
+    pub records: Vec<Record>,
+    pub source: Source,
+}
+
+/// What the store did with an [`Update`].
+#[derive(Debug)]
+pub struct Applied {
+    /// The record is now the client's newest.
+    pub new: bool,
+    /// Fires when the record is durable (only with a journal, only if new).
+    pub durable: Option<oneshot::Receiver<Result<(), String>>>,
+}
+
+/// The newest record of one client.
+#[derive(Message)]
+#[rtype(result = "Option<SharedRecord>")]
+pub struct Lookup {
+    pub client: bytes::Bytes,
+}
+
+/// Registers a neighbour's outgoing link, to which new records are flooded.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddPeer {
+    pub name: Arc<str>,
+    pub link: Recipient<Flood>,
+}
+
+/// A new record for a neighbour.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Flood(pub SharedRecord);
+
+/// This store's digest.
+#[derive(Message)]
+#[rtype(result = "Digest")]
+pub struct GetDigest;
+
+/// The records a peer with digest `theirs` may lack: those of every bucket
+/// where the digests differ.
+#[derive(Message)]
+#[rtype(result = "Vec<SharedRecord>")]
+pub struct RecordsNotIn {
+    pub theirs: Digest,
+}
+
+/// Every record, for dumps and invariant checks.
+#[derive(Message)]
+#[rtype(result = "Vec<SharedRecord>")]
+pub struct Dump;
+
+/// The store's owner.
+pub struct LocationStoreActor {
+    server: Arc<str>,
+    records: HashSet<ByClient>,
+    digest: Digest,
+    peers: Vec<(Arc<str>, Recipient<Flood>)>,
+    journal: Option<Box<dyn Journal>>,
+    metrics: Arc<Metrics>,
+}
+
+impl LocationStoreActor {
+    /// A store that starts with `records` (for example, loaded from disk).
+    pub fn new(
+        server: Arc<str>,
+        records: Vec<Record>,
+        journal: Option<Box<dyn Journal>>,
+        metrics: Arc<Metrics>,
+    ) -> LocationStoreActor {
+        let mut store = LocationStoreActor {
+            server,
+            records: HashSet::with_capacity(records.len()),
+            digest: Digest::default(),
+            peers: Vec::new(),
+            journal,
+            metrics,
+        };
+        for record in records {
+            store.insert_if_newer(record);
+        }
+        store.metrics.set_records(store.records.len());
+        store
+    }
+
+    /// Keeps `record` if it is newer than what we hold. Returns the shared
+    /// record when it was taken.
+    fn insert_if_newer(&mut self, record: Record) -> Option<SharedRecord> {
+        let current = self.records.get(record.client()).map(|r| r.0.clone());
+        if let Some(current) = &current {
+            if !record.supersedes(current) {
+                return None;
+            }
+        }
+        self.digest.replace(current.as_deref(), &record);
+        let shared = Arc::new(record);
+        self.records.replace(ByClient(shared.clone()));
+        Some(shared)
+    }
+
+    /// Applies one update: keep, journal and flood if new.
+    fn apply(&mut self, record: Record, source: &Source) -> Applied {
+        let Some(shared) = self.insert_if_newer(record) else {
+            self.metrics.count_update(source_kind(source), false);
+            return Applied {
+                new: false,
+                durable: None,
+            };
+        };
+        self.metrics.count_update(source_kind(source), true);
+        self.metrics.set_records(self.records.len());
+        debug!(target: LOG, "{}: new {}", self.server, String::from_utf8_lossy(shared.at_line()));
+        let durable = self.journal.as_mut().map(|j| j.append(&shared));
+        self.flood(&shared, source.peer());
+        Applied { new: true, durable }
+    }
+
+    fn flood(&self, record: &SharedRecord, except: Option<&str>) {
+        for (name, link) in &self.peers {
+            if Some(&**name) != except {
+                link.do_send(Flood(record.clone()));
+            }
+        }
+    }
+}
+
+fn source_kind(source: &Source) -> &'static str {
+    match source {
+        Source::Client => "client",
+        Source::Peer(_) => "peer",
+        Source::Sync(_) => "sync",
+    }
+}
+
+impl Actor for LocationStoreActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Peers and connections may queue many messages; never refuse them.
+        ctx.set_mailbox_capacity(4096);
+        info!(target: LOG, "{}: store up with {} records", self.server, self.records.len());
+    }
+}
+
+impl Handler<Update> for LocationStoreActor {
+    type Result = MessageResult<Update>;
+
+    fn handle(&mut self, msg: Update, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.apply(msg.record, &msg.source))
+    }
+}
+
+impl Handler<UpdateBatch> for LocationStoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: UpdateBatch, _: &mut Context<Self>) {
+        for record in msg.records {
+            let applied = self.apply(record, &msg.source);
+            if let Some(durable) = applied.durable {
+                // A flood is not acknowledged to anyone; a failed write is
+                // logged by the journal and repaired by the next sync.
+                drop(durable);
+            }
+        }
+    }
+}
+
+impl Handler<Lookup> for LocationStoreActor {
+    type Result = Option<SharedRecord>;
+
+    fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
+        self.records.get(&msg.client[..]).map(|r| r.0.clone())
+    }
+}
+
+impl Handler<AddPeer> for LocationStoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddPeer, _: &mut Context<Self>) {
+        if self.peers.iter().any(|(name, _)| *name == msg.name) {
+            warn!(target: LOG, "{}: peer {} registered twice", self.server, msg.name);
+            return;
+        }
+        self.peers.push((msg.name, msg.link));
+    }
+}
+
+impl Handler<GetDigest> for LocationStoreActor {
+    type Result = MessageResult<GetDigest>;
+
+    fn handle(&mut self, _: GetDigest, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.digest.clone())
+    }
+}
+
+impl Handler<RecordsNotIn> for LocationStoreActor {
+    type Result = MessageResult<RecordsNotIn>;
+
+    fn handle(&mut self, msg: RecordsNotIn, _: &mut Context<Self>) -> Self::Result {
+        let differing = self.digest.differing(&msg.theirs);
+        if differing.is_empty() {
+            return MessageResult(Vec::new());
+        }
+        let mut wanted = vec![false; crate::digest::BUCKETS];
+        for bucket in &differing {
+            wanted[*bucket] = true;
+        }
+        let records = self
+            .records
+            .iter()
+            .filter(|r| wanted[bucket_of(r.0.client())])
+            .map(|r| r.0.clone())
+            .collect();
+        MessageResult(records)
+    }
+}
+
+impl Handler<Dump> for LocationStoreActor {
+    type Result = MessageResult<Dump>;
+
+    fn handle(&mut self, _: Dump, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.records.iter().map(|r| r.0.clone()).collect())
+    }
+}

@@ -1,0 +1,7 @@
+//! The `herd` and `herdctl` binaries' shared parts: settings, logging and the
+//! wiring of actors into servers. The actors themselves live in the
+//! `herd-actors` crate, which reads no files and no command line.
+
+pub mod logging;
+pub mod server;
+pub mod settings;

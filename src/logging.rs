@@ -1,0 +1,119 @@
+//! Logging: `env_logger` on stderr (filtered by `RUST_LOG`, default `info`),
+//! and a copy of each server's own lines in `<log_dir>/<Name>.log`.
+//!
+//! Actors log with their role as the target (`connection`, `store`, `peer`,
+//! `places`, `listener`) and start every message with their server's name
+//! and a colon; that prefix is how a line finds its server's file, so the
+//! all-in-one mode still writes one file per server. Files are buffered and
+//! flushed every 100 ms and at exit.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use log::{LevelFilter, Log, Metadata, Record};
+
+type LogFile = Arc<Mutex<BufWriter<File>>>;
+
+struct HerdLogger {
+    stderr: env_logger::Logger,
+    files: HashMap<String, LogFile>,
+    file_level: LevelFilter,
+}
+
+impl Log for HerdLogger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        self.stderr.enabled(metadata) || metadata.level() <= self.file_level
+    }
+
+    fn log(&self, record: &Record) {
+        if self.stderr.matches(record) {
+            self.stderr.log(record);
+        }
+        if record.level() > self.file_level || self.files.is_empty() {
+            return;
+        }
+        let message = record.args().to_string();
+        let Some((server, _)) = message.split_once(':') else {
+            return;
+        };
+        if let Some(file) = self.files.get(server) {
+            if let Ok(mut file) = file.lock() {
+                let now = humantime::format_rfc3339_micros(SystemTime::now());
+                let _ = writeln!(
+                    file,
+                    "{now} {:<5} {}: {message}",
+                    record.level(),
+                    record.target()
+                );
+            }
+        }
+    }
+
+    fn flush(&self) {
+        self.stderr.flush();
+        for file in self.files.values() {
+            if let Ok(mut file) = file.lock() {
+                let _ = file.flush();
+            }
+        }
+    }
+}
+
+/// Installs the logger for `servers`. A log file that cannot be opened is
+/// reported and skipped; the server still runs and logs to stderr.
+pub fn init(log_dir: &str, servers: &[String], file_level: &str) {
+    let stderr =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let file_level = file_level.parse().unwrap_or(LevelFilter::Info);
+    let mut files = HashMap::new();
+    let mut problems = Vec::new();
+    if !log_dir.is_empty() {
+        if let Err(e) = std::fs::create_dir_all(log_dir) {
+            problems.push(format!("cannot create log folder {log_dir}: {e}"));
+        }
+        for server in servers {
+            let path = Path::new(log_dir).join(format!("{server}.log"));
+            match OpenOptions::new().create(true).append(true).open(&path) {
+                Ok(file) => {
+                    files.insert(server.clone(), Arc::new(Mutex::new(BufWriter::new(file))));
+                }
+                Err(e) => problems.push(format!("cannot open log file {}: {e}", path.display())),
+            }
+        }
+    }
+    let max = stderr.filter().max(file_level);
+    let logger = HerdLogger {
+        stderr,
+        files: files.clone(),
+        file_level: if files.is_empty() {
+            LevelFilter::Off
+        } else {
+            file_level
+        },
+    };
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(max);
+    }
+    for problem in problems {
+        log::warn!(target: "herd", "{problem}");
+    }
+    if !files.is_empty() {
+        let spawned = std::thread::Builder::new()
+            .name("log-flush".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(100));
+                for file in files.values() {
+                    if let Ok(mut file) = file.lock() {
+                        let _ = file.flush();
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!(target: "herd", "log files will only be flushed at exit: {e}");
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `herd`: runs one server of the herd (`herd NAME`) or all of them in one
+//! process (`herd`), as Settings.toml describes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use herd::settings::{ServerPlan, Settings};
+use herd::{logging, server};
+use log::{error, info};
+
+/// A herd of location servers: IAMAT / WHATSAT over TCP, flooded between peers.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The server to run (its name in the settings); all of them if omitted.
+    name: Option<String>,
+    /// The settings file.
+    #[arg(long, short, default_value = "Settings.toml", env = "HERD_CONFIG")]
+    config: PathBuf,
+    /// Folder of the log files (overrides herd.log_dir; "" for none).
+    #[arg(long)]
+    log_dir: Option<String>,
+    /// Folder of the databases (overrides herd.data_dir).
+    #[arg(long)]
+    data_dir: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load(&cli.config) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("herd: {}: {e}", cli.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(dir) = cli.log_dir {
+        settings.herd.log_dir = dir;
+    }
+    if let Some(dir) = cli.data_dir {
+        settings.herd.data_dir = dir;
+    }
+    let names = match &cli.name {
+        Some(name) => vec![name.clone()],
+        None => settings.server_names(),
+    };
+    let plans: Result<Vec<ServerPlan>, _> = names.iter().map(|n| settings.plan(n)).collect();
+    let plans = match plans {
+        Ok(plans) => plans,
+        Err(e) => {
+            eprintln!("herd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let server_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    logging::init(
+        &settings.herd.log_dir,
+        &server_names,
+        &settings.herd.file_log_level,
+    );
+    exit_on_panic();
+    let code = run(plans);
+    log::logger().flush();
+    code
+}
+
+/// A panic in any actor thread ends the whole process (after logging it), so
+/// that a supervisor restarts a whole server rather than a server missing a
+/// thread carrying on.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        error!(target: "herd", "panic: {info}; exiting");
+        log::logger().flush();
+        std::process::exit(101);
+    }));
+}
+
+/// Runs the servers until SIGTERM or SIGINT. Each server of an all-in-one
+/// run gets an arbiter (thread) of its own; a single server runs on the
+/// system arbiter.
+fn run(plans: Vec<ServerPlan>) -> ExitCode {
+    let system = actix_rt::System::new();
+    let result = system.block_on(async move {
+        let mut started = Vec::new();
+        if plans.len() == 1 {
+            let plan = plans.into_iter().next().ok_or("no server")?;
+            started.push(server::start(plan).await?);
+        } else {
+            for plan in plans {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let arbiter = actix_rt::Arbiter::new();
+                arbiter.spawn(async move {
+                    let _ = tx.send(server::start(plan).await.map(|s| s.name));
+                });
+                let name = rx.await.map_err(|_| "server thread died".to_string())??;
+                info!(target: "herd", "{name}: started in its own thread");
+            }
+        }
+        wait_for_signal().await;
+        info!(target: "herd", "shutting down");
+        drop(started);
+        Ok::<(), String>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(target: "herd", "{e}");
+            eprintln!("herd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the default action (exit) still applies.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,111 @@
+//! Wiring: turns a [`ServerPlan`] into running actors and listeners.
+//!
+//! Start order matters for SPEC §6: both listeners are bound first (so the
+//! server accepts clients within milliseconds), then the actors are started,
+//! and the offline places data loads in the background afterwards.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use herd_actors::connection::ClientContext;
+use herd_actors::listener::{self, PeerGate};
+use herd_actors::metrics::Metrics;
+use herd_actors::peer::PeerActor;
+use herd_actors::places::{offline::Offline, PlacesActor, Provider};
+use herd_actors::store::{AddPeer, LocationStoreActor};
+use log::{info, warn};
+use tokio::net::TcpListener;
+
+use crate::settings::{PlacesPlan, ServerPlan};
+
+/// A running server's handles.
+pub struct RunningServer {
+    pub name: Arc<str>,
+    pub store: Addr<LocationStoreActor>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Binds `addr`, naming the address in the error.
+async fn bind(addr: &str, what: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
+}
+
+/// The places provider the plan asks for.
+fn places_provider(plan: &PlacesPlan) -> Result<Box<dyn Provider>, String> {
+    match plan.section.provider.as_str() {
+        "offline" => Ok(Box::new(Offline::new())),
+        other => Err(format!(
+            "places provider {other} is not available in this build"
+        )),
+    }
+}
+
+/// Starts one server on the current arbiter.
+pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
+    let clients = bind(&plan.client_addr, "clients").await?;
+    let peers = bind(&plan.peer_addr, "peers").await?;
+    let name: Arc<str> = plan.name.as_str().into();
+    let metrics = Arc::new(Metrics::default());
+    if !plan.secret.is_set() && !plan.neighbours.is_empty() {
+        warn!(target: "herd", "{name}: NO HERD SECRET SET: peers are accepted by name alone. \
+            Set HERD_SECRET (or herd.secret_file) on every server of the herd.");
+    }
+
+    let store = LocationStoreActor::new(name.clone(), Vec::new(), None, metrics.clone()).start();
+    let provider = places_provider(&plan.places)?;
+    let places = PlacesActor::new(name.clone(), provider, metrics.clone()).start();
+
+    for neighbour in &plan.neighbours {
+        let link = PeerActor::new(
+            name.clone(),
+            neighbour.name.as_str().into(),
+            neighbour.address.clone(),
+            plan.secret.clone(),
+            store.clone(),
+            plan.peer_limits.clone(),
+            metrics.clone(),
+        )
+        .start();
+        store.do_send(AddPeer {
+            name: neighbour.name.as_str().into(),
+            link: link.recipient(),
+        });
+    }
+
+    let gate = PeerGate {
+        me: name.clone(),
+        neighbours: plan
+            .neighbours
+            .iter()
+            .map(|n| Arc::from(n.name.as_str()))
+            .collect(),
+        secret: plan.secret.clone(),
+        timeout: plan.peer_limits.handshake_timeout,
+        store: store.clone(),
+        metrics: metrics.clone(),
+    };
+    actix_rt::spawn(listener::serve_peers(peers, gate));
+    let shared = ClientContext {
+        server: name.clone(),
+        store: store.clone(),
+        places,
+        limits: plan.client_limits.clone(),
+        metrics: metrics.clone(),
+        log_lines: plan.log_lines,
+    };
+    actix_rt::spawn(listener::serve_clients(
+        clients,
+        shared,
+        plan.max_connections,
+    ));
+    info!(target: "herd", "{name}: serving clients on {}, peers on {}, neighbours: {}",
+        plan.client_addr, plan.peer_addr,
+        plan.neighbours.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "));
+    Ok(RunningServer {
+        name,
+        store,
+        metrics,
+    })
+}

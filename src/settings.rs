@@ -1,0 +1,383 @@
+//! Settings.toml and its environment overrides, turned into one [`ServerPlan`]
+//! per server: everything a server needs to start, with nothing left to look up.
+//!
+//! Sources, later ones winning: the file given by `--config` (default
+//! `Settings.toml` in the working directory), then environment variables
+//! `HERD_<SECTION>__<KEY>` (for example `HERD_LIMITS__MAX_LINE_BYTES=8192`,
+//! `HERD_PLACES__PROVIDER=google`, `HERD_SERVERS__RILEY__HOST=riley`), then
+//! command-line flags. Secrets never come from the file: the herd secret is
+//! `HERD_SECRET` or the file named by `herd.secret_file`, the Google key is
+//! `GOOGLE_PLACES_API_KEY`.
+//!
+//! Server tables are keyed by a lower-case id (environment variable names
+//! are case-insensitive) and carry the name used on the wire. A link listed
+//! on either side is a link both ways.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use herd_actors::connection::ClientLimits;
+use herd_actors::handshake::Secret;
+use herd_actors::peer::PeerLimits;
+use serde::Deserialize;
+
+/// What can go wrong reading the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid<T>(message: impl Into<String>) -> Result<T, SettingsError> {
+    Err(SettingsError::Invalid(message.into()))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HerdSection {
+    /// Folder of the per-server logs (`<log_dir>/<Name>.log`); empty: none.
+    pub log_dir: String,
+    /// Whether every input and output line is logged.
+    pub log_lines: bool,
+    /// Level of the per-server log files (stderr follows `RUST_LOG`).
+    pub file_log_level: String,
+    /// Folder of the per-server databases; empty: records in memory only.
+    pub data_dir: String,
+    /// `sync` (answer after fsync) or `async` (answer at once, fsync soon).
+    pub durability: String,
+    /// A file holding the herd secret (used when `HERD_SECRET` is unset).
+    pub secret_file: String,
+}
+
+impl Default for HerdSection {
+    fn default() -> Self {
+        HerdSection {
+            log_dir: "logs".into(),
+            log_lines: true,
+            file_log_level: "info".into(),
+            data_dir: String::new(),
+            durability: "sync".into(),
+            secret_file: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LimitsSection {
+    pub max_line_bytes: usize,
+    pub max_connections: usize,
+    pub idle_timeout_ms: u64,
+    pub write_timeout_ms: u64,
+    pub linger_ms: u64,
+    pub max_pending_records: usize,
+    pub peer_max_backlog_bytes: usize,
+    pub handshake_timeout_ms: u64,
+    pub backoff_first_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_line_bytes: 4096,
+            max_connections: 20_000,
+            idle_timeout_ms: 300_000,
+            write_timeout_ms: 10_000,
+            linger_ms: 2_000,
+            max_pending_records: 100_000,
+            peer_max_backlog_bytes: 1 << 20,
+            handshake_timeout_ms: 5_000,
+            backoff_first_ms: 50,
+            backoff_max_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PlacesSection {
+    /// `offline`, `google` or `google-new`.
+    pub provider: String,
+    pub google_base_url: String,
+    pub google_new_base_url: String,
+    pub timeout_ms: u64,
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    pub max_wait_ms: u64,
+    pub cache_ttl_ms: u64,
+    pub cache_entries: usize,
+}
+
+impl Default for PlacesSection {
+    fn default() -> Self {
+        PlacesSection {
+            provider: "offline".into(),
+            google_base_url: "https://maps.googleapis.com".into(),
+            google_new_base_url: "https://places.googleapis.com".into(),
+            timeout_ms: 5_000,
+            rate_per_sec: 50.0,
+            burst: 100,
+            max_wait_ms: 1_000,
+            cache_ttl_ms: 30_000,
+            cache_entries: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSection {
+    pub name: String,
+    /// Where the others reach this server.
+    #[serde(default = "loopback")]
+    pub host: String,
+    /// Address the listeners bind to.
+    #[serde(default = "loopback")]
+    pub listen: String,
+    pub port: u16,
+    /// Default: `port + 2000`.
+    pub peer_port: Option<u16>,
+    /// Default: `port + 1000`.
+    pub admin_port: Option<u16>,
+    /// Address the admin listener binds to (default loopback).
+    #[serde(default = "loopback")]
+    pub admin_listen: String,
+    #[serde(default)]
+    pub neighbours: Vec<String>,
+}
+
+fn loopback() -> String {
+    "127.0.0.1".into()
+}
+
+/// The whole file, after environment overrides.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(default)]
+    pub herd: HerdSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub places: PlacesSection,
+    pub servers: BTreeMap<String, ServerSection>,
+}
+
+/// How the places of one server are found.
+#[derive(Debug, Clone)]
+pub struct PlacesPlan {
+    pub section: PlacesSection,
+    /// The Google key, when a Google provider is chosen.
+    pub api_key: Option<String>,
+}
+
+/// A neighbour as one server sees it.
+#[derive(Debug, Clone)]
+pub struct NeighbourPlan {
+    pub name: String,
+    /// `host:peer_port`.
+    pub address: String,
+}
+
+/// Everything one server needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerPlan {
+    pub name: String,
+    pub client_addr: String,
+    pub peer_addr: String,
+    pub admin_addr: String,
+    pub neighbours: Vec<NeighbourPlan>,
+    pub client_limits: ClientLimits,
+    pub max_connections: usize,
+    pub peer_limits: PeerLimits,
+    pub secret: Secret,
+    pub places: PlacesPlan,
+    pub log_lines: bool,
+    pub data_dir: Option<PathBuf>,
+    pub durability: String,
+}
+
+impl Settings {
+    /// Reads `path` and the `HERD_*` environment.
+    pub fn load(path: &Path) -> Result<Settings, SettingsError> {
+        let settings = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("HERD")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize::<Settings>()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        if self.servers.is_empty() {
+            return invalid("no servers in the settings");
+        }
+        let mut names = BTreeSet::new();
+        for server in self.servers.values() {
+            if !herd_actors::protocol::valid_server_name(server.name.as_bytes()) {
+                return invalid(format!(
+                    "server name {:?} is not 1-64 letters, digits, '-', '_' or '.'",
+                    server.name
+                ));
+            }
+            if !names.insert(server.name.as_str()) {
+                return invalid(format!("server name {} is used twice", server.name));
+            }
+        }
+        for server in self.servers.values() {
+            for n in &server.neighbours {
+                if !names.contains(n.as_str()) {
+                    return invalid(format!("{} lists unknown neighbour {n}", server.name));
+                }
+                if *n == server.name {
+                    return invalid(format!("{} lists itself as a neighbour", server.name));
+                }
+            }
+        }
+        match self.places.provider.as_str() {
+            "offline" | "google" | "google-new" => {}
+            other => {
+                return invalid(format!(
+                    "places provider {other:?} is not one of offline, google, google-new"
+                ))
+            }
+        }
+        match self.herd.durability.as_str() {
+            "sync" | "async" => Ok(()),
+            other => invalid(format!("durability {other:?} is not sync or async")),
+        }
+    }
+
+    /// Finds a server by its name (any case) or its table id.
+    pub fn server(&self, name: &str) -> Option<&ServerSection> {
+        self.servers
+            .iter()
+            .find(|(id, s)| s.name.eq_ignore_ascii_case(name) || id.eq_ignore_ascii_case(name))
+            .map(|(_, s)| s)
+    }
+
+    /// The servers in the order of their client ports.
+    pub fn server_names(&self) -> Vec<String> {
+        let mut servers: Vec<&ServerSection> = self.servers.values().collect();
+        servers.sort_by_key(|s| s.port);
+        servers.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// The neighbours of `name`: listed on either side.
+    fn neighbours_of(&self, name: &str) -> Vec<&ServerSection> {
+        let mut found: Vec<&ServerSection> = self
+            .servers
+            .values()
+            .filter(|s| {
+                s.name != name
+                    && (s.neighbours.iter().any(|n| n == name)
+                        || self
+                            .server(name)
+                            .is_some_and(|me| me.neighbours.contains(&s.name)))
+            })
+            .collect();
+        found.sort_by_key(|s| s.port);
+        found
+    }
+
+    /// The start plan of server `name`, with the secret and key read from
+    /// the environment (or the secret file).
+    pub fn plan(&self, name: &str) -> Result<ServerPlan, SettingsError> {
+        let Some(server) = self.server(name) else {
+            return invalid(format!(
+                "no server named {name} in the settings (known: {})",
+                self.server_names().join(", ")
+            ));
+        };
+        let peer_port = server.peer_port.unwrap_or(server.port.saturating_add(2000));
+        let admin_port = server
+            .admin_port
+            .unwrap_or(server.port.saturating_add(1000));
+        let neighbours = self
+            .neighbours_of(&server.name)
+            .into_iter()
+            .map(|n| NeighbourPlan {
+                name: n.name.clone(),
+                address: format!(
+                    "{}:{}",
+                    n.host,
+                    n.peer_port.unwrap_or(n.port.saturating_add(2000))
+                ),
+            })
+            .collect();
+        let limits = &self.limits;
+        let ms = Duration::from_millis;
+        Ok(ServerPlan {
+            name: server.name.clone(),
+            client_addr: format!("{}:{}", server.listen, server.port),
+            peer_addr: format!("{}:{}", server.listen, peer_port),
+            admin_addr: format!("{}:{}", server.admin_listen, admin_port),
+            neighbours,
+            client_limits: ClientLimits {
+                max_line: limits.max_line_bytes,
+                idle_timeout: ms(limits.idle_timeout_ms),
+                write_timeout: ms(limits.write_timeout_ms),
+                linger: ms(limits.linger_ms),
+            },
+            max_connections: limits.max_connections,
+            peer_limits: PeerLimits {
+                handshake_timeout: ms(limits.handshake_timeout_ms),
+                write_timeout: ms(limits.write_timeout_ms),
+                backoff_first: ms(limits.backoff_first_ms),
+                backoff_max: ms(limits.backoff_max_ms),
+                max_pending: limits.max_pending_records,
+                max_backlog: limits.peer_max_backlog_bytes,
+            },
+            secret: self.secret()?,
+            places: self.places_plan()?,
+            log_lines: self.herd.log_lines,
+            data_dir: (!self.herd.data_dir.is_empty())
+                .then(|| PathBuf::from(&self.herd.data_dir).join(&server.name)),
+            durability: self.herd.durability.clone(),
+        })
+    }
+
+    /// `HERD_SECRET`, else the secret file, else none.
+    fn secret(&self) -> Result<Secret, SettingsError> {
+        if let Ok(secret) = std::env::var("HERD_SECRET") {
+            if !secret.is_empty() {
+                return Ok(Secret::new(secret.trim_end().as_bytes()));
+            }
+        }
+        if self.herd.secret_file.is_empty() {
+            return Ok(Secret::none());
+        }
+        match std::fs::read(&self.herd.secret_file) {
+            Ok(bytes) if !bytes.trim_ascii().is_empty() => Ok(Secret::new(bytes.trim_ascii())),
+            Ok(_) => invalid(format!("secret file {} is empty", self.herd.secret_file)),
+            Err(e) => invalid(format!(
+                "cannot read secret file {}: {e}",
+                self.herd.secret_file
+            )),
+        }
+    }
+
+    fn places_plan(&self) -> Result<PlacesPlan, SettingsError> {
+        let api_key = std::env::var("GOOGLE_PLACES_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty());
+        if self.places.provider != "offline" && api_key.is_none() {
+            return invalid(format!(
+                "places provider {} needs a Google API key in GOOGLE_PLACES_API_KEY",
+                self.places.provider
+            ));
+        }
+        Ok(PlacesPlan {
+            section: self.places.clone(),
+            api_key,
+        })
+    }
+}
