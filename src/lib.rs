@@ -5,3 +5,4 @@
 pub mod logging;
 pub mod server;
 pub mod settings;
+pub mod ctl;

@@ -1,1 +1,87 @@
-fn main() {}
+//! `herdctl`: the herd's companion client. Sends IAMAT, WHATSAT or raw
+//! lines to a server and prints what comes back. Subcommands live in
+//! `src/ctl/`, one file each.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use herd::ctl::{self, client};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Client of the herd: IAMAT, WHATSAT, raw lines")]
+struct Cli {
+    /// Server to talk to: `host:port` or a server name from the settings.
+    #[arg(long, short, global = true, default_value = "127.0.0.1:12665")]
+    server: String,
+    /// Settings file used to look server names up.
+    #[arg(long, short, global = true, default_value = "Settings.toml", env = "HERD_CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Report a client's position: IAMAT <client> <location> <time>.
+    Iamat {
+        client: String,
+        /// ISO 6709, e.g. +34.068930-118.445127.
+        #[arg(allow_hyphen_values = true)]
+        location: String,
+        /// POSIX seconds with up to 9 fraction digits (default: now).
+        time: Option<String>,
+    },
+    /// Ask what lies near a client: WHATSAT <client> <radius-km> <bound>.
+    Whatsat {
+        client: String,
+        radius_km: String,
+        bound: String,
+    },
+    /// Send raw lines (arguments, or standard input when none) and print
+    /// whatever comes back.
+    Send { lines: Vec<String> },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = ctl::resolve_server(&cli.server, &cli.config).and_then(|address| match cli.command {
+        Command::Iamat {
+            client,
+            location,
+            time,
+        } => {
+            let time = time.unwrap_or_else(client::now_text);
+            let line = format!("IAMAT {client} {location} {time}");
+            client::print_exchange(&address, &[line.into_bytes()])
+        }
+        Command::Whatsat {
+            client,
+            radius_km,
+            bound,
+        } => {
+            let line = format!("WHATSAT {client} {radius_km} {bound}");
+            client::print_exchange(&address, &[line.into_bytes()])
+        }
+        Command::Send { lines } => {
+            let lines: Vec<Vec<u8>> = if lines.is_empty() {
+                std::io::stdin()
+                    .lock()
+                    .split(b'\n')
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("cannot read standard input: {e}"))?
+            } else {
+                lines.into_iter().map(String::into_bytes).collect()
+            };
+            client::print_exchange(&address, &lines)
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herdctl: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

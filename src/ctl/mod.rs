@@ -1,0 +1,25 @@
+//! `herdctl` subcommands, one file each. Each takes its parsed arguments
+//! and returns an error message for the command line, never panics.
+
+pub mod client;
+
+use std::time::Duration;
+
+use crate::settings::Settings;
+
+/// Where a subcommand talks to: `host:port`, or a server name looked up in
+/// the settings file (its client port).
+pub fn resolve_server(server: &str, config: &std::path::Path) -> Result<String, String> {
+    if server.contains(':') {
+        return Ok(server.to_string());
+    }
+    let settings = Settings::load(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let found = settings
+        .server(server)
+        .ok_or_else(|| format!("no server named {server} in {}", config.display()))?;
+    let host = if found.listen == "0.0.0.0" { "127.0.0.1" } else { found.host.as_str() };
+    Ok(format!("{host}:{}", found.port))
+}
+
+/// Default deadline for one answer.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
