@@ -1,0 +1,383 @@
+//! Test harness: real `herd` processes on loopback, on ports chosen free for
+//! each test, with a settings file of their own in a temporary folder.
+//!
+//! Nothing here sleeps to synchronise: `wait_until` polls a condition (a
+//! port accepting, an answer appearing) with a deadline and fails loudly
+//! when the deadline passes.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The default herd of SPEC §1: names and links.
+pub const DEFAULT_HERD: &[(&str, &[&str])] = &[
+    ("Riley", &["Jaquez", "Juzang"]),
+    ("Jaquez", &["Riley", "Bernard"]),
+    ("Juzang", &["Riley", "Campbell", "Bernard"]),
+    ("Campbell", &["Juzang", "Bernard"]),
+    ("Bernard", &["Jaquez", "Juzang", "Campbell"]),
+];
+
+/// Polls `condition` every few milliseconds until it holds or `timeout`
+/// passes; panics with `what` on timeout.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Ports of one server.
+#[derive(Debug, Clone)]
+pub struct ServerPorts {
+    pub name: String,
+    pub client: u16,
+    pub peer: u16,
+    pub admin: u16,
+    pub neighbours: Vec<String>,
+}
+
+/// A herd under test.
+pub struct Herd {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub servers: Vec<ServerPorts>,
+    env: Vec<(String, String)>,
+    children: BTreeMap<String, Child>,
+    all_in_one: Option<Child>,
+}
+
+/// Builds a herd's settings file.
+pub struct HerdBuilder {
+    topology: Vec<(String, Vec<String>)>,
+    extra: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl HerdBuilder {
+    /// Adds raw TOML lines to a section, e.g. `.setting("limits", "idle_timeout_ms = 500")`.
+    pub fn setting(mut self, section: &str, line: &str) -> Self {
+        self.extra.push(format!("[{section}]\n{line}\n"));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Writes the settings; starts nothing yet.
+    pub fn build(self) -> Herd {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let servers: Vec<ServerPorts> = self
+            .topology
+            .iter()
+            .map(|(name, neighbours)| ServerPorts {
+                name: name.clone(),
+                client: free_port(),
+                peer: free_port(),
+                admin: free_port(),
+                neighbours: neighbours.clone(),
+            })
+            .collect();
+        let mut sections: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        sections
+            .entry("herd".into())
+            .or_default()
+            .push(format!("log_dir = {:?}", dir.path().join("logs").display().to_string()));
+        sections
+            .entry("limits".into())
+            .or_default()
+            .push("backoff_max_ms = 500".into());
+        for extra in &self.extra {
+            let (header, line) = extra.split_once('\n').expect("section and line");
+            let section = header.trim_matches(|c| c == '[' || c == ']').to_string();
+            sections.entry(section).or_default().push(line.trim().to_string());
+        }
+        let mut toml = String::new();
+        for (section, lines) in &sections {
+            toml.push_str(&format!("[{section}]\n"));
+            let mut seen = BTreeMap::new();
+            for line in lines {
+                let key = line.split('=').next().unwrap_or("").trim().to_string();
+                seen.insert(key, line.clone()); // later settings win
+            }
+            for line in seen.values() {
+                toml.push_str(line);
+                toml.push('\n');
+            }
+            toml.push('\n');
+        }
+        for s in &servers {
+            toml.push_str(&format!(
+                "[servers.{}]\nname = {:?}\nport = {}\npeer_port = {}\nadmin_port = {}\nneighbours = {:?}\n\n",
+                s.name.to_lowercase(),
+                s.name,
+                s.client,
+                s.peer,
+                s.admin,
+                s.neighbours
+            ));
+        }
+        let config = dir.path().join("Settings.toml");
+        std::fs::write(&config, toml).expect("write settings");
+        Herd {
+            dir,
+            config,
+            servers,
+            env: self.env,
+            children: BTreeMap::new(),
+            all_in_one: None,
+        }
+    }
+}
+
+impl Herd {
+    /// The default five-server herd on fresh ports.
+    pub fn five() -> HerdBuilder {
+        Herd::with_topology(DEFAULT_HERD)
+    }
+
+    pub fn with_topology(topology: &[(&str, &[&str])]) -> HerdBuilder {
+        HerdBuilder {
+            topology: topology
+                .iter()
+                .map(|(n, ns)| (n.to_string(), ns.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            extra: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn ports(&self, name: &str) -> &ServerPorts {
+        self.servers
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no server {name} in this herd"))
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.name.clone()).collect()
+    }
+
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("logs").join(format!("{name}.log"))
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", std::env::var("HERD_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env_remove("HERD_SECRET")
+            .env_remove("GOOGLE_PLACES_API_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Starts `herd NAME` and waits until it accepts clients.
+    pub fn start(&mut self, name: &str) {
+        let child = self
+            .command()
+            .arg(name)
+            .spawn()
+            .expect("spawn the herd binary");
+        self.children.insert(name.to_string(), child);
+        self.wait_accepting(name);
+    }
+
+    /// Starts every server as its own process.
+    pub fn start_each(&mut self) {
+        for name in self.names() {
+            self.start(&name);
+        }
+    }
+
+    /// Starts all servers in one `herd` process.
+    pub fn start_all_in_one(&mut self) {
+        let child = self.command().spawn().expect("spawn the herd binary");
+        self.all_in_one = Some(child);
+        for name in self.names() {
+            self.wait_accepting(&name);
+        }
+    }
+
+    pub fn wait_accepting(&self, name: &str) {
+        let port = self.ports(name).client;
+        wait_until(Duration::from_secs(10), &format!("{name} to accept clients"), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    /// SIGKILLs one server's process.
+    pub fn kill(&mut self, name: &str) {
+        if let Some(mut child) = self.children.remove(name) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERMs one server and returns its exit status.
+    pub fn terminate(&mut self, name: &str) -> std::process::ExitStatus {
+        let mut child = self.children.remove(name).expect("server is running");
+        signal(&child, "TERM");
+        child.wait().expect("wait for the server")
+    }
+
+    pub fn is_running(&mut self, name: &str) -> bool {
+        self.children
+            .get_mut(name)
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    pub fn client(&self, name: &str) -> Client {
+        Client::connect(self.ports(name).client)
+    }
+
+    /// Sends one line on a fresh connection, returns the first answer line.
+    pub fn ask(&self, name: &str, line: &str) -> String {
+        let mut client = self.client(name);
+        client.send(line);
+        client.read_line()
+    }
+
+    /// WHATSAT's AT line at `name`, or `None` while `name` does not know the client.
+    pub fn whatsat_at_line(&self, name: &str, client_name: &str) -> Option<String> {
+        let mut client = Client::try_connect(self.ports(name).client)?;
+        client.send(&format!("WHATSAT {client_name} 1 1"));
+        let first = client.read_line();
+        if first.starts_with("? ") {
+            return None;
+        }
+        client.read_until_blank();
+        Some(first)
+    }
+
+    /// Waits until `name` answers WHATSAT for `client_name` with `expected`.
+    pub fn wait_for_at_line(&self, name: &str, client_name: &str, expected: &str) {
+        wait_until(
+            Duration::from_secs(15),
+            &format!("{name} to hold {expected}"),
+            || self.whatsat_at_line(name, client_name).as_deref() == Some(expected),
+        );
+    }
+}
+
+impl Drop for Herd {
+    fn drop(&mut self) {
+        for child in self.children.values_mut().chain(self.all_in_one.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends a signal to a child by `kill -<sig>`.
+pub fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} failed");
+}
+
+/// A client connection with line helpers.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        Client::try_connect(port).unwrap_or_else(|| panic!("connect to port {port}"))
+    }
+
+    pub fn try_connect(port: u16) -> Option<Client> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .ok()?;
+        let writer = stream.try_clone().ok()?;
+        Some(Client {
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\n").as_bytes());
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("send to server");
+    }
+
+    pub fn half_close(&mut self) {
+        self.writer.shutdown(Shutdown::Write).expect("half-close");
+    }
+
+    /// One line without its newline; panics on EOF or timeout.
+    pub fn read_line(&mut self) -> String {
+        let line = self.read_raw_line();
+        assert!(!line.is_empty(), "connection closed while a line was expected");
+        String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned()
+    }
+
+    /// One line with its newline as bytes; empty at EOF.
+    pub fn read_raw_line(&mut self) -> Vec<u8> {
+        let mut line = Vec::new();
+        self.reader
+            .read_until(b'\n', &mut line)
+            .expect("read from server");
+        line
+    }
+
+    /// Reads lines up to and including the empty line ending a WHATSAT answer.
+    pub fn read_until_blank(&mut self) -> String {
+        let mut text = String::new();
+        loop {
+            let line = self.read_line();
+            if line.is_empty() {
+                return text;
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+
+    /// Everything until the server closes.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        let _ = self.reader.read_to_end(&mut rest);
+        rest
+    }
+}
+
+/// An IAMAT line for `client` at a fixed place and the given time.
+pub fn iamat(client: &str, time: &str) -> String {
+    format!("IAMAT {client} +34.068930-118.445127 {time}")
+}
+
+/// The folder holding the settings, for tests that need more files there.
+pub fn dir_of(herd: &Herd) -> &Path {
+    herd.dir.path()
+}
