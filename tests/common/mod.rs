@@ -28,7 +28,10 @@ pub const DEFAULT_HERD: &[(&str, &[&str])] = &[
 pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -93,10 +96,10 @@ impl HerdBuilder {
             })
             .collect();
         let mut sections: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        sections
-            .entry("herd".into())
-            .or_default()
-            .push(format!("log_dir = {:?}", dir.path().join("logs").display().to_string()));
+        sections.entry("herd".into()).or_default().push(format!(
+            "log_dir = {:?}",
+            dir.path().join("logs").display().to_string()
+        ));
         sections
             .entry("limits".into())
             .or_default()
@@ -104,7 +107,10 @@ impl HerdBuilder {
         for extra in &self.extra {
             let (header, line) = extra.split_once('\n').expect("section and line");
             let section = header.trim_matches(|c| c == '[' || c == ']').to_string();
-            sections.entry(section).or_default().push(line.trim().to_string());
+            sections
+                .entry(section)
+                .or_default()
+                .push(line.trim().to_string());
         }
         let mut toml = String::new();
         for (section, lines) in &sections {
@@ -181,7 +187,10 @@ impl Herd {
         cmd.arg("--config")
             .arg(&self.config)
             .current_dir(self.dir.path())
-            .env("RUST_LOG", std::env::var("HERD_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("HERD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env_remove("HERD_SECRET")
             .env_remove("GOOGLE_PLACES_API_KEY")
             .stdin(Stdio::null())
@@ -222,9 +231,11 @@ impl Herd {
 
     pub fn wait_accepting(&self, name: &str) {
         let port = self.ports(name).client;
-        wait_until(Duration::from_secs(10), &format!("{name} to accept clients"), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        wait_until(
+            Duration::from_secs(10),
+            &format!("{name} to accept clients"),
+            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
     }
 
     /// SIGKILLs one server's process.
@@ -331,6 +342,11 @@ impl Client {
         self.writer.write_all(bytes).expect("send to server");
     }
 
+    /// Writes without asserting success (the server may already have closed).
+    pub fn writer_write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes)
+    }
+
     pub fn half_close(&mut self) {
         self.writer.shutdown(Shutdown::Write).expect("half-close");
     }
@@ -338,7 +354,10 @@ impl Client {
     /// One line without its newline; panics on EOF or timeout.
     pub fn read_line(&mut self) -> String {
         let line = self.read_raw_line();
-        assert!(!line.is_empty(), "connection closed while a line was expected");
+        assert!(
+            !line.is_empty(),
+            "connection closed while a line was expected"
+        );
         String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned()
     }
 
