@@ -6,3 +6,4 @@ pub mod logging;
 pub mod server;
 pub mod settings;
 pub mod ctl;
+pub mod journal;

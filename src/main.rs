@@ -93,10 +93,12 @@ fn run(plans: Vec<ServerPlan>) -> ExitCode {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let arbiter = actix_rt::Arbiter::new();
                 arbiter.spawn(async move {
-                    let _ = tx.send(server::start(plan).await.map(|s| s.name));
+                    let _ = tx.send(server::start(plan).await);
                 });
-                let name = rx.await.map_err(|_| "server thread died".to_string())??;
-                info!(target: "herd", "{name}: started in its own thread");
+                let server = rx.await.map_err(|_| "server thread died".to_string())??;
+                info!(target: "herd", "{}: started in its own thread", server.name);
+                // Kept until shutdown: dropping it flushes the server's journal.
+                started.push(server);
             }
         }
         wait_for_signal().await;

@@ -12,10 +12,11 @@ use herd_actors::listener::{self, PeerGate};
 use herd_actors::metrics::Metrics;
 use herd_actors::peer::PeerActor;
 use herd_actors::places::{offline::Offline, PlacesActor, Provider};
-use herd_actors::store::{AddPeer, LocationStoreActor};
+use herd_actors::store::{AddPeer, Journal, LocationStoreActor};
 use log::{info, warn};
 use tokio::net::TcpListener;
 
+use crate::journal::{self, JournalGuard};
 use crate::settings::{PlacesPlan, ServerPlan};
 
 /// A running server's handles.
@@ -23,6 +24,8 @@ pub struct RunningServer {
     pub name: Arc<str>,
     pub store: Addr<LocationStoreActor>,
     pub metrics: Arc<Metrics>,
+    /// The journal's writer; dropping it commits what is queued and stops it.
+    pub journal: Option<JournalGuard>,
 }
 
 /// Binds `addr`, naming the address in the error.
@@ -53,7 +56,17 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
             Set HERD_SECRET (or herd.secret_file) on every server of the herd.");
     }
 
-    let store = LocationStoreActor::new(name.clone(), Vec::new(), None, metrics.clone()).start();
+    // With a data folder, the records are loaded before the store starts, so a
+    // restarted server answers for them from its first request.
+    let (records, journal, guard) = match &plan.data_dir {
+        Some(dir) => {
+            let opened = journal::open(dir, journal::Mode::parse(&plan.durability), &name)?;
+            let journal: Box<dyn Journal> = Box::new(opened.journal);
+            (opened.records, Some(journal), Some(opened.guard))
+        }
+        None => (Vec::new(), None, None),
+    };
+    let store = LocationStoreActor::new(name.clone(), records, journal, metrics.clone()).start();
     let provider = places_provider(&plan.places)?;
     let places = PlacesActor::new(name.clone(), provider, metrics.clone()).start();
 
@@ -107,5 +120,6 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
         name,
         store,
         metrics,
+        journal: guard,
     })
 }

@@ -99,7 +99,8 @@ fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn from_hex(text: &[u8]) -> Option<Vec<u8>> {
+/// Parses the hex of a MAC (public for the fuzz targets).
+pub fn from_hex(text: &[u8]) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }
@@ -149,7 +150,8 @@ async fn send_line(framed: &mut PeerFramed, line: String) -> Result<(), Handshak
 }
 
 /// Splits a line into exactly `N` fields after `verb`, or refuses it.
-fn expect<const N: usize>(line: &[u8], verb: &[u8]) -> Result<[String; N], HandshakeError> {
+/// Public for the fuzz targets: it reads what strangers send.
+pub fn expect<const N: usize>(line: &[u8], verb: &[u8]) -> Result<[String; N], HandshakeError> {
     let text = || String::from_utf8_lossy(line).into_owned();
     if line.starts_with(b"? ") {
         return Err(HandshakeError::Refused(text()[2..].to_string()));

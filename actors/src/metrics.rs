@@ -32,6 +32,11 @@ pub struct Metrics {
     pub places: Mutex<BTreeMap<(String, String), u64>>,
     pub places_cache_hits: AtomicU64,
     pub places_upstream_calls: AtomicU64,
+    /// Places requests that waited for an identical one in flight.
+    pub places_coalesced: AtomicU64,
+    /// Places requests refused by the token bucket (answered OVER_QUERY_LIMIT
+    /// without calling upstream).
+    pub places_rate_limited: AtomicU64,
     /// Outgoing links by neighbour.
     pub links: Mutex<BTreeMap<String, LinkStatus>>,
 }

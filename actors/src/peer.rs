@@ -10,35 +10,56 @@
 //! catch-up sync, stream floods, and on any failure wait (exponential backoff
 //! with jitter: first retry within 100 ms, cap about 2 s) and start again.
 //!
-//! Catch-up sync: after WELCOME the acceptor sends `DIGEST <hex>`, the
-//! digest of its store ([`crate::digest`]). This side asks its own store for
-//! every record in the buckets where the digests differ and sends them as
-//! ordinary `AT` lines, ending with `SYNCED <count>`; the far store keeps what
-//! is newer and ignores the rest. Since both ends dial each other, each end
+//! Catch-up sync (wire format in docs/peer-protocol.md): after WELCOME the
+//! acceptor sends the sums of its digest tree's first level; this side
+//! compares them with its own ([`crate::digest::Plan`]) and asks, round by
+//! round, for the children of the nodes that differ (`WANT`), then for the
+//! record fingerprints of the leaves that differ (`KEYS`). It then sends, as
+//! ordinary `AT` lines, exactly the records the acceptor lacks or holds in
+//! another version, ending with `SYNCED <count>`; the far store keeps what is
+//! newer and ignores the rest. Since both ends dial each other, each end
 //! pushes what the other lacks, and a server that restarted empty is refilled
-//! without waiting for new traffic.
+//! without waiting for new traffic. The cost follows the difference: ten
+//! differing records among a million cost a few kilobytes and five round
+//! trips (BENCHMARKS.md, "Sync and durability").
 //!
-//! Floods never wait for the link. While it is down, syncing, or slow (more
-//! than `max_backlog` bytes unwritten), records are held in a buffer that keeps
-//! only the newest record per client. Past `max_pending` clients the buffer is
-//! dropped and the link is restarted, whose sync then sends what was dropped.
+//! Floods never wait for the link, and a dead or slow neighbour never slows
+//! the store or a client's answer: the store hands floods over with
+//! `do_send` (queued, never refused) and nothing here ever answers back.
+//! While the link is down, syncing, or slow (more than `max_backlog` bytes
+//! unwritten), records are held in a buffer that keeps only the newest
+//! record per client (hinted handoff, coalesced): a client that moves a
+//! thousand times while its neighbour is away costs one entry. The buffer
+//! is bounded by `max_pending` clients (default 100,000). An entry is a
+//! pointer into a record shared with the store (16 bytes of set), plus the
+//! record itself (at most ~350 bytes) once the store has moved on to a newer
+//! one: 2 to 35 MB per neighbour at the bound. Past the bound the buffer is dropped
+//! and, if connected, the link restarted: the catch-up sync of the next
+//! connection then sends whatever the neighbour lacks, from the store
+//! itself, so dropping the buffer loses nothing, it only trades memory for
+//! a sync. Records written to a socket that then breaks are covered the
+//! same way: every (re)connect syncs, so a flapping link converges as soon
+//! as it stays up for one sync.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
 use log::{debug, info, warn};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedRead};
 
 use crate::codec::{Frame, LineCodec};
-use crate::digest::Digest;
-use crate::handshake::{self, Secret};
+use crate::digest::{self, nodes_at, Plan, DEPTH, LEAVES};
+use crate::handshake::{self, PeerFramed, Secret};
 use crate::metrics::Metrics;
 use crate::output::{Drain, HasOutput, Output};
+use crate::protocol::fields;
 use crate::record::{ByClient, SharedRecord};
-use crate::store::{Flood, LocationStoreActor, RecordsNotIn};
+use crate::store::{Flood, GetDigest, LocationStoreActor, SyncRecords};
 
 const LOG: &str = "peer";
 
@@ -172,8 +193,32 @@ impl PeerActor {
         }));
     }
 
-    fn connected(&mut self, framed: handshake::PeerFramed, ctx: &mut Context<Self>) {
-        info!(target: LOG, "{}: link to {} ({}) made; syncing", self.me, self.neighbour, self.address);
+    /// The handshake passed: run the catch-up sync, then stream floods.
+    fn connected(&mut self, mut framed: PeerFramed, ctx: &mut Context<Self>) {
+        debug!(target: LOG, "{}: link to {} ({}) made; syncing", self.me, self.neighbour, self.address);
+        self.set_state(LinkState::Syncing);
+        let attempt = self.attempt;
+        let (store, timeout) = (self.store.clone(), self.limits.write_timeout);
+        let work = async move {
+            let stats = dial_sync(&mut framed, &store, timeout).await;
+            (framed, stats)
+        };
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |(framed, stats), act, ctx| {
+                    if attempt != act.attempt {
+                        return;
+                    }
+                    match stats {
+                        Ok(stats) => act.synced(framed, stats, ctx),
+                        Err(e) => act.drop_link(&format!("sync failed: {e}"), ctx),
+                    }
+                }),
+        );
+    }
+
+    /// The sync is done: the link carries floods from now on.
+    fn synced(&mut self, framed: PeerFramed, stats: SyncStats, ctx: &mut Context<Self>) {
         self.backoff = self.limits.backoff_first;
         let parts = framed.into_parts();
         let (read, write) = parts.io.into_split();
@@ -181,38 +226,16 @@ impl PeerActor {
         let mut reader = FramedRead::new(read, LineCodec::new(PEER_MAX_LINE));
         reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
         self.reader = Some(ctx.add_stream(reader));
-        self.set_state(LinkState::Syncing);
-    }
-
-    /// The acceptor's digest arrived: send what it may lack, then floods.
-    fn sync(&mut self, theirs: Digest, ctx: &mut Context<Self>) {
-        let attempt = self.attempt;
-        let started = Instant::now();
-        let ask = self.store.send(RecordsNotIn { theirs });
-        ctx.spawn(ask.into_actor(self).map(move |records, act, ctx| {
-            if attempt != act.attempt || act.state != LinkState::Syncing {
-                return;
-            }
-            let Ok(records) = records else {
-                return act.drop_link("store unavailable", ctx);
-            };
-            let count = records.len();
-            if let Some(output) = act.output.as_mut() {
-                for record in &records {
-                    queue_record(output, record);
-                }
-                output.queue(format!("SYNCED {count}\n").as_bytes());
-            }
-            Metrics::bump(&act.metrics.sync_runs);
-            act.metrics
-                .sync_records_sent
-                .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
-            info!(target: LOG, "{}: link to {} up; sync sent {count} records in {:?}",
-                act.me, act.neighbour, started.elapsed());
-            act.set_state(LinkState::Up);
-            act.move_pending();
-            act.drain(ctx);
-        }));
+        Metrics::bump(&self.metrics.sync_runs);
+        self.metrics
+            .sync_records_sent
+            .fetch_add(stats.records as u64, std::sync::atomic::Ordering::Relaxed);
+        info!(target: LOG, "{}: link to {} up; sync sent {} records in {} rounds, {} bytes out, \
+            {} in, {:?}", self.me, self.neighbour, stats.records, stats.rounds, stats.bytes_out,
+            stats.bytes_in, stats.elapsed);
+        self.set_state(LinkState::Up);
+        self.move_pending();
+        self.drain(ctx);
     }
 
     /// Moves held records to the socket while the backlog allows.
@@ -348,7 +371,8 @@ impl Handler<Flood> for PeerActor {
     }
 }
 
-/// What the acceptor says on our outgoing connection: its digest, once.
+/// After the sync the acceptor says nothing more on our outgoing connection;
+/// reading it is how a closed link is noticed.
 impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
     fn handle(&mut self, item: Result<Frame, std::io::Error>, ctx: &mut Context<Self>) {
         let line = match item {
@@ -356,18 +380,191 @@ impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
             Ok(Frame::Overlong) => return self.drop_link("overlong line from peer", ctx),
             Err(e) => return self.drop_link(&e.to_string(), ctx),
         };
-        match line.strip_prefix(b"DIGEST ") {
-            Some(hex) if self.state == LinkState::Syncing => match Digest::from_hex(hex) {
-                Some(theirs) => self.sync(theirs, ctx),
-                None => self.drop_link("malformed digest", ctx),
-            },
-            _ => warn!(target: LOG, "{}: unexpected line from {}: {}", self.me, self.neighbour,
-                String::from_utf8_lossy(&line[..line.len().min(80)])),
-        }
+        warn!(target: LOG, "{}: unexpected line from {}: {}", self.me, self.neighbour,
+            String::from_utf8_lossy(&line[..line.len().min(80)]));
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         self.reader = None;
         self.drop_link("closed by peer", ctx);
+    }
+}
+
+/// What one catch-up sync cost, as seen by one side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Request-answer round trips (the acceptor's first `SUMS` counts as one).
+    pub rounds: u32,
+    /// Bytes this side wrote, records included.
+    pub bytes_out: u64,
+    /// Bytes this side read.
+    pub bytes_in: u64,
+    /// Records sent.
+    pub records: usize,
+    pub elapsed: Duration,
+}
+
+/// A sync's line-level I/O, with a deadline on every step and byte counts.
+pub(crate) struct SyncWire<'a> {
+    pub framed: &'a mut PeerFramed,
+    pub timeout: Duration,
+    pub stats: SyncStats,
+}
+
+impl SyncWire<'_> {
+    /// The next line; an error on close, overlong line or timeout.
+    pub async fn read(&mut self) -> Result<Bytes, String> {
+        match tokio::time::timeout(self.timeout, self.framed.next()).await {
+            Err(_) => Err("timed out".into()),
+            Ok(None) => Err("closed".into()),
+            Ok(Some(Err(e))) => Err(e.to_string()),
+            Ok(Some(Ok(Frame::Overlong))) => Err("overlong line".into()),
+            Ok(Some(Ok(Frame::Line(line)))) => {
+                self.stats.bytes_in += line.len() as u64 + 1;
+                Ok(line)
+            }
+        }
+    }
+
+    /// Writes `bytes` (whole lines) and flushes them.
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), String> {
+        self.stats.bytes_out += bytes.len() as u64;
+        match tokio::time::timeout(self.timeout, self.framed.send(bytes)).await {
+            Err(_) => Err("write timed out".into()),
+            Ok(result) => result.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Parses a decimal field.
+pub(crate) fn number(field: Option<&[u8]>) -> Option<usize> {
+    std::str::from_utf8(field?).ok()?.parse().ok()
+}
+
+/// Appends `VERB id id ...` to `out` as one line.
+pub(crate) fn id_line(out: &mut String, verb: &str, ids: &[usize]) {
+    use std::fmt::Write;
+    out.push_str(verb);
+    for id in ids {
+        let _ = write!(out, " {id}");
+    }
+    out.push('\n');
+}
+
+fn unexpected(line: &[u8]) -> String {
+    format!(
+        "unexpected line {:?}",
+        String::from_utf8_lossy(&line[..line.len().min(40)])
+    )
+}
+
+/// The dialer's side of a catch-up sync, from the acceptor's first `SUMS`
+/// to our `SYNCED`. See docs/peer-protocol.md.
+pub async fn dial_sync(
+    framed: &mut PeerFramed,
+    store: &Addr<LocationStoreActor>,
+    timeout: Duration,
+) -> Result<SyncStats, String> {
+    let started = Instant::now();
+    let mine = store
+        .send(GetDigest)
+        .await
+        .map_err(|_| "store unavailable")?;
+    let mut wire = SyncWire {
+        framed,
+        timeout,
+        stats: SyncStats::default(),
+    };
+    let mut plan = Plan::default();
+    read_sums(&mut wire, &mine, &mut plan).await?;
+    let mut leaves: HashMap<usize, HashSet<u64>> = HashMap::new();
+    loop {
+        // One request line per round, then only reading: neither side ever
+        // writes while the other is blocked writing.
+        let mut request = String::new();
+        if !plan.want.is_empty() {
+            let want = std::mem::take(&mut plan.want);
+            id_line(&mut request, &format!("WANT {}", plan.want_level), &want);
+            wire.write(Bytes::from(request)).await?;
+            read_sums(&mut wire, &mine, &mut plan).await?;
+        } else if !plan.keys.is_empty() {
+            let keys = std::mem::take(&mut plan.keys);
+            id_line(&mut request, "KEYS", &keys);
+            wire.write(Bytes::from(request)).await?;
+            read_fingerprints(&mut wire, &mut leaves).await?;
+        } else {
+            break;
+        }
+    }
+    let whole = std::mem::take(&mut plan.whole);
+    let records = store
+        .send(SyncRecords { whole, leaves })
+        .await
+        .map_err(|_| "store unavailable")?;
+    // Records go out in chunks of about 64 KiB, one write each.
+    let mut chunk = BytesMut::with_capacity(1 << 16);
+    for record in &records {
+        chunk.extend_from_slice(record.at_line());
+        chunk.extend_from_slice(b"\n");
+        if chunk.len() >= 1 << 16 {
+            wire.write(chunk.split().freeze()).await?;
+        }
+    }
+    chunk.extend_from_slice(format!("SYNCED {}\n", records.len()).as_bytes());
+    wire.write(chunk.freeze()).await?;
+    wire.stats.records = records.len();
+    wire.stats.elapsed = started.elapsed();
+    Ok(wire.stats)
+}
+
+/// Reads `SUMS <level> <node> <hex>` lines up to `END`, comparing each.
+async fn read_sums(
+    wire: &mut SyncWire<'_>,
+    mine: &digest::Digest,
+    plan: &mut Plan,
+) -> Result<(), String> {
+    wire.stats.rounds += 1;
+    loop {
+        let line = wire.read().await?;
+        let mut parts = fields(&line);
+        match parts.next() {
+            Some(b"END") => return Ok(()),
+            Some(b"SUMS") => {
+                let level = number(parts.next()).filter(|&l| l < usize::from(DEPTH));
+                let node = number(parts.next());
+                let sums = parts.next().and_then(digest::from_hex);
+                match (level, node, sums) {
+                    (Some(level), Some(node), Some(sums)) if node < nodes_at(level as u8) => {
+                        plan.compare(mine, level as u8, node, &sums);
+                    }
+                    _ => return Err(unexpected(&line)),
+                }
+            }
+            _ => return Err(unexpected(&line)),
+        }
+    }
+}
+
+/// Reads `FPS <leaf> [<hex>]` lines up to `END`.
+async fn read_fingerprints(
+    wire: &mut SyncWire<'_>,
+    leaves: &mut HashMap<usize, HashSet<u64>>,
+) -> Result<(), String> {
+    wire.stats.rounds += 1;
+    loop {
+        let line = wire.read().await?;
+        let mut parts = fields(&line);
+        match parts.next() {
+            Some(b"END") => return Ok(()),
+            Some(b"FPS") => {
+                let leaf = number(parts.next()).filter(|&l| l < LEAVES);
+                let fps = digest::from_hex(parts.next().unwrap_or(b""));
+                match (leaf, fps) {
+                    (Some(leaf), Some(fps)) => leaves.entry(leaf).or_default().extend(fps),
+                    _ => return Err(unexpected(&line)),
+                }
+            }
+            _ => return Err(unexpected(&line)),
+        }
     }
 }

@@ -9,16 +9,19 @@
 //! update at most once per record.
 //!
 //! The store also keeps a [`Digest`] of its records so that a peer link can
-//! find what the other side lacks (see `peer.rs`).
+//! find what the other side lacks (see `digest.rs` and `peer.rs`), and
+//! answers the two questions of a sync's last round: which fingerprints it
+//! holds in some leaves ([`LeafFingerprints`]) and which of its records a
+//! peer lacks ([`SyncRecords`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use log::{debug, info, warn};
 use tokio::sync::oneshot;
 
-use crate::digest::{bucket_of, Digest};
+use crate::digest::{leaf_of, leaves_under, Digest, LEAVES};
 use crate::metrics::Metrics;
 use crate::record::{ByClient, Record, SharedRecord};
 
@@ -101,12 +104,24 @@ pub struct Flood(pub SharedRecord);
 #[rtype(result = "Digest")]
 pub struct GetDigest;
 
-/// The records a peer with digest `theirs` may lack: those of every bucket
-/// where the digests differ.
+/// The records a peer may lack, found by a sync's walk down the digest tree
+/// (see `digest.rs`): every record under the `whole` nodes, and every record
+/// of a listed leaf whose fingerprint is not among the peer's.
 #[derive(Message)]
 #[rtype(result = "Vec<SharedRecord>")]
-pub struct RecordsNotIn {
-    pub theirs: Digest,
+pub struct SyncRecords {
+    /// `(level, node)`: the peer holds nothing there.
+    pub whole: Vec<(u8, usize)>,
+    /// Leaf -> the fingerprints of the peer's records in it.
+    pub leaves: HashMap<usize, HashSet<u64>>,
+}
+
+/// The fingerprints of this store's records in each of `leaves`, in the
+/// order asked.
+#[derive(Message)]
+#[rtype(result = "Vec<(usize, Vec<u64>)>")]
+pub struct LeafFingerprints {
+    pub leaves: Vec<usize>,
 }
 
 /// Every record, for dumps and invariant checks.
@@ -257,25 +272,54 @@ impl Handler<GetDigest> for LocationStoreActor {
     }
 }
 
-impl Handler<RecordsNotIn> for LocationStoreActor {
-    type Result = MessageResult<RecordsNotIn>;
+impl Handler<SyncRecords> for LocationStoreActor {
+    type Result = MessageResult<SyncRecords>;
 
-    fn handle(&mut self, msg: RecordsNotIn, _: &mut Context<Self>) -> Self::Result {
-        let differing = self.digest.differing(&msg.theirs);
-        if differing.is_empty() {
+    /// One pass over the store (tens of milliseconds for a million records),
+    /// and none at all when the walk found nothing to send.
+    fn handle(&mut self, msg: SyncRecords, _: &mut Context<Self>) -> Self::Result {
+        if msg.whole.is_empty() && msg.leaves.is_empty() {
             return MessageResult(Vec::new());
         }
-        let mut wanted = vec![false; crate::digest::BUCKETS];
-        for bucket in &differing {
-            wanted[*bucket] = true;
+        let mut whole = vec![false; LEAVES];
+        for (level, node) in msg.whole {
+            whole[leaves_under(level, node)].fill(true);
         }
         let records = self
             .records
             .iter()
-            .filter(|r| wanted[bucket_of(r.0.client())])
+            .filter(|r| {
+                let leaf = leaf_of(r.0.client());
+                whole[leaf]
+                    || msg
+                        .leaves
+                        .get(&leaf)
+                        .is_some_and(|theirs| !theirs.contains(&r.0.fingerprint()))
+            })
             .map(|r| r.0.clone())
             .collect();
         MessageResult(records)
+    }
+}
+
+impl Handler<LeafFingerprints> for LocationStoreActor {
+    type Result = MessageResult<LeafFingerprints>;
+
+    fn handle(&mut self, msg: LeafFingerprints, _: &mut Context<Self>) -> Self::Result {
+        let mut slot = HashMap::with_capacity(msg.leaves.len());
+        for (i, &leaf) in msg.leaves.iter().enumerate() {
+            slot.entry(leaf).or_insert(i);
+        }
+        let mut found: Vec<(usize, Vec<u64>)> =
+            msg.leaves.iter().map(|&leaf| (leaf, Vec::new())).collect();
+        if !slot.is_empty() {
+            for r in &self.records {
+                if let Some(&i) = slot.get(&leaf_of(r.0.client())) {
+                    found[i].1.push(r.0.fingerprint());
+                }
+            }
+        }
+        MessageResult(found)
     }
 }
 

@@ -1,23 +1,48 @@
 //! The PlacesActor: one per server, answering "what lies near this point"
 //! (SPEC §5) in Google's Nearby Search response format.
 //!
-//! The actor owns one provider (one file each in this folder) and does what
-//! every provider needs around it: cut `results` to the WHATSAT bound and
-//! shape the JSON as SPEC §3 asks (no blank line inside, two newlines after).
+//! The actor owns one provider (one file each in this folder: `offline`,
+//! `google`, `google-new`) and does what every provider needs around it:
+//!
+//! - a deadline on every request: a provider that does not answer in time
+//!   yields an `UNKNOWN_ERROR` answer, never a hang;
+//! - for upstream providers, a [`rate_limit::TokenBucket`] with a bounded
+//!   wait (beyond it: `OVER_QUERY_LIMIT` at once), a [`cache::TtlCache`] of
+//!   answers keyed by provider, location, radius and bound, and coalescing:
+//!   identical requests that arrive while one is in flight wait for that one
+//!   instead of calling again;
+//! - cutting `results` to the WHATSAT bound and shaping the JSON as SPEC §3
+//!   asks (no blank line inside, two newlines after);
+//! - counting answers by provider and status, upstream calls, cache hits,
+//!   coalesced and rate-limited requests in [`Metrics`].
+//!
+//! The offline provider answers from memory in microseconds, so it skips the
+//! bucket, the cache and the coalescing (they would only cost it time).
 //! Places are never flooded; each server asks its own provider.
+//! docs/places.md describes the behaviour for operators.
 
+pub mod cache;
+pub mod google;
+pub mod google_new;
+pub mod http;
 pub mod offline;
+pub mod rate_limit;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
 use crate::protocol::{self, Location, Radius};
+use cache::TtlCache;
+use rate_limit::{Admission, TokenBucket};
 
 const LOG: &str = "places";
 
@@ -41,10 +66,58 @@ pub struct Nearby {
 
 /// A source of places. Answers in the legacy Nearby Search format, errors
 /// included (as a `status` and an `error_message`), and never fails otherwise.
+/// The returned future should do nothing until polled: the actor may hold it
+/// back while the rate limit makes it wait.
 pub trait Provider {
     /// The provider's name, as in the configuration and the metrics.
     fn name(&self) -> &'static str;
     fn nearby(&self, query: Query) -> LocalBoxFuture<'static, Value>;
+}
+
+/// The token bucket's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    /// Tokens added per second; 0 (or less) means no limit.
+    pub per_sec: f64,
+    /// Tokens the bucket holds when full.
+    pub burst: u32,
+    /// Longest a request waits for a token before `OVER_QUERY_LIMIT`.
+    pub max_wait: Duration,
+}
+
+/// How the actor guards an upstream provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sharing {
+    pub rate: RateLimit,
+    /// How long an answer is reused; zero disables the cache.
+    pub cache_ttl: Duration,
+    /// Most answers kept; zero disables the cache.
+    pub cache_entries: usize,
+}
+
+/// How the actor runs its provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Longest a provider may take for one request.
+    pub deadline: Duration,
+    /// Rate limit, cache and coalescing; `None` for a local provider.
+    pub sharing: Option<Sharing>,
+}
+
+impl Policy {
+    /// A local provider: a deadline and nothing else.
+    pub fn local(deadline: Duration) -> Policy {
+        Policy {
+            deadline,
+            sharing: None,
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::local(Duration::from_secs(5))
+    }
 }
 
 /// A legacy-format error answer with one of Google's statuses.
@@ -72,7 +145,7 @@ pub fn format_answer(mut answer: Value, bound: u8) -> Bytes {
     Bytes::from(protocol::places_body(&json))
 }
 
-/// The status field of an answer, for metrics.
+/// The status field of an answer, for metrics and logs.
 fn status_of(answer: &Value) -> &str {
     answer
         .get("status")
@@ -80,19 +153,128 @@ fn status_of(answer: &Value) -> &str {
         .unwrap_or("UNKNOWN_ERROR")
 }
 
+/// `call`, or an `UNKNOWN_ERROR` answer if it takes longer than `deadline`.
+async fn within(deadline: Duration, call: LocalBoxFuture<'static, Value>) -> Value {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(answer) => answer,
+        Err(_) => error_answer(
+            "UNKNOWN_ERROR",
+            &format!(
+                "no answer from the places service within {} ms",
+                deadline.as_millis()
+            ),
+        ),
+    }
+}
+
+/// What the cache and coalescing share: identical requests (same key, so
+/// the same bound) get byte-identical bodies, so the body is shaped once.
+#[derive(Debug, Clone)]
+struct Answer {
+    body: Bytes,
+    status: Arc<str>,
+}
+
+impl Answer {
+    fn of(value: Value, bound: u8) -> Answer {
+        Answer {
+            status: status_of(&value).into(),
+            body: format_answer(value, bound),
+        }
+    }
+
+    /// Worth reusing: a real answer, not a passing failure.
+    fn cacheable(&self) -> bool {
+        matches!(&*self.status, "OK" | "ZERO_RESULTS")
+    }
+}
+
+/// The cache key (SPEC §5): provider, location, radius (in the metres sent
+/// upstream) and bound. Coordinates are compared by their exact bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    provider: &'static str,
+    lat: u64,
+    lon: u64,
+    radius_m: u32,
+    bound: u8,
+}
+
+impl Key {
+    fn of(provider: &'static str, query: &Query) -> Key {
+        Key {
+            provider,
+            lat: query.location.lat.to_bits(),
+            lon: query.location.lon.to_bits(),
+            radius_m: query.radius.metres(),
+            bound: query.bound,
+        }
+    }
+}
+
+/// The state that guards an upstream provider.
+struct Guard {
+    bucket: Option<TokenBucket>,
+    sharing: Sharing,
+    cache: TtlCache<Key, Answer>,
+    /// Requests in flight, with everyone waiting for each.
+    in_flight: HashMap<Key, Vec<oneshot::Sender<Answer>>>,
+}
+
 /// Owns the provider of one server.
 pub struct PlacesActor {
     server: Arc<str>,
     provider: Box<dyn Provider>,
     metrics: Arc<Metrics>,
+    deadline: Duration,
+    guard: Option<Guard>,
 }
 
 impl PlacesActor {
+    /// An actor with the default policy (a 5 s deadline, nothing shared).
     pub fn new(server: Arc<str>, provider: Box<dyn Provider>, metrics: Arc<Metrics>) -> Self {
         PlacesActor {
             server,
             provider,
             metrics,
+            deadline: Policy::default().deadline,
+            guard: None,
+        }
+    }
+
+    /// Applies `policy`: the deadline, and for upstream providers the rate
+    /// limit, cache and coalescing.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.deadline = policy.deadline;
+        self.guard = policy.sharing.map(|sharing| Guard {
+            bucket: (sharing.rate.per_sec > 0.0).then(|| {
+                TokenBucket::new(
+                    sharing.rate.per_sec,
+                    sharing.rate.burst,
+                    sharing.rate.max_wait,
+                    Instant::now(),
+                )
+            }),
+            cache: TtlCache::new(sharing.cache_ttl, sharing.cache_entries),
+            sharing,
+            in_flight: HashMap::new(),
+        });
+        self
+    }
+
+    /// Hands a finished upstream answer to everyone waiting for it and
+    /// caches it if it is worth reusing.
+    fn finish(&mut self, key: Key, answer: Value, bound: u8) {
+        let answer = Answer::of(answer, bound);
+        let Some(guard) = self.guard.as_mut() else {
+            return;
+        };
+        if answer.cacheable() {
+            guard.cache.insert(key, answer.clone(), Instant::now());
+        }
+        for waiter in guard.in_flight.remove(&key).unwrap_or_default() {
+            // A waiter whose client left has dropped its receiver: fine.
+            let _ = waiter.send(answer.clone());
         }
     }
 }
@@ -102,26 +284,102 @@ impl Actor for PlacesActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
-        log::info!(target: LOG, "{}: places from {}", self.server, self.provider.name());
+        match &self.guard {
+            Some(guard) => log::info!(target: LOG,
+                "{}: places from {}, deadline {} ms, {} requests/s (burst {}, wait up to {} ms), \
+                 cache {} answers for {} ms",
+                self.server, self.provider.name(), self.deadline.as_millis(),
+                guard.sharing.rate.per_sec, guard.sharing.rate.burst,
+                guard.sharing.rate.max_wait.as_millis(), guard.sharing.cache_entries,
+                guard.sharing.cache_ttl.as_millis()),
+            None => log::info!(target: LOG, "{}: places from {}", self.server,
+                self.provider.name()),
+        }
     }
 }
 
 impl Handler<Nearby> for PlacesActor {
     type Result = ResponseFuture<Bytes>;
 
-    fn handle(&mut self, msg: Nearby, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Nearby, ctx: &mut Context<Self>) -> Self::Result {
         let query = Query {
             location: msg.location,
             radius: msg.radius,
             bound: msg.bound,
         };
-        let answer = self.provider.nearby(query);
         let metrics = self.metrics.clone();
         let provider = self.provider.name();
+        let deadline = self.deadline;
+        let Some(guard) = self.guard.as_mut() else {
+            // A local provider: called directly, under the deadline.
+            let call = self.provider.nearby(query);
+            return Box::pin(async move {
+                let answer = within(deadline, call).await;
+                metrics.count_places(provider, status_of(&answer));
+                format_answer(answer, query.bound)
+            });
+        };
+
+        let key = Key::of(provider, &query);
+        let now = Instant::now();
+        if let Some(hit) = guard.cache.get(&key, now) {
+            Metrics::bump(&metrics.places_cache_hits);
+            metrics.count_places(provider, &hit.status);
+            let body = hit.body.clone();
+            return Box::pin(std::future::ready(body));
+        }
+        let (tx, rx) = oneshot::channel();
+        if let Some(waiters) = guard.in_flight.get_mut(&key) {
+            Metrics::bump(&metrics.places_coalesced);
+            log::debug!(target: LOG, "{}: places request joins the identical one in flight",
+                self.server);
+            waiters.push(tx);
+        } else {
+            let wait = match guard.bucket.as_mut().map(|b| b.admit(now)) {
+                None | Some(Admission::Now) => Duration::ZERO,
+                Some(Admission::After(wait)) => wait,
+                Some(Admission::Refused) => {
+                    Metrics::bump(&metrics.places_rate_limited);
+                    log::debug!(target: LOG, "{}: places request over the rate limit",
+                        self.server);
+                    let answer = error_answer(
+                        "OVER_QUERY_LIMIT",
+                        &format!(
+                            "more places requests than this server allows \
+                             ({} per second, burst {})",
+                            guard.sharing.rate.per_sec, guard.sharing.rate.burst
+                        ),
+                    );
+                    metrics.count_places(provider, status_of(&answer));
+                    return Box::pin(std::future::ready(format_answer(answer, query.bound)));
+                }
+            };
+            guard.in_flight.insert(key, vec![tx]);
+            Metrics::bump(&metrics.places_upstream_calls);
+            let call = self.provider.nearby(query);
+            let upstream = async move {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                within(deadline, call).await
+            };
+            ctx.spawn(
+                upstream
+                    .into_actor(self)
+                    .map(move |answer, act, _| act.finish(key, answer, query.bound)),
+            );
+        }
         Box::pin(async move {
-            let answer = answer.await;
-            metrics.count_places(provider, status_of(&answer));
-            format_answer(answer, query.bound)
+            let answer = match rx.await {
+                Ok(answer) => answer,
+                // Only if the actor stopped mid-request.
+                Err(_) => Answer::of(
+                    error_answer("UNKNOWN_ERROR", "the places request was abandoned"),
+                    query.bound,
+                ),
+            };
+            metrics.count_places(provider, &answer.status);
+            answer.body
         })
     }
 }
@@ -143,6 +401,179 @@ mod tests {
             text.contains("\n   \"results\""),
             "three-space indent: {text}"
         );
+    }
+
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// A provider for the actor's own logic: counts its calls and answers
+    /// after `delay` (or never), with as many results as the radius has km.
+    struct Counting {
+        calls: Rc<Cell<u32>>,
+        delay: Option<Duration>,
+    }
+
+    impl Provider for Counting {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+
+        fn nearby(&self, query: Query) -> LocalBoxFuture<'static, Value> {
+            let calls = self.calls.clone();
+            let delay = self.delay;
+            Box::pin(async move {
+                calls.set(calls.get() + 1);
+                match delay {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => std::future::pending::<()>().await,
+                }
+                let n = query.radius.km() as usize;
+                json!({"html_attributions": [], "results": vec![json!({"n": 1}); n], "status": "OK"})
+            })
+        }
+    }
+
+    fn nearby(km: &str, bound: u8) -> Nearby {
+        Nearby {
+            location: Location {
+                lat: 34.06893,
+                lon: -118.445127,
+            },
+            radius: Radius::parse(km.as_bytes()).unwrap(),
+            bound,
+        }
+    }
+
+    fn shared(per_sec: f64, burst: u32, max_wait_ms: u64) -> Policy {
+        Policy {
+            deadline: Duration::from_millis(500),
+            sharing: Some(Sharing {
+                rate: RateLimit {
+                    per_sec,
+                    burst,
+                    max_wait: Duration::from_millis(max_wait_ms),
+                },
+                cache_ttl: Duration::from_secs(30),
+                cache_entries: 100,
+            }),
+        }
+    }
+
+    fn start(
+        delay: Option<Duration>,
+        policy: Policy,
+    ) -> (Addr<PlacesActor>, Rc<Cell<u32>>, Arc<Metrics>) {
+        let calls = Rc::new(Cell::new(0));
+        let metrics = Arc::new(Metrics::default());
+        let provider = Counting {
+            calls: calls.clone(),
+            delay,
+        };
+        let actor = PlacesActor::new("Test".into(), Box::new(provider), metrics.clone())
+            .with_policy(policy)
+            .start();
+        (actor, calls, metrics)
+    }
+
+    fn parse(body: &Bytes) -> Value {
+        serde_json::from_slice(body).unwrap()
+    }
+
+    #[actix_rt::test]
+    async fn identical_requests_share_one_call_then_hit_the_cache() {
+        let (actor, calls, metrics) = start(Some(Duration::from_millis(50)), shared(100.0, 10, 0));
+        let asks: Vec<_> = (0..8).map(|_| actor.send(nearby("5", 3))).collect();
+        let bodies = futures_util::future::join_all(asks).await;
+        assert_eq!(calls.get(), 1);
+        assert!(bodies
+            .iter()
+            .all(|b| b.as_ref().unwrap() == bodies[0].as_ref().unwrap()));
+        assert_eq!(
+            parse(bodies[0].as_ref().unwrap())["results"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(Metrics::get(&metrics.places_coalesced), 7);
+        let again = actor.send(nearby("5", 3)).await.unwrap();
+        assert_eq!(&again, bodies[0].as_ref().unwrap());
+        assert_eq!(calls.get(), 1);
+        assert_eq!(Metrics::get(&metrics.places_cache_hits), 1);
+        // Another bound is another key.
+        let other = actor.send(nearby("5", 2)).await.unwrap();
+        assert_eq!(parse(&other)["results"].as_array().unwrap().len(), 2);
+        assert_eq!(calls.get(), 2);
+        assert_eq!(Metrics::get(&metrics.places_upstream_calls), 2);
+        let counted = metrics.places.lock().unwrap().clone();
+        assert_eq!(counted[&("counting".to_string(), "OK".to_string())], 10);
+    }
+
+    #[actix_rt::test]
+    async fn beyond_the_bucket_the_answer_is_over_query_limit() {
+        let (actor, calls, metrics) = start(Some(Duration::ZERO), shared(0.001, 3, 0));
+        let asks: Vec<_> = (1..=10)
+            .map(|km| actor.send(nearby(&km.to_string(), 1)))
+            .collect();
+        let statuses: Vec<String> = futures_util::future::join_all(asks)
+            .await
+            .iter()
+            .map(|b| {
+                parse(b.as_ref().unwrap())["status"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(calls.get(), 3);
+        assert_eq!(statuses.iter().filter(|s| *s == "OK").count(), 3);
+        assert_eq!(
+            statuses.iter().filter(|s| *s == "OVER_QUERY_LIMIT").count(),
+            7
+        );
+        assert_eq!(Metrics::get(&metrics.places_rate_limited), 7);
+    }
+
+    #[actix_rt::test]
+    async fn a_short_wait_for_a_token_is_served_late_not_refused() {
+        // 20 per second, burst 1, wait up to 200 ms: the 2nd and 3rd request
+        // wait about 50 and 100 ms; the 6th would wait 250 ms and is refused.
+        let (actor, calls, _) = start(Some(Duration::ZERO), shared(20.0, 1, 200));
+        let started = Instant::now();
+        let asks: Vec<_> = (1..=6)
+            .map(|km| actor.send(nearby(&km.to_string(), 1)))
+            .collect();
+        let answers = futures_util::future::join_all(asks).await;
+        let statuses: Vec<Value> = answers
+            .iter()
+            .map(|b| parse(b.as_ref().unwrap())["status"].clone())
+            .collect();
+        assert!(statuses[..5].iter().all(|s| s == "OK"), "{statuses:?}");
+        assert_eq!(statuses[5], "OVER_QUERY_LIMIT");
+        assert_eq!(calls.get(), 5);
+        assert!(
+            started.elapsed() >= Duration::from_millis(190),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_provider_that_never_answers_meets_the_deadline_and_is_not_cached() {
+        let (actor, calls, _) = start(None, shared(100.0, 10, 0));
+        let started = Instant::now();
+        let body = actor.send(nearby("5", 3)).await.unwrap();
+        let elapsed = started.elapsed();
+        let answer = parse(&body);
+        assert_eq!(answer["status"], "UNKNOWN_ERROR");
+        assert!(answer["error_message"].as_str().unwrap().contains("500 ms"));
+        assert!(elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(2));
+        let _ = actor.send(nearby("5", 3)).await.unwrap();
+        assert_eq!(calls.get(), 2, "errors are not cached");
+        // A local provider gets the deadline too.
+        let (local, _, _) = start(None, Policy::local(Duration::from_millis(50)));
+        let body = local.send(nearby("5", 3)).await.unwrap();
+        assert_eq!(parse(&body)["status"], "UNKNOWN_ERROR");
     }
 
     #[test]

@@ -1,0 +1,354 @@
+//! Peer authentication (SPEC §4, §7; issue 7 item 1), proved against real
+//! `herd` processes by a test that plays the impostor.
+//!
+//! The test speaks the peer handshake itself over a raw `TcpStream`, with its
+//! own HMAC-SHA256 (not the server's code), so a server bug and a test bug
+//! cannot cancel out. A positive control (the right secret gets in and its
+//! records are stored) shows the impostor speaks the protocol correctly;
+//! every negative case then differs from it in one thing only:
+//!
+//! - a wrong secret, a `-` proof while a secret is set, a replayed PROOF;
+//! - a name that is unknown, a server of the herd that is not a neighbour,
+//!   a HELLO addressed to another server, no HELLO at all;
+//! - the other direction: a fake acceptor whose CHALLENGE is forged or
+//!   replayed gets no PROOF from the dialing server.
+//!
+//! Each rejection must be answered with a `? ` line (where the protocol
+//! says so), closed, logged in the server's log file, and an `AT` line sent
+//! anyway must not be stored: WHATSAT for its client answers `? `.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::{wait_until, Herd};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const SECRET: &str = "correct horse battery staple";
+
+/// Riley's only neighbour is Jaquez; Bernard is in the herd but no neighbour.
+const TOPOLOGY: &[(&str, &[&str])] = &[("Riley", &["Jaquez"]), ("Jaquez", &[]), ("Bernard", &[])];
+
+fn mac(secret: &str, message: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(message.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The dialer's MAC over the acceptor's and the dialer's nonces.
+fn dial_mac(secret: &str, dialer: &str, acceptor: &str, nonce_a: &str, nonce_d: &str) -> String {
+    mac(
+        secret,
+        &format!("herd/1 dial {dialer} {acceptor} {nonce_a} {nonce_d}"),
+    )
+}
+
+/// The acceptor's MAC over the dialer's and the acceptor's nonces.
+fn accept_mac(secret: &str, acceptor: &str, dialer: &str, nonce_d: &str, nonce_a: &str) -> String {
+    mac(
+        secret,
+        &format!("herd/1 accept {acceptor} {dialer} {nonce_d} {nonce_a}"),
+    )
+}
+
+/// A fresh 128-bit nonce in hex.
+fn nonce() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// One raw connection to (or from) a peer port.
+struct Wire {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Wire {
+    fn new(stream: TcpStream) -> Wire {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Wire {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn connect(port: u16) -> Wire {
+        Wire::new(TcpStream::connect(("127.0.0.1", port)).unwrap())
+    }
+
+    /// Sends a line; `false` when the server has already closed.
+    fn send(&mut self, line: &str) -> bool {
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .is_ok()
+    }
+
+    /// The next line, or `None` once the other end closed (or reset).
+    fn line(&mut self) -> Option<String> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(String::from_utf8_lossy(&line).trim_end().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("reading from the peer connection: {e}"),
+        }
+    }
+
+    /// Asserts the other end closes without sending anything more.
+    fn expect_closed(&mut self) {
+        assert_eq!(self.line(), None, "connection should have been closed");
+    }
+}
+
+/// A herd of Riley alone (its neighbour Jaquez is down), with `secret`.
+fn riley(secret: Option<&str>) -> Herd {
+    let mut builder = Herd::with_topology(TOPOLOGY).setting("herd", "file_log_level = \"info\"");
+    if let Some(secret) = secret {
+        builder = builder.env("HERD_SECRET", secret);
+    }
+    let mut herd = builder.build();
+    herd.start("Riley");
+    herd
+}
+
+/// Sends HELLO and reads the CHALLENGE: returns (nonce_a, mac_a).
+fn hello(wire: &mut Wire, dialer: &str, target: &str, nonce_d: &str) -> (String, String) {
+    assert!(wire.send(&format!("HELLO {dialer} {target} {nonce_d}")));
+    let challenge = wire.line().expect("a CHALLENGE");
+    let fields: Vec<&str> = challenge.split(' ').collect();
+    assert_eq!(fields.len(), 3, "{challenge}");
+    assert_eq!(fields[0], "CHALLENGE", "{challenge}");
+    (fields[1].to_string(), fields[2].to_string())
+}
+
+/// An AT line for `client` as if flooded from Jaquez.
+fn at_line(client: &str) -> String {
+    format!("AT Jaquez +0.000000001 {client} +34.068930-118.445127 1700000000.5")
+}
+
+/// Sends an AT line on a rejected connection (it may fail: closed already).
+fn try_flood(wire: &mut Wire, client: &str) {
+    let _ = wire.send(&at_line(client));
+    let _ = wire.send("SYNCED 1");
+}
+
+/// Riley does not know `client`.
+fn assert_not_stored(herd: &Herd, client: &str) {
+    let query = format!("WHATSAT {client} 10 1");
+    assert_eq!(herd.ask("Riley", &query), format!("? {query}"));
+}
+
+/// Waits until Riley's log file contains every one of `needles`.
+fn wait_for_log(herd: &Herd, needles: &[&str]) {
+    let path = herd.log_path("Riley");
+    wait_until(
+        Duration::from_secs(10),
+        &format!("Riley's log to show {needles:?}"),
+        || {
+            std::fs::read_to_string(&path)
+                .is_ok_and(|log| needles.iter().all(|needle| log.contains(needle)))
+        },
+    );
+}
+
+/// Completes an honest handshake as Jaquez; returns (nonce_d, nonce_a, mac_d).
+fn honest_handshake(wire: &mut Wire) -> (String, String, String) {
+    let nonce_d = nonce();
+    let (nonce_a, mac_a) = hello(wire, "Jaquez", "Riley", &nonce_d);
+    // The server proves itself first: its MAC is over our fresh nonce.
+    assert_eq!(
+        mac_a,
+        accept_mac(SECRET, "Riley", "Jaquez", &nonce_d, &nonce_a),
+        "the acceptor's MAC"
+    );
+    let mac_d = dial_mac(SECRET, "Jaquez", "Riley", &nonce_a, &nonce_d);
+    assert!(wire.send(&format!("PROOF {mac_d}")));
+    // What follows WELCOME (the catch-up sync) is not this test's business.
+    assert_eq!(wire.line().as_deref(), Some("WELCOME"));
+    (nonce_d, nonce_a, mac_d)
+}
+
+#[test]
+fn the_right_secret_gets_in_and_its_records_are_stored() {
+    let herd = riley(Some(SECRET));
+    let mut wire = Wire::connect(herd.ports("Riley").peer);
+    honest_handshake(&mut wire);
+    assert!(wire.send(&at_line("honest.client")));
+    assert!(wire.send("SYNCED 1"));
+    herd.wait_for_at_line("Riley", "honest.client", &at_line("honest.client"));
+}
+
+#[test]
+fn a_wrong_secret_is_rejected_logged_and_nothing_is_stored() {
+    let herd = riley(Some(SECRET));
+    let mut wire = Wire::connect(herd.ports("Riley").peer);
+    let nonce_d = nonce();
+    let (nonce_a, mac_a) = hello(&mut wire, "Jaquez", "Riley", &nonce_d);
+    // A dialer with another secret cannot check the server's MAC either.
+    let wrong = "not the secret";
+    assert_ne!(
+        mac_a,
+        accept_mac(wrong, "Riley", "Jaquez", &nonce_d, &nonce_a)
+    );
+    let proof = dial_mac(wrong, "Jaquez", "Riley", &nonce_a, &nonce_d);
+    assert!(wire.send(&format!("PROOF {proof}")));
+    assert_eq!(wire.line().as_deref(), Some("? authentication failed"));
+    try_flood(&mut wire, "wrong.secret");
+    wire.expect_closed();
+    assert_not_stored(&herd, "wrong.secret");
+    wait_for_log(&herd, &["rejected peer connection", "wrong herd secret"]);
+}
+
+#[test]
+fn a_name_only_proof_is_rejected_when_a_secret_is_set() {
+    let herd = riley(Some(SECRET));
+    let mut wire = Wire::connect(herd.ports("Riley").peer);
+    hello(&mut wire, "Jaquez", "Riley", &nonce());
+    assert!(wire.send("PROOF -"));
+    assert_eq!(wire.line().as_deref(), Some("? authentication failed"));
+    try_flood(&mut wire, "dash.proof");
+    wire.expect_closed();
+    assert_not_stored(&herd, "dash.proof");
+}
+
+#[test]
+fn a_captured_proof_cannot_be_replayed() {
+    let herd = riley(Some(SECRET));
+    let port = herd.ports("Riley").peer;
+    // Capture an honest handshake...
+    let mut first = Wire::connect(port);
+    let (nonce_d, nonce_a, mac_d) = honest_handshake(&mut first);
+    drop(first);
+    // ...and replay it word for word: the server's fresh nonce defeats it.
+    let mut replay = Wire::connect(port);
+    let (nonce_a2, _) = hello(&mut replay, "Jaquez", "Riley", &nonce_d);
+    assert_ne!(nonce_a, nonce_a2, "the acceptor must choose a fresh nonce");
+    assert!(replay.send(&format!("PROOF {mac_d}")));
+    assert_eq!(replay.line().as_deref(), Some("? authentication failed"));
+    try_flood(&mut replay, "replayed.client");
+    replay.expect_closed();
+    assert_not_stored(&herd, "replayed.client");
+    wait_for_log(&herd, &["wrong herd secret"]);
+}
+
+#[test]
+fn unknown_names_non_neighbours_and_misaddressed_hellos_are_rejected() {
+    let herd = riley(Some(SECRET));
+    let port = herd.ports("Riley").peer;
+    for (dialer, target, client) in [
+        ("Mallory", "Riley", "unknown.name"),
+        ("Bernard", "Riley", "not.neighbour"),
+        ("Jaquez", "Bernard", "misaddressed"),
+    ] {
+        let mut wire = Wire::connect(port);
+        assert!(wire.send(&format!("HELLO {dialer} {target} {}", nonce())));
+        assert_eq!(
+            wire.line(),
+            Some(format!("? {dialer} is not a neighbour of Riley")),
+            "HELLO {dialer} {target}"
+        );
+        try_flood(&mut wire, client);
+        wire.expect_closed();
+        assert_not_stored(&herd, client);
+    }
+    wait_for_log(
+        &herd,
+        &[
+            "Mallory is not a neighbour",
+            "Bernard is not a neighbour",
+            "Jaquez is not a neighbour",
+        ],
+    );
+}
+
+#[test]
+fn records_without_a_handshake_are_rejected() {
+    let herd = riley(Some(SECRET));
+    let mut wire = Wire::connect(herd.ports("Riley").peer);
+    try_flood(&mut wire, "no.handshake");
+    wire.expect_closed();
+    assert_not_stored(&herd, "no.handshake");
+    wait_for_log(&herd, &["rejected peer connection", "unexpected line"]);
+}
+
+#[test]
+fn without_a_secret_the_server_warns_and_accepts_neighbours_by_name() {
+    let herd = riley(None);
+    wait_for_log(&herd, &["NO HERD SECRET SET"]);
+    // Still only neighbours...
+    let mut stranger = Wire::connect(herd.ports("Riley").peer);
+    assert!(stranger.send(&format!("HELLO Bernard Riley {}", nonce())));
+    assert_eq!(
+        stranger.line().as_deref(),
+        Some("? Bernard is not a neighbour of Riley")
+    );
+    stranger.expect_closed();
+    // ...but a neighbour's name is enough.
+    let mut wire = Wire::connect(herd.ports("Riley").peer);
+    let (_, mac_a) = hello(&mut wire, "Jaquez", "Riley", &nonce());
+    assert_eq!(mac_a, "-");
+    assert!(wire.send("PROOF -"));
+    assert_eq!(wire.line().as_deref(), Some("WELCOME"));
+    assert!(wire.send(&at_line("by.name")));
+    herd.wait_for_at_line("Riley", "by.name", &at_line("by.name"));
+}
+
+/// Answers Riley's next dial as a fake Jaquez with `challenge(nonce_d)`;
+/// returns what Riley sent after it (`None`: it closed instead).
+fn fake_acceptor_round(
+    listener: &TcpListener,
+    challenge: impl Fn(&str) -> String,
+) -> Option<String> {
+    let (stream, _) = listener.accept().unwrap();
+    let mut wire = Wire::new(stream);
+    let hello = wire.line().expect("Riley's HELLO");
+    let fields: Vec<&str> = hello.split(' ').collect();
+    assert_eq!(&fields[..3], &["HELLO", "Riley", "Jaquez"], "{hello}");
+    assert!(wire.send(&challenge(fields[3])));
+    wire.line()
+}
+
+#[test]
+fn a_dialing_server_refuses_a_forged_or_replayed_challenge() {
+    let herd = Herd::with_topology(TOPOLOGY)
+        .env("HERD_SECRET", SECRET)
+        .setting("limits", "backoff_first_ms = 20")
+        .setting("limits", "backoff_max_ms = 100")
+        .build();
+    // Stand in for Jaquez on its peer port before Riley starts dialing it.
+    let listener = TcpListener::bind(("127.0.0.1", herd.ports("Jaquez").peer)).unwrap();
+    let mut herd = herd;
+    herd.start("Riley");
+
+    // A forged MAC: Riley closes without proving anything.
+    let forged = fake_acceptor_round(&listener, |_| {
+        format!("CHALLENGE {} {}", nonce(), "ab".repeat(32))
+    });
+    assert_eq!(forged, None, "no PROOF for a forged CHALLENGE");
+
+    // An honest CHALLENGE gets an honest PROOF; keep both.
+    let nonce_a = nonce();
+    let captured = std::cell::RefCell::new(String::new());
+    let proof = fake_acceptor_round(&listener, |nonce_d| {
+        let line = format!(
+            "CHALLENGE {nonce_a} {}",
+            accept_mac(SECRET, "Jaquez", "Riley", nonce_d, &nonce_a)
+        );
+        *captured.borrow_mut() = line.clone();
+        line
+    })
+    .expect("a PROOF for an honest CHALLENGE");
+    assert!(proof.starts_with("PROOF "), "{proof}");
+
+    // Replaying that CHALLENGE against Riley's next (fresh) nonce fails.
+    let replayed = fake_acceptor_round(&listener, |_| captured.borrow().clone());
+    assert_eq!(replayed, None, "no PROOF for a replayed CHALLENGE");
+}
