@@ -11,7 +11,10 @@ use herd_actors::connection::ClientContext;
 use herd_actors::listener::{self, PeerGate};
 use herd_actors::metrics::Metrics;
 use herd_actors::peer::PeerActor;
-use herd_actors::places::{offline::Offline, PlacesActor, Provider};
+use herd_actors::places::google::Google;
+use herd_actors::places::google_new::GoogleNew;
+use herd_actors::places::http::Upstream;
+use herd_actors::places::{offline::Offline, PlacesActor, Policy, Provider, RateLimit, Sharing};
 use herd_actors::store::{AddPeer, Journal, LocationStoreActor};
 use log::{info, warn};
 use tokio::net::TcpListener;
@@ -35,14 +38,51 @@ async fn bind(addr: &str, what: &str) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
 }
 
-/// The places provider the plan asks for.
-fn places_provider(plan: &PlacesPlan) -> Result<Box<dyn Provider>, String> {
-    match plan.section.provider.as_str() {
-        "offline" => Ok(Box::new(Offline::new())),
-        other => Err(format!(
-            "places provider {other} is not available in this build"
-        )),
-    }
+/// The places provider the plan asks for, and how the PlacesActor runs it:
+/// the deadline for all, the rate limit and cache for the Google providers.
+/// A Google provider without a key or with a malformed base URL is refused
+/// here, so the server does not start half-configured.
+fn places_provider(
+    server: &Arc<str>,
+    plan: &PlacesPlan,
+) -> Result<(Box<dyn Provider>, Policy), String> {
+    let section = &plan.section;
+    let deadline = std::time::Duration::from_millis(section.timeout_ms.max(1));
+    let base_url = match section.provider.as_str() {
+        "offline" => return Ok((Box::new(Offline::new()), Policy::local(deadline))),
+        "google" => &section.google_base_url,
+        "google-new" => &section.google_new_base_url,
+        other => {
+            return Err(format!(
+                "places provider {other} is not one of offline, google, google-new"
+            ))
+        }
+    };
+    let Some(key) = plan.api_key.as_deref() else {
+        return Err(format!(
+            "places provider {} needs a Google API key in GOOGLE_PLACES_API_KEY",
+            section.provider
+        ));
+    };
+    let upstream = Upstream::new(server.clone(), base_url, key, deadline)?;
+    let provider: Box<dyn Provider> = if section.provider == "google" {
+        Box::new(Google::new(upstream))
+    } else {
+        Box::new(GoogleNew::new(upstream))
+    };
+    let policy = Policy {
+        deadline,
+        sharing: Some(Sharing {
+            rate: RateLimit {
+                per_sec: section.rate_per_sec,
+                burst: section.burst,
+                max_wait: std::time::Duration::from_millis(section.max_wait_ms),
+            },
+            cache_ttl: std::time::Duration::from_millis(section.cache_ttl_ms),
+            cache_entries: section.cache_entries,
+        }),
+    };
+    Ok((provider, policy))
 }
 
 /// Starts one server on the current arbiter.
@@ -67,8 +107,10 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
         None => (Vec::new(), None, None),
     };
     let store = LocationStoreActor::new(name.clone(), records, journal, metrics.clone()).start();
-    let provider = places_provider(&plan.places)?;
-    let places = PlacesActor::new(name.clone(), provider, metrics.clone()).start();
+    let (provider, policy) = places_provider(&name, &plan.places)?;
+    let places = PlacesActor::new(name.clone(), provider, metrics.clone())
+        .with_policy(policy)
+        .start();
 
     for neighbour in &plan.neighbours {
         let link = PeerActor::new(
