@@ -324,7 +324,11 @@ mod tests {
             jobs: journal.jobs.clone(),
             mode: Mode::Sync,
         };
-        assert!(late.append(&record("k", "6")).blocking_recv().unwrap().is_err());
+        assert!(late
+            .append(&record("k", "6"))
+            .blocking_recv()
+            .unwrap()
+            .is_err());
         let reopened = open(dir.path(), Mode::Sync, "T").unwrap();
         assert_eq!(reopened.records.len(), 1);
         assert_eq!(reopened.records[0].time_text(), b"5");

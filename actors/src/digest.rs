@@ -126,7 +126,7 @@ pub fn to_hex(values: &[u64]) -> String {
 
 /// Parses [`to_hex`]'s form; `None` unless it is whole 16-digit numbers.
 pub fn from_hex(text: &[u8]) -> Option<Vec<u64>> {
-    if text.len() % 16 != 0 {
+    if !text.len().is_multiple_of(16) {
         return None;
     }
     text.chunks(16)
@@ -259,7 +259,12 @@ mod tests {
                 ..Plan::default()
             };
             for &node in &plan.want {
-                next.compare(mine, plan.want_level, node, &theirs.children(plan.want_level, node));
+                next.compare(
+                    mine,
+                    plan.want_level,
+                    node,
+                    &theirs.children(plan.want_level, node),
+                );
             }
             plan = next;
         }

@@ -1,5 +1,5 @@
 //! Accept loops for a server's two ports: clients (one ConnectionActor each)
-//! and peers (handshake, digest, then one PeerSession each).
+//! and peers (handshake, the sync's questions, then one PeerSession each).
 //!
 //! Both loops run on the arbiter that calls them and never block on a single
 //! connection: a peer's handshake runs in its own task with a deadline, and a
@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::SinkExt;
-use log::{info, warn};
+use log::{debug, info, warn};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
@@ -21,8 +20,8 @@ use crate::connection::{ClientContext, ConnectionActor, ConnectionSlot};
 use crate::handshake::{self, Secret};
 use crate::metrics::Metrics;
 use crate::peer::PEER_MAX_LINE;
-use crate::peer_session::PeerSession;
-use crate::store::{GetDigest, LocationStoreActor};
+use crate::peer_session::{answer_sync, PeerSession};
+use crate::store::LocationStoreActor;
 
 /// Accepts clients until the listener fails or the arbiter stops.
 pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_connections: usize) {
@@ -96,16 +95,22 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
                     return;
                 }
             };
-            let Ok(digest) = gate.store.send(GetDigest).await else {
-                return;
+            let first = match answer_sync(&mut framed, &gate.store, gate.timeout).await {
+                Ok((stats, first)) => {
+                    debug!(target: "peer", "{}: answered {neighbour}'s sync: {} rounds, {} bytes \
+                        out, {} in, {:?}", gate.me, stats.rounds, stats.bytes_out, stats.bytes_in,
+                        stats.elapsed);
+                    first
+                }
+                Err(e) => {
+                    info!(target: "peer", "{}: link from {neighbour} lost during sync: {e}", gate.me);
+                    return;
+                }
             };
-            let line = format!("DIGEST {}\n", digest.to_hex());
-            if let Err(e) = framed.send(bytes::Bytes::from(line)).await {
-                info!(target: "peer", "{}: link from {neighbour} lost during sync: {e}", gate.me);
-                return;
-            }
             let (me, store) = (gate.me.clone(), gate.store.clone());
-            PeerSession::create(move |_| PeerSession::new(me, neighbour, store, framed));
+            PeerSession::create(move |_| {
+                PeerSession::new(me, neighbour, store, framed, Some(first))
+            });
         });
     }
 }

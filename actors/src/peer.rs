@@ -203,18 +203,15 @@ impl PeerActor {
             let stats = dial_sync(&mut framed, &store, timeout).await;
             (framed, stats)
         };
-        ctx.spawn(
-            work.into_actor(self)
-                .map(move |(framed, stats), act, ctx| {
-                    if attempt != act.attempt {
-                        return;
-                    }
-                    match stats {
-                        Ok(stats) => act.synced(framed, stats, ctx),
-                        Err(e) => act.drop_link(&format!("sync failed: {e}"), ctx),
-                    }
-                }),
-        );
+        ctx.spawn(work.into_actor(self).map(move |(framed, stats), act, ctx| {
+            if attempt != act.attempt {
+                return;
+            }
+            match stats {
+                Ok(stats) => act.synced(framed, stats, ctx),
+                Err(e) => act.drop_link(&format!("sync failed: {e}"), ctx),
+            }
+        }));
     }
 
     /// The sync is done: the link carries floods from now on.

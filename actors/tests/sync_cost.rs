@@ -19,7 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 
 fn record(client: usize, time: u64) -> Record {
-    let line = format!("AT Riley +0.000000000 client-{client}.example.org +34.068930-118.445127 {time}.000000001");
+    let line = format!(
+        "AT Riley +0.000000000 client-{client}.example.org +34.068930-118.445127 {time}.000000001"
+    );
     Record::from_at_line(line.as_bytes()).unwrap()
 }
 
@@ -35,10 +37,7 @@ fn store(name: &str, records: Vec<Record>) -> Addr<LocationStoreActor> {
 }
 
 /// Starts `acceptor`'s peer port, dials it as `dialer` and runs the sync.
-async fn sync(
-    acceptor: &Addr<LocationStoreActor>,
-    dialer: &Addr<LocationStoreActor>,
-) -> SyncStats {
+async fn sync(acceptor: &Addr<LocationStoreActor>, dialer: &Addr<LocationStoreActor>) -> SyncStats {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let gate = PeerGate {
@@ -72,7 +71,10 @@ async fn wait_for(store: &Addr<LocationStoreActor>, client: usize, time: u64) ->
         if found.as_deref() == Some(&expected) {
             return started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "record never arrived");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "record never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
