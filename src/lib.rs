@@ -2,8 +2,9 @@
 //! wiring of actors into servers. The actors themselves live in the
 //! `herd-actors` crate, which reads no files and no command line.
 
+pub mod admin;
+pub mod ctl;
+pub mod journal;
 pub mod logging;
 pub mod server;
 pub mod settings;
-pub mod ctl;
-pub mod journal;

@@ -53,6 +53,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The whole herd, for the admin page of every server (`/herd`).
+    herd::admin::set_herd(herd::admin::members(&settings));
     let server_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     logging::init(
         &settings.herd.log_dir,
@@ -102,6 +104,8 @@ fn run(plans: Vec<ServerPlan>) -> ExitCode {
             }
         }
         wait_for_signal().await;
+        // From here on /healthz answers 503, so load balancers drain us.
+        herd::admin::begin_shutdown();
         info!(target: "herd", "shutting down");
         drop(started);
         Ok::<(), String>(())

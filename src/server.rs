@@ -155,6 +155,9 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
         shared,
         plan.max_connections,
     ));
+    // The operators' view (src/admin.rs), after the client listener so it
+    // never delays the first client.
+    crate::admin::start(&plan, name.clone(), store.clone(), metrics.clone())?;
     info!(target: "herd", "{name}: serving clients on {}, peers on {}, neighbours: {}",
         plan.client_addr, plan.peer_addr,
         plan.neighbours.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "));

@@ -3,10 +3,15 @@
 //! Actors only bump numbers here; turning them into Prometheus text or the
 //! `/status` JSON is the admin listener's business. Atomics with relaxed
 //! ordering cost a few nanoseconds, so the hot path can afford them.
+//!
+//! Latencies go into [`Histogram`]s with fixed buckets (the Prometheus way):
+//! observing is two relaxed additions and a short scan, no lock, no
+//! allocation, and buckets never need merging or resizing.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Everything one server counts.
 #[derive(Debug, Default)]
@@ -23,7 +28,11 @@ pub struct Metrics {
     pub updates_new_client: AtomicU64,
     pub updates_new_peer: AtomicU64,
     pub updates_new_sync: AtomicU64,
+    /// Stale updates from any source (the sum of the three below).
     pub updates_stale: AtomicU64,
+    pub updates_stale_client: AtomicU64,
+    pub updates_stale_peer: AtomicU64,
+    pub updates_stale_sync: AtomicU64,
     pub floods_sent: AtomicU64,
     pub sync_runs: AtomicU64,
     pub sync_records_sent: AtomicU64,
@@ -39,6 +48,10 @@ pub struct Metrics {
     pub places_rate_limited: AtomicU64,
     /// Outgoing links by neighbour.
     pub links: Mutex<BTreeMap<String, LinkStatus>>,
+    /// From an IAMAT line's arrival to its answer being queued.
+    pub iamat_latency: Histogram,
+    /// From a WHATSAT line's arrival to its answer being queued.
+    pub whatsat_latency: Histogram,
 }
 
 impl Metrics {
@@ -48,12 +61,22 @@ impl Metrics {
 
     pub fn count_update(&self, source: &str, new: bool) {
         let counter = match (source, new) {
-            (_, false) => &self.updates_stale,
+            ("client", false) => &self.updates_stale_client,
+            ("sync", false) => &self.updates_stale_sync,
+            (_, false) => &self.updates_stale_peer,
             ("client", true) => &self.updates_new_client,
             ("sync", true) => &self.updates_new_sync,
             _ => &self.updates_new_peer,
         };
         counter.fetch_add(1, Relaxed);
+        if !new {
+            self.updates_stale.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Places answers by (provider, status), copied out of the lock.
+    pub fn places_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.places.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     pub fn count_places(&self, provider: &str, status: &str) {
@@ -69,6 +92,69 @@ impl Metrics {
 
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+}
+
+/// Every state a peer link reports through [`Metrics::set_link`].
+pub const LINK_STATES: [&str; 4] = ["down", "connecting", "syncing", "up"];
+
+/// Upper bounds of the latency buckets, in seconds: 50 µs to 10 s, roughly
+/// 1-2.5-5 steps, fine where the performance targets are (under 1 ms).
+pub const LATENCY_BUCKETS: [f64; 17] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A latency histogram with the fixed [`LATENCY_BUCKETS`].
+///
+/// Each observation lands in exactly one bucket (the first whose bound it does
+/// not exceed, or none when it exceeds them all); [`Histogram::snapshot`]
+/// turns those into the cumulative counts Prometheus expects.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+/// A histogram read at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// (upper bound in seconds, observations at or below it), ascending.
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|&bound| seconds <= bound) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// Cumulative counts. Read without a lock, so a snapshot taken during an
+    /// observation may be off by that one observation, never more.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut running = 0;
+        let buckets = LATENCY_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&bound, n)| {
+                running += n.load(Relaxed);
+                (bound, running)
+            })
+            .collect();
+        let count = self.count.load(Relaxed).max(running);
+        HistogramSnapshot {
+            buckets,
+            count,
+            sum_seconds: self.sum_nanos.load(Relaxed) as f64 / 1e9,
+        }
     }
 }
 
@@ -97,5 +183,52 @@ impl Metrics {
 
     pub fn links(&self) -> BTreeMap<String, LinkStatus> {
         self.links.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_counts_cumulatively_and_keeps_the_sum() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(40)); // first bucket (50 µs)
+        h.observe(Duration::from_micros(700)); // 1 ms bucket
+        h.observe(Duration::from_millis(1)); // exactly on the 1 ms bound
+        h.observe(Duration::from_secs(30)); // above every bound: +Inf only
+        let s = h.snapshot();
+        assert_eq!(s.count, 4);
+        assert_eq!(s.buckets[0], (0.000_05, 1));
+        let at = |bound: f64| s.buckets.iter().find(|b| b.0 == bound).map(|b| b.1);
+        assert_eq!(at(0.000_5), Some(1));
+        assert_eq!(at(0.001), Some(3));
+        assert_eq!(at(10.0), Some(3));
+        assert!((s.sum_seconds - 30.00174).abs() < 1e-9, "{}", s.sum_seconds);
+    }
+
+    #[test]
+    fn stale_updates_are_counted_by_source_and_in_total() {
+        let m = Metrics::default();
+        m.count_update("peer", false);
+        m.count_update("peer", false);
+        m.count_update("sync", false);
+        m.count_update("client", true);
+        assert_eq!(Metrics::get(&m.updates_stale_peer), 2);
+        assert_eq!(Metrics::get(&m.updates_stale_sync), 1);
+        assert_eq!(Metrics::get(&m.updates_stale_client), 0);
+        assert_eq!(Metrics::get(&m.updates_stale), 3);
+        assert_eq!(Metrics::get(&m.updates_new_client), 1);
+    }
+
+    #[test]
+    fn a_link_keeps_its_since_until_its_state_changes() {
+        let m = Metrics::default();
+        m.set_link("Jaquez", "up");
+        let first = m.links()["Jaquez"].clone();
+        m.set_link("Jaquez", "up");
+        assert_eq!(m.links()["Jaquez"], first);
+        m.set_link("Jaquez", "down");
+        assert_eq!(m.links()["Jaquez"].state, "down");
     }
 }

@@ -42,6 +42,13 @@ enum Command {
     /// Send raw lines (arguments, or standard input when none) and print
     /// whatever comes back.
     Send { lines: Vec<String> },
+    /// Print every record the server holds, as AT lines, sorted (its admin
+    /// `/records`). `--server` is a name or the admin `host:port`.
+    Dump,
+    /// Print the herd at a glance: servers, links and their state, record
+    /// counts (from the admin `/herd` and `/status`). `--server` is a name
+    /// or the admin `host:port` of any server of the herd.
+    Status,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +83,8 @@ fn main() -> ExitCode {
             };
             client::print_exchange(&address, &lines)
         }
+        Command::Dump => ctl::dump::run(&cli.server, &cli.config),
+        Command::Status => ctl::status::run(&cli.server, &cli.config),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,9 @@
 //! and returns an error message for the command line, never panics.
 
 pub mod client;
+pub mod dump;
+pub mod http;
+pub mod status;
 
 use std::time::Duration;
 

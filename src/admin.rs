@@ -1,0 +1,360 @@
+//! The admin listener of one server (SPEC §6): the operators' view.
+//!
+//! Every server serves, on its own loopback port (default: client port +
+//! 1000), plain HTTP for people and scrapers:
+//!
+//! | path       | what |
+//! |------------|------|
+//! | `/healthz` | `200 ok` while serving, `503 shutting down` once a stop began |
+//! | `/metrics` | Prometheus text format (see `admin/prometheus.rs`) |
+//! | `/status`  | JSON: server, neighbours with link state and since when, records, uptime, version, latest client positions |
+//! | `/herd`    | JSON: the whole herd as the settings describe it (names, links, admin URLs) |
+//! | `/records` | every record held, as AT lines, sorted, one per line (invariant checks) |
+//! | `/`        | the live page: the herd as a graph and the clients on a map |
+//!
+//! It is wiring and operations, so it lives in the binary crate: the actors
+//! only bump counters in [`Metrics`] and answer the store's [`Dump`]; this
+//! file turns them into answers. The listener is actix-web's `HttpServer`
+//! with one worker thread of its own, so a slow scrape never delays a client
+//! or a peer link, and with its signal handling off (the `herd` binary owns
+//! SIGTERM).
+//!
+//! `/status` and `/herd` carry `Access-Control-Allow-Origin: *` because the
+//! page served by one server polls the admin ports of all the others.
+
+mod prometheus;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use actix::Addr;
+use actix_web::http::header;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use herd_actors::metrics::Metrics;
+use herd_actors::record::SharedRecord;
+use herd_actors::store::{Dump, LocationStoreActor};
+use log::info;
+use serde::Serialize;
+
+use crate::settings::{ServerPlan, Settings};
+
+/// How many client positions `/status` carries at most (the newest ones), so
+/// that the page's polling stays cheap whatever the number of clients.
+pub const MAX_CLIENTS_SHOWN: usize = 1000;
+
+/// The page, inline CSS and JS, no build step, nothing fetched from elsewhere.
+const PAGE: &str = include_str!("admin/page.html");
+
+/// Set once the process begins to stop; `/healthz` then answers 503 so that
+/// a load balancer drains the server before it goes.
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// The herd as the settings describe it, shared by every server of the
+/// process (they all read the same file). Unset: `/herd` shows the server
+/// alone.
+static HERD: OnceLock<Vec<Member>> = OnceLock::new();
+
+/// Marks the process as stopping (`/healthz` answers 503 from now on).
+pub fn begin_shutdown() {
+    SHUTTING_DOWN.store(true, Ordering::SeqCst);
+}
+
+/// Whether [`begin_shutdown`] was called.
+pub fn shutting_down() -> bool {
+    SHUTTING_DOWN.load(Ordering::SeqCst)
+}
+
+/// One server of the herd as `/herd` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    /// Where the admin listener is reached, e.g. `http://127.0.0.1:13665`.
+    pub admin_url: String,
+    /// Neighbours listed on either side (links are both ways).
+    pub neighbours: Vec<String>,
+}
+
+/// The herd of `settings`, in the order of the client ports.
+pub fn members(settings: &Settings) -> Vec<Member> {
+    let mut servers: Vec<_> = settings.servers.values().collect();
+    servers.sort_by_key(|s| s.port);
+    servers
+        .iter()
+        .map(|s| {
+            let admin_port = s.admin_port.unwrap_or(s.port.saturating_add(1000));
+            let host = reachable_host(&s.admin_listen, &s.host);
+            let neighbours = servers
+                .iter()
+                .filter(|o| {
+                    o.name != s.name && (s.neighbours.contains(&o.name) || o.neighbours.contains(&s.name))
+                })
+                .map(|o| o.name.clone())
+                .collect();
+            Member {
+                name: s.name.clone(),
+                client_port: s.port,
+                admin_url: format!("http://{host}:{admin_port}"),
+                neighbours,
+            }
+        })
+        .collect()
+}
+
+/// The host to connect to for a listener bound to `listen`: the bind address
+/// itself unless it is a wildcard, then the server's public `host`.
+pub fn reachable_host<'a>(listen: &'a str, host: &'a str) -> &'a str {
+    match listen {
+        "0.0.0.0" | "::" | "[::]" | "" => host,
+        other => other,
+    }
+}
+
+/// Records the herd for `/herd` (first call wins; all servers of a process
+/// share one settings file).
+pub fn set_herd(members: Vec<Member>) {
+    let _ = HERD.set(members);
+}
+
+/// What the handlers share.
+struct AdminState {
+    name: Arc<str>,
+    neighbours: Vec<String>,
+    client_port: u16,
+    admin_addr: String,
+    store: Addr<LocationStoreActor>,
+    metrics: Arc<Metrics>,
+    started: Instant,
+    started_unix: u64,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Binds the admin listener of `plan` and serves it on a worker thread of its
+/// own until the process ends.
+pub fn start(
+    plan: &ServerPlan,
+    name: Arc<str>,
+    store: Addr<LocationStoreActor>,
+    metrics: Arc<Metrics>,
+) -> Result<(), String> {
+    let listener = TcpListener::bind(&plan.admin_addr)
+        .map_err(|e| format!("cannot listen for admin on {}: {e}", plan.admin_addr))?;
+    let client_port = plan
+        .client_addr
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(0);
+    let state = web::Data::new(AdminState {
+        name: name.clone(),
+        neighbours: plan.neighbours.iter().map(|n| n.name.clone()).collect(),
+        client_port,
+        admin_addr: plan.admin_addr.clone(),
+        store,
+        metrics,
+        started: Instant::now(),
+        started_unix: unix_now(),
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/", web::get().to(page))
+            .route("/healthz", web::get().to(healthz))
+            .route("/metrics", web::get().to(metrics_text))
+            .route("/status", web::get().to(status))
+            .route("/herd", web::get().to(herd))
+            .route("/records", web::get().to(records))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)
+    .map_err(|e| format!("cannot serve admin on {}: {e}", plan.admin_addr))?
+    .run();
+    actix_rt::spawn(server);
+    info!(target: "herd", "{name}: admin on http://{}/", plan.admin_addr);
+    Ok(())
+}
+
+async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(PAGE)
+}
+
+async fn healthz() -> HttpResponse {
+    if shutting_down() {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("shutting down\n")
+    } else {
+        HttpResponse::Ok().content_type("text/plain").body("ok\n")
+    }
+}
+
+async fn metrics_text(state: web::Data<AdminState>) -> HttpResponse {
+    let text = prometheus::render(
+        &state.name,
+        &state.metrics,
+        &state.neighbours,
+        state.started.elapsed().as_secs_f64(),
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}
+
+/// The store's records, or a 503 when the store does not answer (the
+/// server is stopping).
+async fn dump(state: &AdminState) -> Result<Vec<SharedRecord>, HttpResponse> {
+    state.store.send(Dump).await.map_err(|e| {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!("store unavailable: {e}\n"))
+    })
+}
+
+async fn records(state: web::Data<AdminState>) -> HttpResponse {
+    let records = match dump(&state).await {
+        Ok(records) => records,
+        Err(answer) => return answer,
+    };
+    let mut lines: Vec<&[u8]> = records.iter().map(|r| r.at_line()).collect();
+    lines.sort_unstable();
+    let mut body = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    for line in lines {
+        body.extend_from_slice(line);
+        body.push(b'\n');
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+/// A neighbour link in `/status`.
+#[derive(Debug, Serialize)]
+struct LinkView {
+    name: String,
+    state: &'static str,
+    /// Unix seconds of the last change of state.
+    since: u64,
+}
+
+/// A client's latest position in `/status`.
+#[derive(Debug, Serialize)]
+struct ClientView {
+    client: String,
+    lat: f64,
+    lon: f64,
+    origin: String,
+    /// The client's own time, as it sent it.
+    time: String,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusView {
+    server: String,
+    version: &'static str,
+    admin: String,
+    client_port: u16,
+    started_at: u64,
+    uptime_seconds: u64,
+    shutting_down: bool,
+    records: u64,
+    neighbours: Vec<LinkView>,
+    /// The newest [`MAX_CLIENTS_SHOWN`] clients, newest first.
+    clients: Vec<ClientView>,
+}
+
+/// The newest `limit` records, newest first.
+fn newest(mut records: Vec<SharedRecord>, limit: usize) -> Vec<SharedRecord> {
+    if records.len() > limit {
+        records.select_nth_unstable_by(limit, |a, b| b.time().cmp(&a.time()));
+        records.truncate(limit);
+    }
+    records.sort_unstable_by(|a, b| b.time().cmp(&a.time()));
+    records
+}
+
+async fn status(state: web::Data<AdminState>) -> HttpResponse {
+    let records = match dump(&state).await {
+        Ok(records) => records,
+        Err(answer) => return answer,
+    };
+    let held = records.len() as u64;
+    let clients = newest(records, MAX_CLIENTS_SHOWN)
+        .iter()
+        .filter_map(|r| {
+            let at = r.location()?;
+            Some(ClientView {
+                client: String::from_utf8_lossy(r.client()).into_owned(),
+                lat: at.lat,
+                lon: at.lon,
+                origin: String::from_utf8_lossy(r.origin()).into_owned(),
+                time: String::from_utf8_lossy(r.time_text()).into_owned(),
+            })
+        })
+        .collect();
+    let links = state.metrics.links();
+    let neighbours = state
+        .neighbours
+        .iter()
+        .map(|n| {
+            let link = links.get(n);
+            LinkView {
+                name: n.clone(),
+                state: link.map_or("down", |l| l.state),
+                since: link.map_or(state.started_unix, |l| l.since),
+            }
+        })
+        .collect();
+    let view = StatusView {
+        server: state.name.to_string(),
+        version: env!("CARGO_PKG_VERSION"),
+        admin: state.admin_addr.clone(),
+        client_port: state.client_port,
+        started_at: state.started_unix,
+        uptime_seconds: state.started.elapsed().as_secs(),
+        shutting_down: shutting_down(),
+        records: held,
+        neighbours,
+        clients,
+    };
+    HttpResponse::Ok()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(view)
+}
+
+#[derive(Debug, Serialize)]
+struct HerdView<'a> {
+    /// The server answering.
+    server: &'a str,
+    servers: Vec<Member>,
+}
+
+async fn herd(state: web::Data<AdminState>) -> HttpResponse {
+    let servers = HERD.get().cloned().unwrap_or_else(|| {
+        vec![Member {
+            name: state.name.to_string(),
+            client_port: state.client_port,
+            admin_url: format!("http://{}", state.admin_addr),
+            neighbours: state.neighbours.clone(),
+        }]
+    });
+    HttpResponse::Ok()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(HerdView {
+            server: &state.name,
+            servers,
+        })
+}

@@ -1,0 +1,23 @@
+//! `herdctl dump`: every record a server holds, as its AT lines, sorted, one
+//! per line — exactly the admin listener's `/records`. Two servers that have
+//! converged print identical dumps, so `diff` between dumps is an invariant
+//! check an operator (or a fault-injection test) can run at any time.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::http;
+
+/// The dump of `server` (a name from the settings, or the admin `host:port`).
+pub fn fetch(server: &str, config: &Path) -> Result<Vec<u8>, String> {
+    let address = http::resolve_admin(server, config)?;
+    Ok(http::get_ok(&address, "/records")?.body)
+}
+
+/// Prints the dump of `server` to standard output, byte for byte.
+pub fn run(server: &str, config: &Path) -> Result<(), String> {
+    let dump = fetch(server, config)?;
+    std::io::stdout()
+        .write_all(&dump)
+        .map_err(|e| format!("cannot write the dump: {e}"))
+}

@@ -1,0 +1,154 @@
+//! A minimal HTTP/1.0 GET for the admin subcommands (`dump`, `status`) and
+//! the admin tests: one request per connection, the answer read until the
+//! server closes. The admin listener is ours and loopback by default, so
+//! nothing more (TLS, redirects, keep-alive) is worth a client crate here.
+//!
+//! HTTP/1.0 is asked for on purpose: the server then neither keeps the
+//! connection open nor uses chunked encoding, so "read to the end" is the
+//! whole body.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+
+use super::ANSWER_TIMEOUT;
+use crate::admin::reachable_host;
+use crate::settings::Settings;
+
+/// A response: status code, headers (names lower-cased) and body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header named `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `GET path` from `address` (`host:port`).
+pub fn get(address: &str, path: &str) -> Result<Response, String> {
+    let targets: Vec<SocketAddr> = address
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {address}: {e}"))?
+        .collect();
+    let target = targets
+        .first()
+        .ok_or_else(|| format!("{address} resolves to no address"))?;
+    let mut stream = TcpStream::connect_timeout(target, ANSWER_TIMEOUT)
+        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(ANSWER_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\nAccept: */*\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("cannot send to {address}: {e}"))?;
+    let not_http = || {
+        format!(
+            "{address} did not answer in HTTP (is it the admin port? by default the client port + 1000)"
+        )
+    };
+    // Read to the end, but give up as soon as the answer cannot be HTTP: a
+    // client port answers `? ...` and keeps the connection open.
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .map_err(|e| format!("no complete answer from {address}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        let prefix = &raw[..raw.len().min(5)];
+        if !b"HTTP/".starts_with(prefix) {
+            return Err(not_http());
+        }
+    }
+    parse(&raw).ok_or_else(not_http)
+}
+
+/// Splits a raw HTTP/1.x response.
+fn parse(raw: &[u8]) -> Option<Response> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    if !status_line.starts_with("HTTP/1.") {
+        return None;
+    }
+    let status = status_line.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(Response {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    })
+}
+
+/// `GET path`, wanting a 200.
+pub fn get_ok(address: &str, path: &str) -> Result<Response, String> {
+    let response = get(address, path)?;
+    if response.status != 200 {
+        return Err(format!(
+            "{address}{path} answered {}: {}",
+            response.status,
+            response.text().trim_end()
+        ));
+    }
+    Ok(response)
+}
+
+/// The admin address of `server`: `host:port` taken as it is (it must be the
+/// admin port), or a server name looked up in the settings file (its
+/// `admin_port`, default client port + 1000).
+pub fn resolve_admin(server: &str, config: &Path) -> Result<String, String> {
+    if server.contains(':') {
+        return Ok(server.to_string());
+    }
+    let settings = Settings::load(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let found = settings
+        .server(server)
+        .ok_or_else(|| format!("no server named {server} in {}", config.display()))?;
+    let port = found.admin_port.unwrap_or(found.port.saturating_add(1000));
+    Ok(format!(
+        "{}:{port}",
+        reachable_host(&found.admin_listen, &found.host)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_headers_and_body() {
+        let raw = b"HTTP/1.0 503 Service Unavailable\r\ncontent-type: text/plain\r\nX-A: b: c\r\n\r\nshutting down\n";
+        let r = parse(raw).unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("Content-Type"), Some("text/plain"));
+        assert_eq!(r.header("x-a"), Some("b: c"));
+        assert_eq!(r.body, b"shutting down\n");
+    }
+
+    #[test]
+    fn a_line_protocol_answer_is_not_http() {
+        assert!(parse(b"? GET /records HTTP/1.0\n? Host: x\n").is_none());
+        assert!(parse(b"? GET / HTTP/1.0\r\n\r\n").is_none());
+    }
+}
