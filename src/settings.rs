@@ -147,6 +147,11 @@ pub struct ServerSection {
     pub admin_listen: String,
     #[serde(default)]
     pub neighbours: Vec<String>,
+    /// Per neighbour (by name): the address this server dials to reach it,
+    /// instead of the neighbour's `host:peer_port`. For a relay or proxy on
+    /// one link (the fault tests put a proxy they can cut on each link).
+    #[serde(default)]
+    pub links: BTreeMap<String, String>,
 }
 
 fn loopback() -> String {
@@ -306,11 +311,18 @@ impl Settings {
             .into_iter()
             .map(|n| NeighbourPlan {
                 name: n.name.clone(),
-                address: format!(
-                    "{}:{}",
-                    n.host,
-                    n.peer_port.unwrap_or(n.port.saturating_add(2000))
-                ),
+                address: server
+                    .links
+                    .iter()
+                    .find(|(to, _)| to.eq_ignore_ascii_case(&n.name))
+                    .map(|(_, address)| address.clone())
+                    .unwrap_or_else(|| {
+                        format!(
+                            "{}:{}",
+                            n.host,
+                            n.peer_port.unwrap_or(n.port.saturating_add(2000))
+                        )
+                    }),
             })
             .collect();
         let limits = &self.limits;
