@@ -1,13 +1,15 @@
 //! The `offline` places provider: GeoNames populated places (every place of
-//! 1,000 people or more, about 145,000) embedded in the binary by the
-//! `cities-json` crate, so nothing is downloaded at run time.
+//! 1,000 people or more, about 154,000) shipped by the `cities-json` crate and
+//! compacted at build time (see `build.rs`) into a table embedded in the
+//! binary, so nothing is downloaded at run time.
 //!
-//! Parsing the data takes a noticeable fraction of a second, so it happens in
-//! a background thread started with the first server, never before a listener
-//! is up; a WHATSAT that comes before it is ready waits for it off the actor
-//! thread. The index is a grid of quarter-degree cells: a query looks at the
-//! cells its circle can touch and measures great-circle distances to what
-//! they hold, closest first.
+//! Decoding the table takes milliseconds; it still happens in a background
+//! thread started with the first server, never before a listener is up, and
+//! a WHATSAT that comes before it is ready waits for it off the actor thread.
+//! The index is a grid of quarter-degree cells: places are sorted by cell, so
+//! a query looks up the ranges of the cells its circle can touch and measures
+//! great-circle distances to what they hold, closest first. The whole index
+//! is a few MB: one array of places and one string of all names.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -28,20 +30,36 @@ const CELL_DEG: f64 = 0.25;
 pub const ATTRIBUTION: &str =
     "Place data from <a href=\"https://www.geonames.org/\">GeoNames</a>, licensed under CC BY 4.0";
 
-/// One place of the embedded data.
-#[derive(Debug)]
+/// The compact table written by `build.rs`.
+static TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/places.bin"));
+
+/// One place of the embedded data; its name is a range of [`PlaceIndex::names`].
+#[derive(Debug, Clone, Copy)]
 struct Place {
-    lat: f64,
-    lng: f64,
-    name: Box<str>,
-    country: Box<str>,
+    lat_e5: i32,
+    lng_e5: i32,
+    name_start: u32,
+    name_len: u8,
+    country: [u8; 2],
 }
 
-/// All places, bucketed by grid cell.
+impl Place {
+    fn lat(&self) -> f64 {
+        f64::from(self.lat_e5) / 1e5
+    }
+
+    fn lng(&self) -> f64 {
+        f64::from(self.lng_e5) / 1e5
+    }
+}
+
+/// All places, sorted by grid cell.
 #[derive(Debug, Default)]
 pub struct PlaceIndex {
     places: Vec<Place>,
-    cells: HashMap<(i32, i32), Vec<u32>>,
+    names: String,
+    /// Cell -> range of `places`.
+    cells: HashMap<(i32, i32), (u32, u32)>,
 }
 
 static INDEX: OnceLock<PlaceIndex> = OnceLock::new();
@@ -62,24 +80,66 @@ pub fn distance_m(lat1: f64, lng1: f64, lat2: f64, lng2: f64) -> f64 {
     2.0 * EARTH_RADIUS_M * a.sqrt().min(1.0).asin()
 }
 
+/// Reads the table; a truncated table (which the build cannot produce) ends
+/// the list early rather than failing.
+fn decode(table: &[u8]) -> (Vec<Place>, String) {
+    let word = |at: usize| -> Option<[u8; 4]> { table.get(at..at + 4)?.try_into().ok() };
+    let count = word(0).map_or(0, u32::from_le_bytes) as usize;
+    let mut places = Vec::with_capacity(count);
+    let mut names = String::with_capacity(count * 10);
+    let mut at = 4;
+    while places.len() < count {
+        let (Some(lat), Some(lng), Some(cc), Some(&len)) = (
+            word(at),
+            word(at + 4),
+            table.get(at + 8..at + 10),
+            table.get(at + 10),
+        ) else {
+            break;
+        };
+        let Some(name) = table.get(at + 11..at + 11 + usize::from(len)) else {
+            break;
+        };
+        places.push(Place {
+            lat_e5: i32::from_le_bytes(lat),
+            lng_e5: i32::from_le_bytes(lng),
+            name_start: names.len() as u32,
+            name_len: len,
+            country: [cc[0], cc[1]],
+        });
+        names.push_str(&String::from_utf8_lossy(name));
+        at += 11 + usize::from(len);
+    }
+    (places, names)
+}
+
 impl PlaceIndex {
     fn build() -> PlaceIndex {
-        let mut index = PlaceIndex::default();
-        for city in cities_json::CITIES.iter() {
-            let id = index.places.len() as u32;
-            index.places.push(Place {
-                lat: city.lat,
-                lng: city.lng,
-                name: city.name.as_str().into(),
-                country: city.country.as_str().into(),
-            });
-            index
-                .cells
-                .entry(cell_of(city.lat, city.lng))
-                .or_default()
-                .push(id);
+        let (mut places, names) = decode(TABLE);
+        places.sort_by_cached_key(|p| cell_of(p.lat(), p.lng()));
+        let mut cells = HashMap::new();
+        let mut start = 0;
+        while start < places.len() {
+            let cell = cell_of(places[start].lat(), places[start].lng());
+            let end = places[start..]
+                .iter()
+                .position(|p| cell_of(p.lat(), p.lng()) != cell)
+                .map_or(places.len(), |n| start + n);
+            cells.insert(cell, (start as u32, end as u32));
+            start = end;
         }
-        index
+        PlaceIndex {
+            places,
+            names,
+            cells,
+        }
+    }
+
+    fn name(&self, place: &Place) -> &str {
+        let start = place.name_start as usize;
+        self.names
+            .get(start..start + usize::from(place.name_len))
+            .unwrap_or("")
     }
 
     /// Places within `radius_m` of (lat, lng), closest first, at most `limit`.
@@ -102,19 +162,21 @@ impl PlaceIndex {
             for col in lng_lo..=lng_hi.min(lng_lo + lng_cells - 1) {
                 // Wrap across the antimeridian.
                 let wrapped = (col + lng_cells / 2).rem_euclid(lng_cells) - lng_cells / 2;
-                let Some(ids) = self.cells.get(&(row, wrapped)) else {
+                let Some(&(start, end)) = self.cells.get(&(row, wrapped)) else {
                     continue;
                 };
-                for &id in ids {
-                    let place = &self.places[id as usize];
-                    let d = distance_m(lat, lng, place.lat, place.lng);
+                for place in &self.places[start as usize..end as usize] {
+                    let d = distance_m(lat, lng, place.lat(), place.lng());
                     if d <= radius_m {
                         found.push((d, place));
                     }
                 }
             }
         }
-        found.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+        found.sort_by(|a, b| {
+            a.0.total_cmp(&b.0)
+                .then_with(|| self.name(a.1).cmp(self.name(b.1)))
+        });
         found.truncate(limit);
         found
     }
@@ -126,7 +188,10 @@ impl PlaceIndex {
             query.radius.km() * 1000.0,
             usize::from(query.bound),
         );
-        let results: Vec<Value> = places.iter().map(|(_, place)| place_json(place)).collect();
+        let results: Vec<Value> = places
+            .iter()
+            .map(|(_, place)| self.place_json(place))
+            .collect();
         let status = if results.is_empty() {
             "ZERO_RESULTS"
         } else {
@@ -138,17 +203,19 @@ impl PlaceIndex {
             "status": status,
         })
     }
-}
 
-fn place_json(place: &Place) -> Value {
-    let id = fnv1a(format!("{}|{}|{}", place.name, place.lat, place.lng).as_bytes());
-    json!({
-        "geometry": { "location": { "lat": place.lat, "lng": place.lng } },
-        "name": &*place.name,
-        "place_id": format!("geonames-{id:016x}"),
-        "types": ["locality", "political"],
-        "vicinity": format!("{}, {}", place.name, place.country),
-    })
+    fn place_json(&self, place: &Place) -> Value {
+        let name = self.name(place);
+        let country = String::from_utf8_lossy(&place.country);
+        let id = fnv1a(format!("{name}|{}|{}", place.lat_e5, place.lng_e5).as_bytes());
+        json!({
+            "geometry": { "location": { "lat": place.lat(), "lng": place.lng() } },
+            "name": name,
+            "place_id": format!("geonames-{id:016x}"),
+            "types": ["locality", "political"],
+            "vicinity": format!("{name}, {country}"),
+        })
+    }
 }
 
 /// Starts building the index in the background (once per process).
@@ -272,7 +339,7 @@ mod tests {
         // Egvekinot (66.32, -179.12) lies about 44 km east of 179.9 E.
         let across = index().within(66.32321, 179.9, 50_000.0, 50);
         assert!(
-            across.iter().any(|(_, p)| &*p.name == "Egvekinot"),
+            across.iter().any(|(_, p)| index().name(p) == "Egvekinot"),
             "{across:?}"
         );
         let _ = index().within(90.0, 0.0, 50_000.0, 20);
