@@ -1,0 +1,351 @@
+//! `herdctl bench`: closed-loop load against a herd server (or, for the
+//! side-by-side anchor, a Redis server answering GEOADD), and a probe of
+//! flood latency across the herd.
+//!
+//! Closed loop: each of N connections keeps `pipeline` requests in flight
+//! (one by default), sends the next only when an answer came back, and
+//! records each request's latency in an HDR histogram. All connections run
+//! on one thread (a single-threaded tokio runtime), so the load tool takes
+//! the same one core whatever it drives: herd and Redis are measured alike.
+//! Errors (a `?` answer, a Redis error, a closed connection) are counted and
+//! reported, never hidden.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// What the load sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// `IAMAT bench-<conn>-<n> <location> <now>`: a new client name each time
+    /// (cycling over `--clients` names per connection).
+    Iamat,
+    /// `WHATSAT bench-<conn>-<n> 10 5` for clients reported beforehand.
+    Whatsat,
+    /// Redis `GEOADD herd <lon> <lat> bench-<conn>-<n>` (the anchor).
+    RedisGeoadd,
+}
+
+/// Parameters of one load run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    #[arg(long, value_enum, default_value = "iamat")]
+    pub workload: Workload,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 50)]
+    pub connections: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    /// Length of the measured run, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Distinct client names per connection (names cycle after that).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub clients: u64,
+    /// Send exactly this many requests in all (split over the connections)
+    /// instead of running for `--seconds`.
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The outcome of a run.
+#[derive(Debug)]
+pub struct LoadReport {
+    pub ops: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub latency: Histogram<u64>,
+}
+
+impl LoadReport {
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Text or JSON, latencies in microseconds.
+    pub fn render(&self, json: bool) -> String {
+        let q = |p: f64| self.latency.value_at_quantile(p) as f64 / 1000.0;
+        if json {
+            serde_json::json!({
+                "ops": self.ops,
+                "errors": self.errors,
+                "seconds": self.elapsed.as_secs_f64(),
+                "ops_per_sec": self.ops_per_sec(),
+                "p50_us": q(0.50), "p90_us": q(0.90), "p99_us": q(0.99),
+                "p999_us": q(0.999), "max_us": self.latency.max() as f64 / 1000.0,
+            })
+            .to_string()
+        } else {
+            format!(
+                "{:.0} ops/s ({} ops, {} errors, {:.1} s)  latency us: p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0}",
+                self.ops_per_sec(), self.ops, self.errors, self.elapsed.as_secs_f64(),
+                q(0.50), q(0.90), q(0.99), q(0.999), self.latency.max() as f64 / 1000.0
+            )
+        }
+    }
+}
+
+fn histogram() -> Result<Histogram<u64>, String> {
+    // Nanoseconds from 1 ns to 60 s, three significant digits.
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())
+}
+
+fn now_text() -> String {
+    super::client::now_text()
+}
+
+/// One request of `workload` for connection `conn`, sequence `n`.
+fn request(workload: Workload, conn: usize, n: u64) -> Vec<u8> {
+    // Spread the clients over a few degrees around Los Angeles.
+    let lat = 34.0 + (n % 1000) as f64 / 1000.0;
+    let lon = -118.0 - (conn % 100) as f64 / 100.0;
+    match workload {
+        Workload::Iamat => format!("IAMAT bench-{conn}-{n} +{lat:.6}{lon:.6} {}\n", now_text()),
+        Workload::Whatsat => format!("WHATSAT bench-{conn}-{n} 10 5\n"),
+        Workload::RedisGeoadd => {
+            let member = format!("bench-{conn}-{n}");
+            let (lon, lat) = (format!("{lon:.6}"), format!("{lat:.6}"));
+            let mut resp = String::from("*5\r\n$6\r\nGEOADD\r\n$4\r\nherd\r\n");
+            for arg in [&lon, &lat, &member] {
+                resp.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+            }
+            resp
+        }
+    }
+    .into_bytes()
+}
+
+/// Reads one answer; `Ok(false)` when it is an error answer.
+async fn read_answer(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    workload: Workload,
+    line: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    line.clear();
+    if reader.read_until(b'\n', line).await? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    match workload {
+        Workload::Iamat => Ok(line.starts_with(b"AT ")),
+        Workload::RedisGeoadd => Ok(line.starts_with(b":")),
+        Workload::Whatsat => {
+            if !line.starts_with(b"AT ") {
+                return Ok(false);
+            }
+            // The JSON follows, ended by an empty line.
+            loop {
+                line.clear();
+                if reader.read_until(b'\n', line).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                if line == b"\n" {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+}
+
+/// One connection's closed loop until `deadline`.
+async fn connection_loop(
+    address: String,
+    args: LoadArgs,
+    conn: usize,
+    deadline: Instant,
+) -> Result<(u64, u64, Histogram<u64>), String> {
+    let stream = TcpStream::connect(&address)
+        .await
+        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut hist = histogram()?;
+    let (mut ops, mut errors, mut n) = (0u64, 0u64, 0u64);
+    let mut line = Vec::with_capacity(4096);
+    let mut sent = std::collections::VecDeque::with_capacity(args.pipeline);
+    let mut batch = Vec::with_capacity(256 * args.pipeline);
+    // With --count, this connection's share; otherwise run until the deadline.
+    let quota = (args.count > 0).then(|| {
+        let share = args.count / args.connections as u64;
+        share + u64::from((conn as u64) < args.count % args.connections as u64)
+    });
+    let more = |n: u64| match quota {
+        Some(quota) => n < quota,
+        None => Instant::now() < deadline,
+    };
+    while more(ops) {
+        batch.clear();
+        while sent.len() < args.pipeline && quota.is_none_or(|q| n < q) {
+            batch.extend_from_slice(&request(args.workload, conn, n % args.clients));
+            sent.push_back(Instant::now());
+            n += 1;
+        }
+        write
+            .write_all(&batch)
+            .await
+            .map_err(|e| format!("send failed: {e}"))?;
+        // Read one answer, then refill; with pipeline 1 this is strict ping-pong.
+        let ok = read_answer(&mut reader, args.workload, &mut line)
+            .await
+            .map_err(|e| format!("read failed: {e}"))?;
+        let started = sent.pop_front().unwrap_or_else(Instant::now);
+        let _ = hist.record(started.elapsed().as_nanos().max(1) as u64);
+        ops += 1;
+        if !ok {
+            errors += 1;
+        }
+    }
+    // Drain what is still in flight so the server is not left mid-answer.
+    while sent.pop_front().is_some() {
+        let _ = read_answer(&mut reader, args.workload, &mut line).await;
+    }
+    Ok((ops, errors, hist))
+}
+
+/// Reports one IAMAT per client a WHATSAT run will ask about.
+async fn prepare_whatsat(address: &str, args: &LoadArgs) -> Result<(), String> {
+    for conn in 0..args.connections {
+        let stream = TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let (read, mut write) = stream.into_split();
+        let mut reader = BufReader::new(read);
+        let mut line = Vec::new();
+        for n in 0..args.clients.min(100) {
+            write
+                .write_all(&request(Workload::Iamat, conn, n))
+                .await
+                .map_err(|e| e.to_string())?;
+            read_answer(&mut reader, Workload::Iamat, &mut line)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a closed-loop load against `address`.
+pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, String> {
+    if args.connections == 0 || args.pipeline == 0 || args.seconds <= 0.0 {
+        return Err("connections, pipeline and seconds must be above zero".into());
+    }
+    if args.workload == Workload::Whatsat {
+        args.clients = args.clients.min(100);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the load runtime: {e}"))?;
+    runtime.block_on(async move {
+        if args.workload == Workload::Whatsat {
+            prepare_whatsat(address, &args).await?;
+        }
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs_f64(args.seconds);
+        let local = tokio::task::LocalSet::new();
+        let results = local
+            .run_until(async {
+                let tasks: Vec<_> = (0..args.connections)
+                    .map(|conn| {
+                        tokio::task::spawn_local(connection_loop(
+                            address.to_string(),
+                            args.clone(),
+                            conn,
+                            deadline,
+                        ))
+                    })
+                    .collect();
+                let mut results = Vec::new();
+                for task in tasks {
+                    results.push(task.await.map_err(|e| e.to_string())?);
+                }
+                Ok::<_, String>(results)
+            })
+            .await?;
+        let elapsed = started.elapsed();
+        let mut report = LoadReport {
+            ops: 0,
+            errors: 0,
+            elapsed,
+            latency: histogram()?,
+        };
+        for result in results {
+            let (ops, errors, hist) = result?;
+            report.ops += ops;
+            report.errors += errors;
+            report.latency.add(&hist).map_err(|e| e.to_string())?;
+        }
+        Ok(report)
+    })
+}
+
+/// Flood latency: IAMAT at `from`, then WHATSAT at `to` until it answers
+/// with that record; the time from `from`'s answer to `to`'s answer.
+pub fn run_flood_probe(from: &str, to: &str, samples: u64, json: bool) -> Result<String, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the probe runtime: {e}"))?;
+    runtime.block_on(async move {
+        let connect = |address: String| async move {
+            let stream = TcpStream::connect(&address)
+                .await
+                .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            let (read, write) = stream.into_split();
+            Ok::<_, String>((BufReader::new(read), write))
+        };
+        let (mut from_read, mut from_write) = connect(from.to_string()).await?;
+        let (mut to_read, mut to_write) = connect(to.to_string()).await?;
+        let mut hist = histogram()?;
+        let mut line = Vec::new();
+        let tag = std::process::id();
+        let mut polls = 0u64;
+        for n in 0..samples {
+            let client = format!("probe-{tag}-{n}");
+            from_write
+                .write_all(format!("IAMAT {client} +34.068930-118.445127 {}\n", now_text()).as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            read_answer(&mut from_read, Workload::Iamat, &mut line)
+                .await
+                .map_err(|e| e.to_string())?;
+            let answered = Instant::now();
+            let deadline = answered + Duration::from_secs(5);
+            loop {
+                to_write
+                    .write_all(format!("WHATSAT {client} 1 1\n").as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                polls += 1;
+                if read_answer(&mut to_read, Workload::Whatsat, &mut line)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("{client} never reached {to}"));
+                }
+            }
+            let _ = hist.record(answered.elapsed().as_nanos().max(1) as u64);
+        }
+        let q = |p: f64| hist.value_at_quantile(p) as f64 / 1000.0;
+        Ok(if json {
+            serde_json::json!({"samples": samples, "polls": polls, "p50_us": q(0.5),
+                "p90_us": q(0.9), "p99_us": q(0.99), "max_us": hist.max() as f64 / 1000.0})
+            .to_string()
+        } else {
+            format!(
+                "flood {from} -> {to}: {samples} samples ({polls} polls)  latency us: p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}",
+                q(0.5), q(0.9), q(0.99), hist.max() as f64 / 1000.0
+            )
+        })
+    })
+}
