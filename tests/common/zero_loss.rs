@@ -140,15 +140,12 @@ impl Ledger {
 
 /// Sends `lines` on one connection to `port`, all written before any
 /// answer is read (pipelined), and returns the answers in order; fewer
-/// answers than lines when the server went away.
-pub fn pipeline(port: u16, lines: &[String]) -> Vec<String> {
-    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return Vec::new();
-    };
+/// answers than lines when the server went away, `None` when it could not
+/// be reached at all.
+pub fn pipeline(port: u16, lines: &[String]) -> Option<Vec<String>> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
-    let Ok(mut writer) = stream.try_clone() else {
-        return Vec::new();
-    };
+    let mut writer = stream.try_clone().ok()?;
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let sender = std::thread::spawn(move || {
         let _ = writer.write_all(text.as_bytes());
@@ -164,12 +161,13 @@ pub fn pipeline(port: u16, lines: &[String]) -> Vec<String> {
         }
     }
     let _ = sender.join();
-    answers
+    Some(answers)
 }
 
-/// Sends `lines` to server `name` and books every answer and every loss.
-pub fn update(herd: &Herd, ledger: &Mutex<Ledger>, name: &str, lines: &[String]) -> usize {
-    let answers = pipeline(herd.ports(name).client, lines);
+/// Sends `lines` to server `name` listening on `port` and books every
+/// answer and every loss. `None` (nothing booked) when it was unreachable.
+pub fn update_at(port: u16, name: &str, ledger: &Mutex<Ledger>, lines: &[String]) -> Option<usize> {
+    let answers = pipeline(port, lines)?;
     let mut ledger = ledger.lock().unwrap();
     ledger.sent += lines.len();
     for (line, answer) in lines.iter().zip(&answers) {
@@ -182,13 +180,19 @@ pub fn update(herd: &Herd, ledger: &Mutex<Ledger>, name: &str, lines: &[String])
     for line in &lines[answers.len()..] {
         ledger.lost(name, line);
     }
-    answers.len()
+    Some(answers.len())
+}
+
+/// [`update_at`] server `name` of `herd`, which must be reachable.
+pub fn update(herd: &Herd, ledger: &Mutex<Ledger>, name: &str, lines: &[String]) -> usize {
+    update_at(herd.ports(name).client, name, ledger, lines)
+        .unwrap_or_else(|| panic!("{name} unreachable"))
 }
 
 /// Waits until every server in `names` passes [`Ledger::check`] and all
 /// of their dumps are identical.
 pub fn wait_converged(herd: &Herd, ledger: &Ledger, names: &[String], timeout: Duration) {
-    let mut last = String::new();
+    let mut last;
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let dumps: Vec<Option<Vec<String>>> = names.iter().map(|n| dump(herd, n)).collect();
@@ -227,6 +231,7 @@ pub fn wait_converged(herd: &Herd, ledger: &Ledger, names: &[String], timeout: D
 pub struct Proxy {
     pub port: u16,
     cut: Arc<AtomicBool>,
+    frozen: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
     stop: Arc<AtomicBool>,
 }
@@ -239,9 +244,10 @@ impl Proxy {
             .set_nonblocking(true)
             .expect("non-blocking listener");
         let cut = Arc::new(AtomicBool::new(false));
+        let frozen = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (c, o, s) = (cut.clone(), open.clone(), stop.clone());
+        let (c, f, o, s) = (cut.clone(), frozen.clone(), open.clone(), stop.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let inbound = match listener.accept() {
@@ -267,13 +273,14 @@ impl Proxy {
                     list.push(i2);
                     list.push(o2);
                 }
-                pipe(&inbound, &outbound);
-                pipe(&outbound, &inbound);
+                pipe(&inbound, &outbound, f.clone());
+                pipe(&outbound, &inbound, f.clone());
             }
         });
         Proxy {
             port,
             cut,
+            frozen,
             open,
             stop,
         }
@@ -287,9 +294,16 @@ impl Proxy {
         }
     }
 
-    /// Lets connections through again.
+    /// Lets connections through again (and unfreezes them).
     pub fn heal(&self) {
         self.cut.store(false, Ordering::Relaxed);
+        self.frozen.store(false, Ordering::Relaxed);
+    }
+
+    /// Stops forwarding without closing anything: the link stays up but
+    /// nothing moves, as with a neighbour that stopped reading.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::Relaxed);
     }
 
     pub fn is_cut(&self) -> bool {
@@ -301,17 +315,23 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.cut();
+        self.frozen.store(false, Ordering::Relaxed);
     }
 }
 
-/// Copies `from` into `to` on a thread of its own until either side ends.
-fn pipe(from: &TcpStream, to: &TcpStream) {
+/// Copies `from` into `to` on a thread of its own until either side ends;
+/// while `frozen`, reads nothing (the sender's buffers fill up).
+fn pipe(from: &TcpStream, to: &TcpStream, frozen: Arc<AtomicBool>) {
     let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
         return;
     };
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         loop {
+            if frozen.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
