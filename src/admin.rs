@@ -89,7 +89,8 @@ pub fn members(settings: &Settings) -> Vec<Member> {
             let neighbours = servers
                 .iter()
                 .filter(|o| {
-                    o.name != s.name && (s.neighbours.contains(&o.name) || o.neighbours.contains(&s.name))
+                    o.name != s.name
+                        && (s.neighbours.contains(&o.name) || o.neighbours.contains(&s.name))
                 })
                 .map(|o| o.name.clone())
                 .collect();
@@ -357,4 +358,23 @@ async fn herd(state: web::Data<AdminState>) -> HttpResponse {
             server: &state.name,
             servers,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn healthz_turns_503_once_shutdown_begins() {
+        // The only test of this binary that touches the shutdown flag.
+        assert_eq!(healthz().await.status(), 200);
+        begin_shutdown();
+        assert_eq!(healthz().await.status(), 503);
+    }
+
+    #[test]
+    fn wildcard_listeners_are_reached_through_the_public_host() {
+        assert_eq!(reachable_host("0.0.0.0", "riley"), "riley");
+        assert_eq!(reachable_host("127.0.0.1", "riley"), "127.0.0.1");
+    }
 }

@@ -184,6 +184,7 @@ impl ConnectionActor {
         let mut answer = Vec::with_capacity(record.at_line().len() + 1);
         answer.extend_from_slice(record.at_line());
         answer.push(b'\n');
+        let started = Instant::now(); // for the latency histogram
         let update = self.shared.store.send(Update {
             record,
             source: Source::Client,
@@ -200,6 +201,7 @@ impl ConnectionActor {
                 .map(move |result, act, ctx| match result {
                     Ok(()) => {
                         Metrics::bump(&act.shared.metrics.iamat_ok);
+                        act.shared.metrics.iamat_latency.observe(started.elapsed());
                         act.answer(&answer, ctx);
                     }
                     Err(e) => {
@@ -221,6 +223,7 @@ impl ConnectionActor {
         bound: u8,
         ctx: &mut Context<Self>,
     ) {
+        let started = Instant::now(); // for the latency histogram
         let store = self.shared.store.clone();
         let places = self.shared.places.clone();
         let work = async move {
@@ -245,6 +248,10 @@ impl ConnectionActor {
                 .map(move |answer, act, ctx| match answer {
                     Some(answer) => {
                         Metrics::bump(&act.shared.metrics.whatsat_ok);
+                        act.shared
+                            .metrics
+                            .whatsat_latency
+                            .observe(started.elapsed());
                         act.answer(&answer, ctx);
                     }
                     None => {

@@ -101,8 +101,8 @@ pub const LINK_STATES: [&str; 4] = ["down", "connecting", "syncing", "up"];
 /// Upper bounds of the latency buckets, in seconds: 50 µs to 10 s, roughly
 /// 1-2.5-5 steps, fine where the performance targets are (under 1 ms).
 pub const LATENCY_BUCKETS: [f64; 17] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
 ];
 
 /// A latency histogram with the fixed [`LATENCY_BUCKETS`].

@@ -72,8 +72,16 @@ pub fn render(server: &str, m: &Metrics, neighbours: &[String], uptime_seconds: 
         server: escape(server),
     };
 
-    out.family("herd_build_info", "gauge", "Version of the running herd binary (always 1).");
-    out.sample("herd_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
+    out.family(
+        "herd_build_info",
+        "gauge",
+        "Version of the running herd binary (always 1).",
+    );
+    out.sample(
+        "herd_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
     out.single(
         "herd_uptime_seconds",
         "gauge",
@@ -86,7 +94,11 @@ pub fn render(server: &str, m: &Metrics, neighbours: &[String], uptime_seconds: 
         "counter",
         "Client commands answered, by verb and outcome.",
     );
-    out.sample("herd_requests_total", &[("verb", "IAMAT"), ("outcome", "ok")], get(&m.iamat_ok));
+    out.sample(
+        "herd_requests_total",
+        &[("verb", "IAMAT"), ("outcome", "ok")],
+        get(&m.iamat_ok),
+    );
     out.sample(
         "herd_requests_total",
         &[("verb", "WHATSAT"), ("outcome", "ok")],
@@ -120,8 +132,16 @@ pub fn render(server: &str, m: &Metrics, neighbours: &[String], uptime_seconds: 
         "histogram",
         "Time from a command's arrival to its answer being queued, by verb.",
     );
-    out.histogram("herd_request_duration_seconds", &[("verb", "IAMAT")], &m.iamat_latency);
-    out.histogram("herd_request_duration_seconds", &[("verb", "WHATSAT")], &m.whatsat_latency);
+    out.histogram(
+        "herd_request_duration_seconds",
+        &[("verb", "IAMAT")],
+        &m.iamat_latency,
+    );
+    out.histogram(
+        "herd_request_duration_seconds",
+        &[("verb", "WHATSAT")],
+        &m.whatsat_latency,
+    );
 
     out.single(
         "herd_connections_open",
@@ -142,7 +162,12 @@ pub fn render(server: &str, m: &Metrics, neighbours: &[String], uptime_seconds: 
         get(&m.connections_refused),
     );
 
-    out.single("herd_records", "gauge", "Client records held.", get(&m.records));
+    out.single(
+        "herd_records",
+        "gauge",
+        "Client records held.",
+        get(&m.records),
+    );
 
     out.family(
         "herd_updates_total",
@@ -154,8 +179,16 @@ pub fn render(server: &str, m: &Metrics, neighbours: &[String], uptime_seconds: 
         ("peer", &m.updates_new_peer, &m.updates_stale_peer),
         ("sync", &m.updates_new_sync, &m.updates_stale_sync),
     ] {
-        out.sample("herd_updates_total", &[("source", source), ("result", "new")], get(new));
-        out.sample("herd_updates_total", &[("source", source), ("result", "stale")], get(stale));
+        out.sample(
+            "herd_updates_total",
+            &[("source", source), ("result", "new")],
+            get(new),
+        );
+        out.sample(
+            "herd_updates_total",
+            &[("source", source), ("result", "stale")],
+            get(stale),
+        );
     }
     out.single(
         "herd_floods_sent_total",
@@ -218,7 +251,11 @@ pub fn render(server: &str, m: &Metrics, neighbours: &[String], uptime_seconds: 
     for n in neighbours {
         let state = links.get(n).map_or("down", |l| l.state);
         for s in LINK_STATES {
-            out.sample("herd_link_state", &[("neighbour", n), ("state", s)], u8::from(state == s));
+            out.sample(
+                "herd_link_state",
+                &[("neighbour", n), ("state", s)],
+                u8::from(state == s),
+            );
         }
     }
     out.family(

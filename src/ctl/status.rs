@@ -1,4 +1,186 @@
-//! `herdctl status`: the herd at a glance in the terminal.
-pub fn run(_server: &str, _config: &std::path::Path) -> Result<(), String> {
-    Err("not yet".into())
+//! `herdctl status`: the live page's picture in the terminal. It asks one
+//! server for the herd (`/herd`), then every server for its `/status`, and
+//! prints the servers (up or down, records, uptime), then each link once with
+//! its state as both ends report it:
+//!
+//! ```text
+//! server    state  records  uptime  version
+//! Riley     up          12     93s  0.1.0
+//! Jaquez    down
+//! links
+//! Riley -- Jaquez    down     (Riley: connecting since 12:00:01Z; Jaquez: not answering)
+//! Riley -- Juzang    up
+//! 4/5 servers up, 4/6 links up, 12 records at most
+//! ```
+//!
+//! A link is "up" when both ends say their outgoing link is up, "partial"
+//! when only one does, "down" otherwise, the same rule as the page.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::http;
+
+#[derive(Debug, Deserialize)]
+struct HerdView {
+    servers: Vec<MemberView>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MemberView {
+    name: String,
+    admin_url: String,
+    neighbours: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusView {
+    records: u64,
+    uptime_seconds: u64,
+    version: String,
+    #[serde(default)]
+    shutting_down: bool,
+    neighbours: Vec<LinkView>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LinkView {
+    name: String,
+    state: String,
+    since: u64,
+}
+
+/// Prints the herd as seen from `server` (a name, or any admin `host:port`).
+pub fn run(server: &str, config: &Path) -> Result<(), String> {
+    let address = http::resolve_admin(server, config)?;
+    print!("{}", render(&address)?);
+    Ok(())
+}
+
+/// The whole picture as text.
+pub fn render(address: &str) -> Result<String, String> {
+    let herd: HerdView = serde_json::from_slice(&http::get_ok(address, "/herd")?.body)
+        .map_err(|e| format!("{address}/herd is not the herd's JSON: {e}"))?;
+    let statuses: BTreeMap<&str, Option<StatusView>> = herd
+        .servers
+        .iter()
+        .map(|m| {
+            let host = m.admin_url.trim_start_matches("http://");
+            let status = http::get_ok(host, "/status")
+                .ok()
+                .and_then(|r| serde_json::from_slice(&r.body).ok());
+            (m.name.as_str(), status)
+        })
+        .collect();
+
+    let width = herd
+        .servers
+        .iter()
+        .map(|m| m.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:width$}  state  records    uptime  version",
+        "server"
+    );
+    let mut up = 0;
+    let mut most = 0;
+    for m in &herd.servers {
+        match &statuses[m.name.as_str()] {
+            Some(s) => {
+                up += 1;
+                most = most.max(s.records);
+                let state = if s.shutting_down { "stop" } else { "up" };
+                let _ = writeln!(
+                    out,
+                    "{:width$}  {state:5}  {:7}  {:>8}  {}",
+                    m.name,
+                    s.records,
+                    format!("{}s", s.uptime_seconds),
+                    s.version
+                );
+            }
+            None => {
+                let _ = writeln!(out, "{:width$}  down", m.name);
+            }
+        }
+    }
+
+    let _ = writeln!(out, "links");
+    let (mut links_up, mut links) = (0, 0);
+    let mut seen = std::collections::BTreeSet::new();
+    for m in &herd.servers {
+        for n in &m.neighbours {
+            let (a, b) = if m.name <= *n {
+                (&m.name, n)
+            } else {
+                (n, &m.name)
+            };
+            if !seen.insert((a.clone(), b.clone())) {
+                continue;
+            }
+            links += 1;
+            let side = |from: &str, to: &str| -> Option<&LinkView> {
+                statuses
+                    .get(from)?
+                    .as_ref()?
+                    .neighbours
+                    .iter()
+                    .find(|l| l.name == to)
+            };
+            let (ab, ba) = (side(a, b), side(b, a));
+            let is_up = |l: Option<&LinkView>| l.is_some_and(|l| l.state == "up");
+            let state = match (is_up(ab), is_up(ba)) {
+                (true, true) => "up",
+                (true, false) | (false, true) => "partial",
+                _ => "down",
+            };
+            let label = format!("{a} -- {b}");
+            if state == "up" {
+                links_up += 1;
+                let _ = writeln!(out, "{label:lw$}  up", lw = 2 * width + 4);
+            } else {
+                let describe = |who: &str, l: Option<&LinkView>| match l {
+                    Some(l) => format!("{who}: {} since {}", l.state, clock(l.since)),
+                    None => format!("{who}: not answering"),
+                };
+                let _ = writeln!(
+                    out,
+                    "{label:lw$}  {state:7}  ({}; {})",
+                    describe(a, ab),
+                    describe(b, ba),
+                    lw = 2 * width + 4
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{up}/{} servers up, {links_up}/{links} links up, {most} records at most",
+        herd.servers.len()
+    );
+    Ok(out)
+}
+
+/// Unix seconds as a UTC time of day, `HH:MM:SSZ`.
+fn clock(unix: u64) -> String {
+    let day = unix % 86_400;
+    format!("{:02}:{:02}:{:02}Z", day / 3600, day % 3600 / 60, day % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clock;
+
+    #[test]
+    fn clock_is_the_utc_time_of_day() {
+        assert_eq!(clock(0), "00:00:00Z");
+        assert_eq!(clock(1_700_000_000), "22:13:20Z");
+    }
 }
