@@ -278,10 +278,10 @@ struct StatusView {
 /// The newest `limit` records, newest first.
 fn newest(mut records: Vec<SharedRecord>, limit: usize) -> Vec<SharedRecord> {
     if records.len() > limit {
-        records.select_nth_unstable_by(limit, |a, b| b.time().cmp(&a.time()));
+        records.select_nth_unstable_by_key(limit, |r| std::cmp::Reverse(r.time()));
         records.truncate(limit);
     }
-    records.sort_unstable_by(|a, b| b.time().cmp(&a.time()));
+    records.sort_unstable_by_key(|r| std::cmp::Reverse(r.time()));
     records
 }
 
