@@ -311,6 +311,40 @@ mod tests {
         );
     }
 
+    /// The figures of BENCHMARKS.md: `cargo test --release --lib journal::
+    /// -- --ignored --nocapture`. Appends a million records as fast as the
+    /// journal takes them (the groups grow to whatever queued during the
+    /// previous fsync), then reopens the file as a restart would.
+    #[test]
+    #[ignore]
+    fn a_million_records_written_and_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(dir.path(), Mode::Sync, "T").unwrap();
+        let mut journal = opened.journal;
+        let records: Vec<SharedRecord> = (0..1_000_000)
+            .map(|i| record(&format!("client-{i}.example.org"), "1700000000.5"))
+            .collect();
+        let started = Instant::now();
+        let receivers: Vec<_> = records.iter().map(|r| journal.append(r)).collect();
+        for rx in receivers {
+            assert_eq!(rx.blocking_recv().unwrap(), Ok(()));
+        }
+        let wrote = started.elapsed();
+        drop(opened.guard);
+        let started = Instant::now();
+        let reopened = open(dir.path(), Mode::Sync, "T").unwrap();
+        let loaded = started.elapsed();
+        assert_eq!(reopened.records.len(), 1_000_000);
+        let size = std::fs::metadata(dir.path().join("records.redb"))
+            .unwrap()
+            .len();
+        println!(
+            "1,000,000 records: written and fsynced in {wrote:?}, loaded in {loaded:?}, \
+             file {} MB",
+            size / 1_000_000
+        );
+    }
+
     #[test]
     fn async_mode_answers_at_once_and_flushes_on_shutdown() {
         let dir = tempfile::tempdir().unwrap();

@@ -116,6 +116,8 @@ pub struct PeerActor {
     attempt: u64,
     output: Option<Output>,
     reader: Option<SpawnHandle>,
+    /// The running catch-up sync, cancelled when the link drops.
+    sync: Option<SpawnHandle>,
     draining: bool,
     backoff: Duration,
     /// Newest record per client not yet handed to the socket.
@@ -146,6 +148,7 @@ impl PeerActor {
             attempt: 0,
             output: None,
             reader: None,
+            sync: None,
             draining: false,
             backoff,
             pending: HashSet::new(),
@@ -203,7 +206,8 @@ impl PeerActor {
             let stats = dial_sync(&mut framed, &store, timeout).await;
             (framed, stats)
         };
-        ctx.spawn(work.into_actor(self).map(move |(framed, stats), act, ctx| {
+        let sync = ctx.spawn(work.into_actor(self).map(move |(framed, stats), act, ctx| {
+            act.sync = None;
             if attempt != act.attempt {
                 return;
             }
@@ -212,6 +216,7 @@ impl PeerActor {
                 Err(e) => act.drop_link(&format!("sync failed: {e}"), ctx),
             }
         }));
+        self.sync = Some(sync);
     }
 
     /// The sync is done: the link carries floods from now on.
@@ -240,13 +245,20 @@ impl PeerActor {
         let Some(output) = self.output.as_mut() else {
             return;
         };
-        while output.backlog() < self.limits.max_backlog {
-            let Some(next) = self.pending.iter().next().cloned() else {
-                break;
-            };
-            self.pending.remove(&next);
-            queue_record(output, &next.0);
+        if self.pending.is_empty() {
+            return;
         }
+        // One pass over the set (taking entries one by one from its front
+        // would rescan the emptied part each time: quadratic).
+        let mut rest = Vec::new();
+        for held in self.pending.drain() {
+            if output.backlog() < self.limits.max_backlog {
+                queue_record(output, &held.0);
+            } else {
+                rest.push(held);
+            }
+        }
+        self.pending.extend(rest);
     }
 
     /// Writes what the socket takes; when it takes everything, feeds it held
@@ -303,6 +315,9 @@ impl PeerActor {
 
     fn drop_link(&mut self, reason: &str, ctx: &mut Context<Self>) {
         info!(target: LOG, "{}: link to {} dropped: {reason}", self.me, self.neighbour);
+        if let Some(sync) = self.sync.take() {
+            ctx.cancel_future(sync);
+        }
         if let Some(reader) = self.reader.take() {
             ctx.cancel_future(reader);
         }
