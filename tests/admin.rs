@@ -60,7 +60,7 @@ fn records_dump_every_record_sorted_and_herdctl_dump_prints_it() {
     herd.ask("Alpha", &iamat("zed", "1700000000"));
     let zed_new = herd.ask("Alpha", &iamat("zed", "1700000003.25"));
     assert!(zed.starts_with("AT Alpha "), "{zed}");
-    let mut expected = vec![amy.clone(), zed_new.clone()];
+    let mut expected = [amy.clone(), zed_new.clone()];
     expected.sort();
     let expected = format!("{}\n", expected.join("\n"));
     for name in ["Alpha", "Beta"] {
