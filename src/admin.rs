@@ -25,11 +25,12 @@
 mod prometheus;
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix::Addr;
+use actix_web::dev::Service;
 use actix_web::http::header;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use herd_actors::metrics::Metrics;
@@ -129,6 +130,24 @@ struct AdminState {
     metrics: Arc<Metrics>,
     started: Instant,
     started_unix: u64,
+    /// Requests served, by [`PATHS`] index.
+    served: [AtomicU64; PATHS.len()],
+}
+
+/// The paths whose requests are counted (`herd_admin_requests_total`); any
+/// other path counts as `other`.
+const PATHS: [&str; 7] = [
+    "/", "/healthz", "/metrics", "/status", "/herd", "/records", "other",
+];
+
+impl AdminState {
+    fn count_request(&self, path: &str) {
+        let index = PATHS
+            .iter()
+            .position(|p| *p == path)
+            .unwrap_or(PATHS.len() - 1);
+        self.served[index].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 fn unix_now() -> u64 {
@@ -161,10 +180,16 @@ pub fn start(
         metrics,
         started: Instant::now(),
         started_unix: unix_now(),
+        served: Default::default(),
     });
     let server = HttpServer::new(move || {
+        let counting = state.clone();
         App::new()
             .app_data(state.clone())
+            .wrap_fn(move |request, service| {
+                counting.count_request(request.path());
+                service.call(request)
+            })
             .route("/", web::get().to(page))
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics_text))
@@ -206,6 +231,11 @@ async fn metrics_text(state: web::Data<AdminState>) -> HttpResponse {
         &state.metrics,
         &state.neighbours,
         state.started.elapsed().as_secs_f64(),
+        &PATHS
+            .iter()
+            .zip(&state.served)
+            .map(|(path, n)| (*path, n.load(Ordering::Relaxed)))
+            .collect::<Vec<_>>(),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

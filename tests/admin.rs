@@ -153,6 +153,16 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
         1.0
     );
     assert!(value("herd_sync_runs_total", "") >= 1.0);
+    // The wait above polled /status; /healthz was asked once; this scrape counts.
+    assert!(value("herd_admin_requests_total", ",path=\"/status\"") >= 1.0);
+    assert_eq!(
+        value("herd_admin_requests_total", ",path=\"/healthz\""),
+        1.0
+    );
+    assert_eq!(
+        value("herd_admin_requests_total", ",path=\"/metrics\""),
+        1.0
+    );
     // Beta received Alpha's flood; its WHATSAT asked the offline places.
     let mut beta = herd.client("Beta");
     beta.send("WHATSAT kiwi 10 2");

@@ -65,7 +65,14 @@ impl Out {
 
 /// The whole `/metrics` text of server `server`, whose configured neighbours
 /// are `neighbours` (each gets link series even before its first attempt).
-pub fn render(server: &str, m: &Metrics, neighbours: &[String], uptime_seconds: f64) -> String {
+/// `admin_requests` are the admin listener's own requests by path.
+pub fn render(
+    server: &str,
+    m: &Metrics,
+    neighbours: &[String],
+    uptime_seconds: f64,
+    admin_requests: &[(&str, u64)],
+) -> String {
     let get = Metrics::get;
     let mut out = Out {
         text: String::with_capacity(8192),
@@ -293,5 +300,13 @@ pub fn render(server: &str, m: &Metrics, neighbours: &[String], uptime_seconds: 
         "Requests made to the places provider.",
         get(&m.places_upstream_calls),
     );
+    out.family(
+        "herd_admin_requests_total",
+        "counter",
+        "Requests to this admin listener, by path (this scrape included).",
+    );
+    for (path, count) in admin_requests {
+        out.sample("herd_admin_requests_total", &[("path", path)], count);
+    }
     out.text
 }
