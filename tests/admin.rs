@@ -311,3 +311,19 @@ fn herdctl_status_shows_servers_and_links_and_a_dead_server() {
     );
     assert!(text.contains("2/3 servers up, 1/2 links up"), "{text}");
 }
+
+#[test]
+fn every_server_of_an_all_in_one_process_has_its_own_admin_listener() {
+    let mut herd = Herd::with_topology(&[("Alpha", &["Beta"]), ("Beta", &["Alpha"])]).build();
+    herd.start_all_in_one();
+    for name in ["Alpha", "Beta"] {
+        wait_until(Duration::from_secs(10), &format!("{name}'s admin"), || {
+            http::get_ok(&admin(&herd, name), "/healthz").is_ok()
+        });
+        assert_eq!(status(&herd, name)["server"], name);
+        let topology: serde_json::Value =
+            serde_json::from_slice(&get(&herd, name, "/herd").body).unwrap();
+        assert_eq!(topology["server"], name);
+        assert_eq!(topology["servers"].as_array().map(Vec::len), Some(2));
+    }
+}
