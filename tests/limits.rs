@@ -120,6 +120,13 @@ fn lines_over_the_limit_are_answered_then_closed_and_the_limit_is_exact() {
     assert_eq!(conn.text_line().as_deref(), Some("?"));
     assert_eq!(conn.line(), None, "closed after an overlong line");
 
+    // The same for a last line ended by end-of-file (the client half-closes).
+    let mut conn = Conn::connect(port(&herd));
+    conn.send(format!("{}\r", "w".repeat(65)).as_bytes());
+    conn.stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(conn.text_line().as_deref(), Some("?"));
+    assert_eq!(conn.line(), None);
+
     // A megabyte without any newline: answered early, closed, nothing kept.
     let mut conn = Conn::connect(port(&herd));
     let writer = conn.stream.try_clone().unwrap();

@@ -91,6 +91,12 @@ impl Decoder for LineCodec {
         if line.last() == Some(&b'\r') {
             line.truncate(line.len() - 1);
         }
+        // `decode` keeps one byte over the limit while it waits to see
+        // whether it is the `\r` of a `\r\n`; at end-of-file it is not.
+        if line.len() > self.max_line {
+            self.discarding = true;
+            return Ok(Some(Frame::Overlong));
+        }
         Ok(Some(Frame::Line(line.freeze())))
     }
 }
@@ -139,6 +145,21 @@ mod tests {
         let mut codec = LineCodec::new(100);
         let frames = decode_all(&mut codec, b"one\nlast words", true);
         assert_eq!(frames, vec![line(b"one"), line(b"last words")]);
+    }
+
+    /// Found by the `client_line` fuzz target: a last line of one byte over
+    /// the limit, ended by end-of-file, came out as a line.
+    #[test]
+    fn a_last_line_at_eof_over_the_limit_is_overlong() {
+        let mut codec = LineCodec::new(4);
+        assert_eq!(
+            decode_all(&mut codec, b"abcde", true),
+            vec![Frame::Overlong]
+        );
+        let mut codec = LineCodec::new(4);
+        assert_eq!(decode_all(&mut codec, b"abcd\r", true), vec![line(b"abcd")]);
+        let mut codec = LineCodec::new(4);
+        assert_eq!(decode_all(&mut codec, b"abcd", true), vec![line(b"abcd")]);
     }
 
     #[test]
