@@ -129,6 +129,10 @@ pub fn from_hex(text: &[u8]) -> Option<Vec<u64>> {
     if !text.len().is_multiple_of(16) {
         return None;
     }
+    // Hex digits only: from_str_radix alone would also take a sign ("+f").
+    if !text.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
     text.chunks(16)
         .map(|chunk| u64::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok())
         .collect()
@@ -178,6 +182,18 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `peer_line` fuzz target: a sign passed as a hex digit.
+    #[test]
+    fn hex_takes_hex_digits_only() {
+        assert_eq!(
+            from_hex(b"00000000000000ffFFFFFFFFFFFFFFFF"),
+            Some(vec![0xff, u64::MAX])
+        );
+        assert_eq!(from_hex(b"+00000000000000f"), None);
+        assert_eq!(from_hex(b"-00000000000000f"), None);
+        assert_eq!(from_hex(b"000000000000000g"), None);
+    }
 
     fn record(client: &str, time: &str) -> Record {
         Record::from_at_line(format!("AT Riley +0.000000000 {client} +1+1 {time}").as_bytes())

@@ -104,6 +104,10 @@ pub fn from_hex(text: &[u8]) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }
+    // Hex digits only: from_str_radix alone would also take a sign ("+f").
+    if !text.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
     text.chunks(2)
         .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
         .collect()
@@ -255,6 +259,15 @@ mod tests {
         let none = Secret::none();
         assert_eq!(none.mac("anything"), "-");
         assert!(none.verify("anything", b"-"));
+    }
+
+    /// Found by the `peer_line` fuzz target: `+f` was read as the byte 0x0f.
+    #[test]
+    fn mac_hex_takes_hex_digits_only() {
+        assert_eq!(from_hex(b"00ffA0"), Some(vec![0x00, 0xff, 0xa0]));
+        for bad in [&b"+f"[..], b"-f", b" f", b"0x", b"f", b"\xc3\xa9"] {
+            assert_eq!(from_hex(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
