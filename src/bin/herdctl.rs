@@ -16,7 +16,13 @@ struct Cli {
     #[arg(long, short, global = true, default_value = "127.0.0.1:12665")]
     server: String,
     /// Settings file used to look server names up.
-    #[arg(long, short, global = true, default_value = "Settings.toml", env = "HERD_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "Settings.toml",
+        env = "HERD_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -42,6 +48,13 @@ enum Command {
     /// Send raw lines (arguments, or standard input when none) and print
     /// whatever comes back.
     Send { lines: Vec<String> },
+    /// Check that the server answers (for health checks): exit 0 if it
+    /// does within the deadline, 1 if not. Sends nothing that is stored.
+    Ping {
+        /// Deadline for connecting and answering, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Print every record the server holds, as AT lines, sorted (its admin
     /// `/records`). `--server` is a name or the admin `host:port`.
     Dump,
@@ -53,39 +66,45 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = ctl::resolve_server(&cli.server, &cli.config).and_then(|address| match cli.command {
-        Command::Iamat {
-            client,
-            location,
-            time,
-        } => {
-            let time = time.unwrap_or_else(client::now_text);
-            let line = format!("IAMAT {client} {location} {time}");
-            client::print_exchange(&address, &[line.into_bytes()])
-        }
-        Command::Whatsat {
-            client,
-            radius_km,
-            bound,
-        } => {
-            let line = format!("WHATSAT {client} {radius_km} {bound}");
-            client::print_exchange(&address, &[line.into_bytes()])
-        }
-        Command::Send { lines } => {
-            let lines: Vec<Vec<u8>> = if lines.is_empty() {
-                std::io::stdin()
-                    .lock()
-                    .split(b'\n')
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("cannot read standard input: {e}"))?
-            } else {
-                lines.into_iter().map(String::into_bytes).collect()
-            };
-            client::print_exchange(&address, &lines)
-        }
-        Command::Dump => ctl::dump::run(&cli.server, &cli.config),
-        Command::Status => ctl::status::run(&cli.server, &cli.config),
-    });
+    let result =
+        ctl::resolve_server(&cli.server, &cli.config).and_then(|address| match cli.command {
+            Command::Iamat {
+                client,
+                location,
+                time,
+            } => {
+                let time = time.unwrap_or_else(client::now_text);
+                let line = format!("IAMAT {client} {location} {time}");
+                client::print_exchange(&address, &[line.into_bytes()])
+            }
+            Command::Whatsat {
+                client,
+                radius_km,
+                bound,
+            } => {
+                let line = format!("WHATSAT {client} {radius_km} {bound}");
+                client::print_exchange(&address, &[line.into_bytes()])
+            }
+            Command::Send { lines } => {
+                let lines: Vec<Vec<u8>> = if lines.is_empty() {
+                    std::io::stdin()
+                        .lock()
+                        .split(b'\n')
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| format!("cannot read standard input: {e}"))?
+                } else {
+                    lines.into_iter().map(String::into_bytes).collect()
+                };
+                client::print_exchange(&address, &lines)
+            }
+            Command::Ping { timeout_ms } => {
+                let took = ctl::ping::ping(&address, std::time::Duration::from_millis(timeout_ms))?;
+                println!("ok {address} {}us", took.as_micros());
+                Ok(())
+            }
+            Command::Dump => ctl::dump::run(&cli.server, &cli.config),
+            Command::Status => ctl::status::run(&cli.server, &cli.config),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod dump;
 pub mod http;
+pub mod ping;
 pub mod status;
 
 use std::time::Duration;
