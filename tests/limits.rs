@@ -436,6 +436,13 @@ fn ten_thousand_connections_at_once_are_served_or_refused() {
     );
     drop(conns);
     assert!(herd.is_running("Riley"), "the server survived");
+    // Refusals are logged about once a second, not once per connection.
+    let log = std::fs::read_to_string(herd.log_path("Riley")).unwrap_or_default();
+    let lines = log.matches("refusing").count();
+    assert!(
+        (1..100).contains(&lines),
+        "{lines} refusal lines for {refused} refusals"
+    );
     wait_until(Duration::from_secs(30), "Riley to serve again", || {
         let mut conn = Conn::connect(port);
         conn.send(format!("WHATSAT {a_served_client} 1 1\n").as_bytes());

@@ -26,6 +26,10 @@ use crate::store::LocationStoreActor;
 /// Accepts clients until the listener fails or the arbiter stops.
 pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_connections: usize) {
     let open = Arc::new(AtomicUsize::new(0));
+    // Refusals are logged at most once a second, with a count, so that a
+    // flood of connections cannot become a flood of log lines as well.
+    let mut refused_unlogged: u64 = 0;
+    let mut last_refusal_log: Option<std::time::Instant> = None;
     loop {
         let (mut stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -39,8 +43,13 @@ pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_con
         let _ = stream.set_nodelay(true);
         let Some(slot) = ConnectionSlot::take(&open, max_connections) else {
             Metrics::bump(&shared.metrics.connections_refused);
-            warn!(target: "listener", "{}: refusing {peer}: {max_connections} connections open",
-                shared.server);
+            refused_unlogged += 1;
+            if last_refusal_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                warn!(target: "listener", "{}: refusing {peer}: {max_connections} connections open \
+                    ({refused_unlogged} refused since the last such line)", shared.server);
+                refused_unlogged = 0;
+                last_refusal_log = Some(std::time::Instant::now());
+            }
             actix_rt::spawn(async move {
                 let _ = stream.write_all(b"? server busy\n").await;
                 let _ = stream.shutdown().await;
