@@ -181,6 +181,8 @@ fn the_right_secret_gets_in_and_its_records_are_stored() {
     let herd = riley(Some(SECRET));
     let mut wire = Wire::connect(herd.ports("Riley").peer);
     honest_handshake(&mut wire);
+    // Once authenticated, lines longer than the handshake's limit are fine.
+    assert!(wire.send(&" ".repeat(4 * 1024)));
     assert!(wire.send(&at_line("honest.client")));
     assert!(wire.send("SYNCED 1"));
     herd.wait_for_at_line("Riley", "honest.client", &at_line("honest.client"));
@@ -267,6 +269,21 @@ fn unknown_names_non_neighbours_and_misaddressed_hellos_are_rejected() {
             "Jaquez is not a neighbour",
         ],
     );
+}
+
+#[test]
+fn a_stranger_cannot_make_the_server_buffer_before_the_handshake() {
+    let mut herd = Herd::with_topology(TOPOLOGY)
+        .env("HERD_SECRET", SECRET)
+        .setting("limits", "handshake_timeout_ms = 60000")
+        .build();
+    herd.start("Riley");
+    // 64 KiB without a newline instead of a HELLO: refused at once, long
+    // before the handshake's timeout and the peer port's 1 MiB line limit.
+    let mut wire = Wire::connect(herd.ports("Riley").peer);
+    let _ = wire.writer.write_all(&vec![b'x'; 64 * 1024]);
+    wire.expect_closed();
+    wait_for_log(&herd, &["rejected peer connection", "overlong line"]);
 }
 
 #[test]

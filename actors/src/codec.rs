@@ -35,6 +35,17 @@ impl LineCodec {
             discarding: false,
         }
     }
+
+    /// The longest line accepted, in bytes.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// Changes the limit for the lines still to come (the peer handshake
+    /// reads with a short one, then gives the link its full one).
+    pub fn set_max_line(&mut self, max_line: usize) {
+        self.max_line = max_line;
+    }
 }
 
 impl Decoder for LineCodec {

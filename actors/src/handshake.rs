@@ -139,6 +139,11 @@ pub enum HandshakeError {
 /// A framed peer connection.
 pub type PeerFramed = Framed<TcpStream, LineCodec>;
 
+/// Longest line while the handshake runs. Its lines are short (names are at
+/// most 64 bytes), and a stranger who has proved nothing yet must not make
+/// the server buffer up to the peer port's full line limit.
+pub const HANDSHAKE_MAX_LINE: usize = 1024;
+
 async fn read_line(framed: &mut PeerFramed) -> Result<Bytes, HandshakeError> {
     match framed.next().await {
         Some(Ok(Frame::Line(line))) => Ok(line),
@@ -180,6 +185,10 @@ pub async fn dial(
     secret: &Secret,
     timeout: Duration,
 ) -> Result<(), HandshakeError> {
+    let full = framed.codec().max_line();
+    framed
+        .codec_mut()
+        .set_max_line(full.min(HANDSHAKE_MAX_LINE));
     let exchange = async {
         let nonce_d = nonce();
         send_line(framed, format!("HELLO {me} {them} {nonce_d}")).await?;
@@ -197,7 +206,9 @@ pub async fn dial(
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| HandshakeError::Timeout)?
+        .map_err(|_| HandshakeError::Timeout)??;
+    framed.codec_mut().set_max_line(full);
+    Ok(())
 }
 
 /// The acceptor's side: returns the dialer's name once it has proved itself.
@@ -210,6 +221,10 @@ pub async fn accept(
     secret: &Secret,
     timeout: Duration,
 ) -> Result<Arc<str>, HandshakeError> {
+    let full = framed.codec().max_line();
+    framed
+        .codec_mut()
+        .set_max_line(full.min(HANDSHAKE_MAX_LINE));
     let exchange = async {
         let [dialer, target, nonce_d] = expect::<3>(&read_line(framed).await?, b"HELLO")?;
         if target != me || !is_neighbour(&dialer) {
@@ -230,9 +245,12 @@ pub async fn accept(
         send_line(framed, "WELCOME".into()).await?;
         Ok(Arc::from(dialer.as_str()))
     };
-    tokio::time::timeout(timeout, exchange)
+    let dialer = tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| HandshakeError::Timeout)?
+        .map_err(|_| HandshakeError::Timeout)??;
+    // Authenticated: from here on, sync and flood lines of full length.
+    framed.codec_mut().set_max_line(full);
+    Ok(dialer)
 }
 
 #[cfg(test)]
