@@ -287,6 +287,25 @@ fn a_stranger_cannot_make_the_server_buffer_before_the_handshake() {
 }
 
 #[test]
+fn a_stranger_who_stalls_is_dropped_at_the_handshake_timeout() {
+    let mut herd = Herd::with_topology(TOPOLOGY)
+        .env("HERD_SECRET", SECRET)
+        .setting("limits", "handshake_timeout_ms = 300")
+        .build();
+    herd.start("Riley");
+    let port = herd.ports("Riley").peer;
+    // One says nothing at all, the other stops after HELLO.
+    let mut silent = Wire::connect(port);
+    let mut stalled = Wire::connect(port);
+    hello(&mut stalled, "Jaquez", "Riley", &nonce());
+    let started = std::time::Instant::now();
+    silent.expect_closed();
+    stalled.expect_closed();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    wait_for_log(&herd, &["rejected peer connection", "timed out"]);
+}
+
+#[test]
 fn records_without_a_handshake_are_rejected() {
     let herd = riley(Some(SECRET));
     let mut wire = Wire::connect(herd.ports("Riley").peer);
