@@ -208,7 +208,7 @@ fn connections_beyond_the_limit_are_refused_politely() {
 
 #[test]
 fn idle_clients_are_closed_but_busy_ones_are_not() {
-    let herd = single(&["idle_timeout_ms = 500"]);
+    let herd = single(&["idle_timeout_ms = 1000"]);
     let mut idle = Conn::connect(port(&herd));
     let idle_closed = std::thread::spawn(move || {
         let started = Instant::now();
@@ -216,9 +216,9 @@ fn idle_clients_are_closed_but_busy_ones_are_not() {
         started.elapsed()
     });
     let mut busy = Conn::connect(port(&herd));
-    // The busy client sends a complete line every 100 ms for 1.5 s,
-    // three idle timeouts, and is answered every time.
-    for i in 0..15 {
+    // The busy client sends a complete line every 100 ms for 2.5 s, more
+    // than twice the idle timeout, and is answered every time.
+    for i in 0..25 {
         busy.send(format!("PING {i}\n").as_bytes());
         assert_eq!(busy.text_line(), Some(format!("? PING {i}")));
         std::thread::sleep(Duration::from_millis(100)); // the client's pace, not synchronisation
@@ -226,7 +226,7 @@ fn idle_clients_are_closed_but_busy_ones_are_not() {
     // The idle one was closed meanwhile, not before its timeout.
     let idle_for = idle_closed.join().unwrap();
     assert!(
-        (Duration::from_millis(450)..Duration::from_millis(1500)).contains(&idle_for),
+        (Duration::from_millis(950)..Duration::from_millis(2500)).contains(&idle_for),
         "idle client closed after {idle_for:?}"
     );
 }
@@ -262,7 +262,7 @@ fn a_slowloris_client_is_closed_at_the_idle_timeout() {
     );
     assert!(held < Duration::from_secs(5), "held for {held:?}");
     assert!(
-        sent >= 8,
+        sent >= 5,
         "the trickle kept going while the timeout ran: {sent}"
     );
     assert_still_serving(&herd, "after.slowloris");
