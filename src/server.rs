@@ -39,7 +39,7 @@ async fn bind(addr: &str, what: &str) -> Result<TcpListener, String> {
 }
 
 /// The places provider the plan asks for, and how the PlacesActor runs it:
-/// the deadline for all, the rate limit and cache for the Google providers.
+/// the deadline, rate limit and cache for the Google providers.
 /// A Google provider without a key or with a malformed base URL is refused
 /// here, so the server does not start half-configured.
 fn places_provider(
@@ -49,7 +49,9 @@ fn places_provider(
     let section = &plan.section;
     let deadline = std::time::Duration::from_millis(section.timeout_ms.max(1));
     let base_url = match section.provider.as_str() {
-        "offline" => return Ok((Box::new(Offline::new()), Policy::local(deadline))),
+        // Offline answers from memory: no deadline (its first answers may
+        // wait for the data to load, which is bounded and must not fail).
+        "offline" => return Ok((Box::new(Offline::new()), Policy::local())),
         "google" => &section.google_base_url,
         "google-new" => &section.google_new_base_url,
         other => {
@@ -71,7 +73,7 @@ fn places_provider(
         Box::new(GoogleNew::new(upstream))
     };
     let policy = Policy {
-        deadline,
+        deadline: Some(deadline),
         sharing: Some(Sharing {
             rate: RateLimit {
                 per_sec: section.rate_per_sec,

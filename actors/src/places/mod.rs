@@ -4,8 +4,8 @@
 //! The actor owns one provider (one file each in this folder: `offline`,
 //! `google`, `google-new`) and does what every provider needs around it:
 //!
-//! - a deadline on every request: a provider that does not answer in time
-//!   yields an `UNKNOWN_ERROR` answer, never a hang;
+//! - a deadline on every upstream request: a provider that does not answer
+//!   in time yields an `UNKNOWN_ERROR` answer, never a hang;
 //! - for upstream providers, a [`rate_limit::TokenBucket`] with a bounded
 //!   wait (beyond it: `OVER_QUERY_LIMIT` at once), a [`cache::TtlCache`] of
 //!   answers keyed by provider, location, radius and bound, and coalescing:
@@ -98,25 +98,20 @@ pub struct Sharing {
 /// How the actor runs its provider.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    /// Longest a provider may take for one request.
-    pub deadline: Duration,
+    /// Longest a provider may take for one request; `None` for a local
+    /// provider, whose only wait is its data loading once.
+    pub deadline: Option<Duration>,
     /// Rate limit, cache and coalescing; `None` for a local provider.
     pub sharing: Option<Sharing>,
 }
 
 impl Policy {
-    /// A local provider: a deadline and nothing else.
-    pub fn local(deadline: Duration) -> Policy {
+    /// A local provider: called directly, no deadline, nothing shared.
+    pub fn local() -> Policy {
         Policy {
-            deadline,
+            deadline: None,
             sharing: None,
         }
-    }
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy::local(Duration::from_secs(5))
     }
 }
 
@@ -154,7 +149,10 @@ fn status_of(answer: &Value) -> &str {
 }
 
 /// `call`, or an `UNKNOWN_ERROR` answer if it takes longer than `deadline`.
-async fn within(deadline: Duration, call: LocalBoxFuture<'static, Value>) -> Value {
+async fn within(deadline: Option<Duration>, call: LocalBoxFuture<'static, Value>) -> Value {
+    let Some(deadline) = deadline else {
+        return call.await;
+    };
     match tokio::time::timeout(deadline, call).await {
         Ok(answer) => answer,
         Err(_) => error_answer(
@@ -226,18 +224,18 @@ pub struct PlacesActor {
     server: Arc<str>,
     provider: Box<dyn Provider>,
     metrics: Arc<Metrics>,
-    deadline: Duration,
+    deadline: Option<Duration>,
     guard: Option<Guard>,
 }
 
 impl PlacesActor {
-    /// An actor with the default policy (a 5 s deadline, nothing shared).
+    /// An actor with the local policy (no deadline, nothing shared).
     pub fn new(server: Arc<str>, provider: Box<dyn Provider>, metrics: Arc<Metrics>) -> Self {
         PlacesActor {
             server,
             provider,
             metrics,
-            deadline: Policy::default().deadline,
+            deadline: None,
             guard: None,
         }
     }
@@ -288,7 +286,7 @@ impl Actor for PlacesActor {
             Some(guard) => log::info!(target: LOG,
                 "{}: places from {}, deadline {} ms, {} requests/s (burst {}, wait up to {} ms), \
                  cache {} answers for {} ms",
-                self.server, self.provider.name(), self.deadline.as_millis(),
+                self.server, self.provider.name(), self.deadline.map_or(0, |d| d.as_millis()),
                 guard.sharing.rate.per_sec, guard.sharing.rate.burst,
                 guard.sharing.rate.max_wait.as_millis(), guard.sharing.cache_entries,
                 guard.sharing.cache_ttl.as_millis()),
@@ -311,7 +309,7 @@ impl Handler<Nearby> for PlacesActor {
         let provider = self.provider.name();
         let deadline = self.deadline;
         let Some(guard) = self.guard.as_mut() else {
-            // A local provider: called directly, under the deadline.
+            // A local provider: called directly.
             let call = self.provider.nearby(query);
             return Box::pin(async move {
                 let answer = within(deadline, call).await;
@@ -446,7 +444,7 @@ mod tests {
 
     fn shared(per_sec: f64, burst: u32, max_wait_ms: u64) -> Policy {
         Policy {
-            deadline: Duration::from_millis(500),
+            deadline: Some(Duration::from_millis(500)),
             sharing: Some(Sharing {
                 rate: RateLimit {
                     per_sec,
@@ -570,8 +568,12 @@ mod tests {
         assert!(elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(2));
         let _ = actor.send(nearby("5", 3)).await.unwrap();
         assert_eq!(calls.get(), 2, "errors are not cached");
-        // A local provider gets the deadline too.
-        let (local, _, _) = start(None, Policy::local(Duration::from_millis(50)));
+        // A provider without sharing may have a deadline too.
+        let policy = Policy {
+            deadline: Some(Duration::from_millis(50)),
+            sharing: None,
+        };
+        let (local, _, _) = start(None, policy);
         let body = local.send(nearby("5", 3)).await.unwrap();
         assert_eq!(parse(&body)["status"], "UNKNOWN_ERROR");
     }
