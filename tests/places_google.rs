@@ -555,3 +555,111 @@ fn a_google_provider_without_a_key_refuses_to_start() {
     // Nothing is listening: it did not start half-configured.
     assert!(TcpStream::connect(("127.0.0.1", herd.ports("Riley").client)).is_err());
 }
+
+/// Latencies of `count` sequential WHATSATs on one connection, radius from
+/// `radius(i)`; returns (p50, p99) in microseconds.
+fn sequential_latency(
+    herd: &Herd,
+    at: &str,
+    count: usize,
+    radius: impl Fn(usize) -> String,
+) -> (u128, u128) {
+    let mut client = herd.client("Riley");
+    let mut micros = Vec::with_capacity(count);
+    for i in 0..count {
+        let started = Instant::now();
+        client.send(&format!("WHATSAT kiwi {} 5", radius(i)));
+        assert_eq!(client.read_line(), at);
+        client.read_until_blank();
+        micros.push(started.elapsed().as_micros());
+    }
+    micros.sort_unstable();
+    (micros[count / 2], micros[count * 99 / 100])
+}
+
+/// WHATSATs per second over `connections` connections with one request in
+/// flight each, for `span`; `radius(c, i)` picks each request's radius.
+fn throughput(
+    herd: &Herd,
+    at: &str,
+    connections: usize,
+    span: Duration,
+    radius: impl Fn(usize, usize) -> String + Sync,
+) -> f64 {
+    let started = Instant::now();
+    let total: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..connections)
+            .map(|c| {
+                let radius = &radius;
+                scope.spawn(move || {
+                    let mut client = herd.client("Riley");
+                    let mut done = 0;
+                    while started.elapsed() < span {
+                        client.send(&format!("WHATSAT kiwi {} 5", radius(c, done)));
+                        assert_eq!(client.read_line(), at);
+                        client.read_until_blank();
+                        done += 1;
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The figures of BENCHMARKS.md, "Places". Not a test: run with
+/// `cargo test --release --test places_google -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_whatsat_places() {
+    let span = Duration::from_secs(3);
+    let mut herd = Herd::with_topology(&[("Riley", &[])])
+        .setting("herd", "log_lines = false")
+        .build();
+    herd.start("Riley");
+    let at = herd.ask("Riley", &iamat("kiwi", "1621464827.959498503"));
+    wait_until(Duration::from_secs(20), "offline places loaded", || {
+        let mut client = herd.client("Riley");
+        client.send("WHATSAT kiwi 10 5");
+        client.read_line();
+        client.read_until_blank().contains("\"OK\"")
+    });
+    let (p50, p99) = sequential_latency(&herd, &at, 5000, |_| "10".into());
+    let rate = throughput(&herd, &at, 8, span, |_, _| "10".into());
+    println!("offline: p50 {p50} us, p99 {p99} us; {rate:.0} WHATSAT/s over 8 connections");
+    drop(herd);
+
+    // Google against the fake server: no rate limit, a cache big enough
+    // for every miss, no line logging (as for offline).
+    let fake = FakeGoogle::start(|_| Reply::Json(200, fixture("legacy_ok_20.json")));
+    let mut herd = Herd::with_topology(&[("Riley", &[])])
+        .setting("places", "provider = \"google\"")
+        .setting(
+            "places",
+            &format!("google_base_url = {:?}", fake.base_url()),
+        )
+        .setting("places", "rate_per_sec = 0.0")
+        .setting("places", "cache_entries = 1000000")
+        .setting("herd", "log_lines = false")
+        .env("GOOGLE_PLACES_API_KEY", KEY)
+        .build();
+    herd.start("Riley");
+    let at = herd.ask("Riley", &iamat("kiwi", "1621464827.959498503"));
+    // Misses: every request a radius of its own (1 m apart; sequential ones
+    // from 45 km, concurrent ones from 1 to 41 km, 5 km per connection).
+    let (p50, p99) = sequential_latency(&herd, &at, 2000, |i| {
+        format!("{}.{:03}", 45 + i / 1000, i % 1000)
+    });
+    let rate = throughput(&herd, &at, 8, span, |c, i| {
+        assert!(i < 5000, "more misses than distinct radii");
+        format!("{}.{:03}", 1 + c * 5 + i / 1000, i % 1000)
+    });
+    println!("google miss: p50 {p50} us, p99 {p99} us; {rate:.0} WHATSAT/s over 8 connections");
+    // Hits: one radius, answered from the cache after the first.
+    let (p50, p99) = sequential_latency(&herd, &at, 5000, |_| "10".into());
+    let rate = throughput(&herd, &at, 8, span, |_, _| "10".into());
+    println!("google hit: p50 {p50} us, p99 {p99} us; {rate:.0} WHATSAT/s over 8 connections");
+    println!("upstream calls seen by the fake server: {}", fake.count());
+}
