@@ -389,6 +389,22 @@ fn a_silent_or_absent_upstream_is_answered_within_the_deadline() {
             .contains("cannot reach"),
         "{answer}"
     );
+
+    // HTTPS to a server that speaks plain HTTP: rustls (with the crypto
+    // provider chosen at start) sends its hello, the handshake fails, and
+    // that too is an answer, not a hang or a crash.
+    let plain = FakeGoogle::start(|_| Reply::Json(200, fixture("legacy_ok_20.json")));
+    let https = format!("https://127.0.0.1:{}", plain.port);
+    let (herd, at) = herd_with("google", &https, &["timeout_ms = 2000"]);
+    let mut client = herd.client("Riley");
+    let answer = whatsat(&mut client, "10", 5, &at);
+    assert_eq!(answer["status"], "UNKNOWN_ERROR", "{answer}");
+    let message = answer["error_message"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(message.contains("tls"), "{answer}");
+    assert_eq!(herd.ask("Riley", "HELLO"), "? HELLO", "still serving");
 }
 
 #[test]
