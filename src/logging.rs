@@ -7,7 +7,9 @@
 //! all-in-one mode still writes one file per server. Files are buffered and
 //! flushed every 100 ms and at exit.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -17,6 +19,31 @@ use std::time::{Duration, SystemTime};
 use log::{LevelFilter, Log, Metadata, Record};
 
 type LogFile = Arc<Mutex<BufWriter<File>>>;
+
+thread_local! {
+    /// The line being written, reused for every log line of this thread.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The RFC 3339 text of the last whole second stamped on this thread.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends `2026-11-26T22:46:38.176513Z`: the date and time part is
+/// formatted once per second per thread, the microseconds every time.
+fn stamp(line: &mut String) {
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    SECOND.with_borrow_mut(|(secs, text)| {
+        if *secs != now.as_secs() {
+            *secs = now.as_secs();
+            let whole = std::time::UNIX_EPOCH + Duration::from_secs(now.as_secs());
+            *text = humantime::format_rfc3339_seconds(whole).to_string();
+            text.pop(); // the trailing 'Z'
+        }
+        line.push_str(text);
+    });
+    let _ = write!(line, ".{:06}Z", now.subsec_micros());
+}
 
 struct HerdLogger {
     stderr: env_logger::Logger,
@@ -36,21 +63,23 @@ impl Log for HerdLogger {
         if record.level() > self.file_level || self.files.is_empty() {
             return;
         }
-        let message = record.args().to_string();
-        let Some((server, _)) = message.split_once(':') else {
-            return;
-        };
-        if let Some(file) = self.files.get(server) {
-            if let Ok(mut file) = file.lock() {
-                let now = humantime::format_rfc3339_micros(SystemTime::now());
-                let _ = writeln!(
-                    file,
-                    "{now} {:<5} {}: {message}",
-                    record.level(),
-                    record.target()
-                );
+        // Format once into this thread's buffer (no allocation per line), then
+        // route by the server name that starts the message.
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            stamp(line);
+            let _ = write!(line, " {:<5} {}: ", record.level(), record.target());
+            let start = line.len();
+            let _ = writeln!(line, "{}", record.args());
+            let Some((server, _)) = line[start..].split_once(':') else {
+                return;
+            };
+            if let Some(file) = self.files.get(server) {
+                if let Ok(mut file) = file.lock() {
+                    let _ = file.write_all(line.as_bytes());
+                }
             }
-        }
+        });
     }
 
     fn flush(&self) {

@@ -59,6 +59,19 @@ impl Default for ClientLimits {
     }
 }
 
+/// A line as log text: written straight through when it is UTF-8 (almost
+/// always), with U+FFFD for invalid bytes otherwise. No copy either way.
+struct LineText<'a>(&'a [u8]);
+
+impl std::fmt::Display for LineText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match std::str::from_utf8(self.0) {
+            Ok(text) => f.write_str(text),
+            Err(_) => f.write_str(&String::from_utf8_lossy(self.0)),
+        }
+    }
+}
+
 /// What every connection of one server shares.
 #[derive(Clone)]
 pub struct ClientContext {
@@ -96,6 +109,8 @@ impl Drop for ConnectionSlot {
 pub struct ConnectionActor {
     shared: ClientContext,
     peer: SocketAddr,
+    /// `peer` as text, formatted once: every logged line carries it.
+    peer_label: Box<str>,
     reader: Option<OwnedReadHalf>,
     output: Option<Output>,
     last_line: Instant,
@@ -114,6 +129,7 @@ impl ConnectionActor {
         ConnectionActor {
             shared,
             peer,
+            peer_label: peer.to_string().into(),
             reader: Some(reader),
             output: Some(Output::new(writer)),
             last_line: Instant::now(),
@@ -124,8 +140,9 @@ impl ConnectionActor {
 
     fn log_line(&self, direction: &str, line: &[u8]) {
         if self.shared.log_lines {
-            info!(target: LOG, "{}: {} {} {}", self.shared.server, self.peer, direction,
-                String::from_utf8_lossy(line).trim_end_matches('\n'));
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            info!(target: LOG, "{}: {} {} {}", self.shared.server, self.peer_label, direction,
+                LineText(line));
         }
     }
 
