@@ -247,6 +247,7 @@ fn a_frozen_or_dead_neighbour_never_slows_answers() {
         .collect();
     update(&herd, &ledger, "Riley", &lines);
     let dead = started.elapsed();
+    eprintln!("4000 answers with frozen links: {frozen:?}; 1000 with a dead neighbour: {dead:?}");
     assert!(
         frozen < Duration::from_secs(20) && dead < Duration::from_secs(5),
         "4000 answers took {frozen:?} with frozen links, 1000 took {dead:?} with a dead neighbour"
