@@ -101,7 +101,7 @@ fn to_hex(bytes: &[u8]) -> String {
 
 /// Parses the hex of a MAC (public for the fuzz targets).
 pub fn from_hex(text: &[u8]) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     // Hex digits only: from_str_radix alone would also take a sign ("+f").

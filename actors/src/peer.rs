@@ -119,6 +119,8 @@ pub struct PeerActor {
     /// The running catch-up sync, cancelled when the link drops.
     sync: Option<SpawnHandle>,
     draining: bool,
+    /// A [`FlushLink`] is on its way: floods queued until then go out in one write.
+    flush_scheduled: bool,
     backoff: Duration,
     /// Newest record per client not yet handed to the socket.
     pending: HashSet<ByClient>,
@@ -150,6 +152,7 @@ impl PeerActor {
             reader: None,
             sync: None,
             draining: false,
+            flush_scheduled: false,
             backoff,
             pending: HashSet::new(),
         }
@@ -376,10 +379,29 @@ impl Handler<Flood> for PeerActor {
                 if self.state == LinkState::Up && output.backlog() < self.limits.max_backlog =>
             {
                 queue_record(output, &record);
-                self.drain(ctx);
+                // Write once per burst of floods, not once per record: the
+                // flush runs after the mailbox has handed us what it holds.
+                if !self.flush_scheduled {
+                    self.flush_scheduled = true;
+                    ctx.notify(FlushLink);
+                }
             }
             _ => self.hold(record, ctx),
         }
+    }
+}
+
+/// Writes the floods queued since the last flush.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FlushLink;
+
+impl Handler<FlushLink> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushLink, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        self.drain(ctx);
     }
 }
 
