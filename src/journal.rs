@@ -72,6 +72,9 @@ impl Mode {
 
 type Done = oneshot::Sender<Result<(), String>>;
 
+/// A row to write: client name, AT line.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
 /// What the writer thread receives.
 enum Job {
     /// Write this record; tell `done` once durable (sync mode).
@@ -149,6 +152,8 @@ pub fn open(dir: &Path, mode: Mode, server: &str) -> Result<Opened, String> {
 }
 
 /// Every valid record of the table; invalid lines are logged and skipped.
+// redb's own error type, large but returned at most once per start.
+#[allow(clippy::result_large_err)]
 fn load(db: &Database) -> Result<Vec<Record>, redb::Error> {
     // Creating the table on first use keeps a fresh database readable.
     let write = db.begin_write()?;
@@ -197,7 +202,7 @@ impl Journal for RedbJournal {
 /// The writer thread: group commits until shutdown or until every sender
 /// is gone, then a last commit of whatever is left.
 fn write_loop(db: Database, queue: mpsc::Receiver<Job>, mode: Mode, server: &str) {
-    let mut group: Vec<(Box<[u8]>, Box<[u8]>)> = Vec::new();
+    let mut group: Vec<Entry> = Vec::new();
     let mut waiting: Vec<Done> = Vec::new();
     let mut stop = false;
     let mut groups: u64 = 0;
@@ -241,7 +246,7 @@ fn write_loop(db: Database, queue: mpsc::Receiver<Job>, mode: Mode, server: &str
 }
 
 /// Adds a job to the group; true when it asks to stop.
-fn take(job: Job, group: &mut Vec<(Box<[u8]>, Box<[u8]>)>, waiting: &mut Vec<Done>) -> bool {
+fn take(job: Job, group: &mut Vec<Entry>, waiting: &mut Vec<Done>) -> bool {
     match job {
         Job::Put { client, line, done } => {
             group.push((client, line));
@@ -253,7 +258,9 @@ fn take(job: Job, group: &mut Vec<(Box<[u8]>, Box<[u8]>)>, waiting: &mut Vec<Don
 }
 
 /// One write transaction for the whole group, fsynced before it returns.
-fn commit(db: &Database, group: &[(Box<[u8]>, Box<[u8]>)]) -> Result<(), redb::Error> {
+// redb's own error type, large but returned at most once per commit.
+#[allow(clippy::result_large_err)]
+fn commit(db: &Database, group: &[Entry]) -> Result<(), redb::Error> {
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate);
     {
