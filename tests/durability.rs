@@ -117,7 +117,13 @@ fn whole_herd_restart_loses_no_acknowledged_update() {
             .collect();
         at_server.push((name.clone(), mine));
     }
-    assert_eq!(ledger.acked.len(), 5 * 2 * 40);
+    assert_eq!(
+        ledger.acked.len(),
+        5 * 2 * 40,
+        "sent {}, unanswered {:?}",
+        ledger.sent,
+        ledger.unanswered.keys().collect::<Vec<_>>()
+    );
     // Each server alone first: its own answered records come from its disk.
     for (name, mine) in &at_server {
         herd.start(name);
