@@ -151,6 +151,7 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
         limits: plan.client_limits.clone(),
         metrics: metrics.clone(),
         log_lines: plan.log_lines,
+        answer_when_queued: plan.data_dir.is_none(),
     };
     actix_rt::spawn(listener::serve_clients(
         clients,
