@@ -48,6 +48,21 @@ enum Command {
     /// Send raw lines (arguments, or standard input when none) and print
     /// whatever comes back.
     Send { lines: Vec<String> },
+    /// Closed-loop load against --server (IAMAT, WHATSAT, or Redis GEOADD).
+    Bench {
+        #[command(flatten)]
+        load: ctl::bench::LoadArgs,
+    },
+    /// Flood latency: IAMAT at --server, then WHATSAT at --to until it knows.
+    Probe {
+        /// The far server: `host:port` or a name from the settings.
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value_t = 1000)]
+        samples: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check that the server answers (for health checks): exit 0 if it
     /// does within the deadline, 1 if not. Sends nothing that is stored.
     Ping {
@@ -84,6 +99,20 @@ fn main() -> ExitCode {
             } => {
                 let line = format!("WHATSAT {client} {radius_km} {bound}");
                 client::print_exchange(&address, &[line.into_bytes()])
+            }
+            Command::Bench { load } => {
+                let json = load.json;
+                let report = ctl::bench::run_load(&address, load)?;
+                println!("{}", report.render(json));
+                Ok(())
+            }
+            Command::Probe { to, samples, json } => {
+                let to = ctl::resolve_server(&to, &cli.config)?;
+                println!(
+                    "{}",
+                    ctl::bench::run_flood_probe(&address, &to, samples, json)?
+                );
+                Ok(())
             }
             Command::Send { lines } => {
                 let lines: Vec<Vec<u8>> = if lines.is_empty() {

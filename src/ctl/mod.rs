@@ -1,6 +1,7 @@
 //! `herdctl` subcommands, one file each. Each takes its parsed arguments
 //! and returns an error message for the command line, never panics.
 
+pub mod bench;
 pub mod client;
 pub mod dump;
 pub mod http;
@@ -21,7 +22,11 @@ pub fn resolve_server(server: &str, config: &std::path::Path) -> Result<String, 
     let found = settings
         .server(server)
         .ok_or_else(|| format!("no server named {server} in {}", config.display()))?;
-    let host = if found.listen == "0.0.0.0" { "127.0.0.1" } else { found.host.as_str() };
+    let host = if found.listen == "0.0.0.0" {
+        "127.0.0.1"
+    } else {
+        found.host.as_str()
+    };
     Ok(format!("{host}:{}", found.port))
 }
 
