@@ -37,7 +37,7 @@ fn solo(durability: &str) -> Herd {
 #[test]
 fn answered_updates_survive_sigkill_and_are_served_at_once() {
     let mut herd = solo("sync");
-    herd.start("Solo");
+    herd.restart("Solo");
     let ledger = Mutex::new(Ledger::default());
     // Four pipelined connections at once: the journal commits them in groups.
     std::thread::scope(|s| {
@@ -49,7 +49,7 @@ fn answered_updates_survive_sigkill_and_are_served_at_once() {
     let ledger = ledger.into_inner().unwrap();
     assert_eq!(ledger.acked.len(), 200);
     herd.kill("Solo");
-    herd.start("Solo");
+    herd.restart("Solo");
     // No waiting: the first answers already come from the loaded records.
     let first = ledger.acked.values().next().unwrap();
     assert_eq!(
@@ -64,12 +64,12 @@ fn answered_updates_survive_sigkill_and_are_served_at_once() {
 #[test]
 fn async_mode_answers_first_and_loses_nothing_on_sigterm() {
     let mut herd = solo("async");
-    herd.start("Solo");
+    herd.restart("Solo");
     let ledger = Mutex::new(Ledger::default());
     update(&herd, &ledger, "Solo", &updates("a", 1000, 100, 3));
     let ledger = ledger.into_inner().unwrap();
     assert!(herd.terminate("Solo").success());
-    herd.start("Solo");
+    herd.restart("Solo");
     ledger.check("Solo", &dump_now(&herd, "Solo")).unwrap();
 }
 
@@ -77,11 +77,11 @@ fn async_mode_answers_first_and_loses_nothing_on_sigterm() {
 fn a_server_without_a_data_folder_restarts_empty() {
     // The control experiment: what the data folder is for.
     let mut herd = Herd::with_topology(&[("Solo", &[])]).build();
-    herd.start("Solo");
+    herd.restart("Solo");
     let answer = herd.ask("Solo", &iamat("gone", "1700000000"));
     assert!(answer.starts_with("AT Solo "));
     herd.kill("Solo");
-    herd.start("Solo");
+    herd.restart("Solo");
     assert_eq!(herd.whatsat_at_line("Solo", "gone"), None);
 }
 
@@ -126,7 +126,7 @@ fn whole_herd_restart_loses_no_acknowledged_update() {
     );
     // Each server alone first: its own answered records come from its disk.
     for (name, mine) in &at_server {
-        herd.start(name);
+        herd.restart(name);
         let records = dump_now(&herd, name);
         for line in mine {
             assert!(records.contains(line), "{name} lost {line}");
@@ -134,7 +134,7 @@ fn whole_herd_restart_loses_no_acknowledged_update() {
         herd.kill(name);
     }
     for name in &names {
-        herd.start(name);
+        herd.restart(name);
     }
     wait_converged(&herd, &ledger, &names, Duration::from_secs(30));
     // And a clean stop of everything keeps it too.
@@ -142,7 +142,7 @@ fn whole_herd_restart_loses_no_acknowledged_update() {
         assert!(herd.terminate(name).success());
     }
     for name in &names {
-        herd.start(name);
+        herd.restart(name);
     }
     wait_until(Duration::from_secs(10), "every server to answer", || {
         names.iter().all(|n| dump(&herd, n).is_some())

@@ -88,8 +88,8 @@ fn every_pair_of_servers_killed_in_turn() {
                 assert!(Client::try_connect(herd.ports(dead).client).is_none());
             }
             // Back they come, empty (no data folder here): sync refills them.
-            herd.start(a);
-            herd.start(b);
+            herd.restart(a);
+            herd.restart(b);
             let ledger = ledger.lock().unwrap();
             wait_converged(&herd, &ledger, &names, Duration::from_secs(20));
         }
@@ -254,7 +254,7 @@ fn a_frozen_or_dead_neighbour_never_slows_answers() {
     );
     assert!(herd.whatsat_at_line("Riley", "busy-999").is_some());
     heal_all(&proxies);
-    herd.start("Juzang");
+    herd.restart("Juzang");
     wait_converged(
         &herd,
         &ledger.lock().unwrap(),
@@ -336,7 +336,7 @@ fn randomized_kills_restarts_and_partitions_then_heal() {
                 }
                 2 if !down.is_empty() => {
                     let back = down.remove(rng.random_range(0..down.len()));
-                    herd.start(&back);
+                    herd.restart(&back);
                     *actions.entry("restart").or_default() += 1;
                 }
                 3 | 4 => {
@@ -351,7 +351,7 @@ fn randomized_kills_restarts_and_partitions_then_heal() {
             std::thread::sleep(Duration::from_millis(rng.random_range(50..250)));
         }
         for name in down.drain(..) {
-            herd.start(&name);
+            herd.restart(&name);
         }
     });
     heal_all(&proxies);

@@ -238,6 +238,38 @@ impl Herd {
         );
     }
 
+    /// Starts `herd NAME` again (after a kill) and waits until its client,
+    /// peer and admin ports all accept. Unlike `start`, it tries again when
+    /// the process exits at once: while a server is down, the kernel may
+    /// hand one of its ports (all in the ephemeral range) to some outgoing
+    /// loopback connection as its source port for a moment, and the bind
+    /// then fails.
+    pub fn restart(&mut self, name: &str) {
+        let ports = self.ports(name).clone();
+        let up = |port: u16| TcpStream::connect(("127.0.0.1", port)).is_ok();
+        for _ in 0..20 {
+            let mut child = self
+                .command()
+                .arg(name)
+                .spawn()
+                .expect("spawn the herd binary");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if child.try_wait().ok().flatten().is_some() {
+                    break; // exited: a port was taken; try again
+                }
+                if up(ports.client) && up(ports.peer) && up(ports.admin) {
+                    self.children.insert(name.to_string(), child);
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{name} did not come up");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{name} could not be restarted");
+    }
+
     /// SIGKILLs one server's process.
     pub fn kill(&mut self, name: &str) {
         if let Some(mut child) = self.children.remove(name) {
