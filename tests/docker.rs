@@ -123,6 +123,26 @@ impl Image {
         let started = Instant::now();
         let mut cmd = Command::new(root().join("docker/build-local.sh"));
         cmd.arg(&tag);
+        // What `cargo test` sets for this test is not the environment the
+        // release build was made in (some build scripts watch
+        // CARGO_MANIFEST_DIR): without it, cargo finds the build .ci/run
+        // made up to date instead of rebuilding it.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_EXE_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "OUT_DIR",
+                ]
+                .contains(&key.as_str())
+            {
+                cmd.env_remove(key);
+            }
+        }
         let out = run(&mut cmd, true);
         eprintln!("{} in {:?}", stdout(&out), started.elapsed());
         Image { tag }
