@@ -270,6 +270,13 @@ impl Proxy {
                 let _ = outbound.set_nodelay(true);
                 if let (Ok(i2), Ok(o2)) = (inbound.try_clone(), outbound.try_clone()) {
                     let mut list = o.lock().unwrap();
+                    // Checked again under the lock: a cut that came while
+                    // this connection was being made must still end it.
+                    if c.load(Ordering::SeqCst) {
+                        let _ = inbound.shutdown(Shutdown::Both);
+                        let _ = outbound.shutdown(Shutdown::Both);
+                        continue;
+                    }
                     list.push(i2);
                     list.push(o2);
                 }
@@ -288,7 +295,7 @@ impl Proxy {
 
     /// Breaks every connection through the link and refuses new ones.
     pub fn cut(&self) {
-        self.cut.store(true, Ordering::Relaxed);
+        self.cut.store(true, Ordering::SeqCst);
         for stream in self.open.lock().unwrap().drain(..) {
             let _ = stream.shutdown(Shutdown::Both);
         }
@@ -352,6 +359,11 @@ fn pipe(from: &TcpStream, to: &TcpStream, frozen: Arc<AtomicBool>) {
 pub fn proxy_every_link(herd: &Herd) -> BTreeMap<(String, String), Proxy> {
     let mut proxies = BTreeMap::new();
     let mut toml = String::new();
+    let mut used: BTreeSet<u16> = herd
+        .servers
+        .iter()
+        .flat_map(|s| [s.client, s.peer, s.admin])
+        .collect();
     for server in &herd.servers {
         toml.push_str(&format!(
             "\n[servers.{}.links]\n",
@@ -363,7 +375,15 @@ pub fn proxy_every_link(herd: &Herd) -> BTreeMap<(String, String), Proxy> {
             if !linked || other.name == server.name {
                 continue;
             }
-            let port = crate::common::free_port();
+            // free_port does not reserve: never take a port a server of
+            // this herd (not started yet) or another proxy will bind.
+            let port = loop {
+                let port = crate::common::free_port();
+                if !used.contains(&port) {
+                    used.insert(port);
+                    break port;
+                }
+            };
             toml.push_str(&format!("{} = \"127.0.0.1:{port}\"\n", other.name));
             proxies.insert(
                 (server.name.clone(), other.name.clone()),
