@@ -36,10 +36,12 @@ fn updates(prefix: &str, count: usize, clients: usize, seed: u64) -> Vec<String>
 }
 
 fn solo(durability: &str) -> Herd {
-    Herd::with_topology(&[("Solo", &[])])
+    let mut herd = Herd::with_topology(&[("Solo", &[])])
         .setting("herd", "data_dir = \"data\"")
         .setting("herd", &format!("durability = \"{durability}\""))
-        .build()
+        .build();
+    zero_loss::use_stable_ports(&mut herd);
+    herd
 }
 
 #[test]
@@ -85,6 +87,7 @@ fn async_mode_answers_first_and_loses_nothing_on_sigterm() {
 fn a_server_without_a_data_folder_restarts_empty() {
     // The control experiment: what the data folder is for.
     let mut herd = Herd::with_topology(&[("Solo", &[])]).build();
+    zero_loss::use_stable_ports(&mut herd);
     herd.restart("Solo");
     let answer = herd.ask("Solo", &iamat("gone", "1700000000"));
     assert!(answer.starts_with("AT Solo "));
@@ -96,6 +99,7 @@ fn a_server_without_a_data_folder_restarts_empty() {
 #[test]
 fn whole_herd_restart_loses_no_acknowledged_update() {
     let mut herd = Herd::five().setting("herd", "data_dir = \"data\"").build();
+    zero_loss::use_stable_ports(&mut herd);
     start_all(&mut herd);
     let names = herd.names();
     let ledger = Mutex::new(Ledger::default());

@@ -54,6 +54,7 @@ fn time(n: usize) -> String {
 #[test]
 fn every_pair_of_servers_killed_in_turn() {
     let mut herd = Herd::five().build();
+    zero_loss::use_stable_ports(&mut herd);
     start_all(&mut herd);
     let names = herd.names();
     let ledger = Mutex::new(Ledger::default());
@@ -127,6 +128,7 @@ fn partitions_cut_and_heal_while_updates_flow() {
     let mut herd = Herd::five()
         .setting("limits", "max_pending_records = 20")
         .build();
+    zero_loss::use_stable_ports(&mut herd);
     let proxies = proxy_every_link(&herd);
     start_all(&mut herd);
     let names = herd.names();
@@ -231,6 +233,7 @@ fn a_frozen_or_dead_neighbour_never_slows_answers() {
         .setting("limits", "peer_max_backlog_bytes = 4096")
         .setting("limits", "max_pending_records = 500")
         .build();
+    zero_loss::use_stable_ports(&mut herd);
     let proxies = proxy_every_link(&herd);
     start_all(&mut herd);
     let names = herd.names();
@@ -283,6 +286,7 @@ fn randomized_kills_restarts_and_partitions_then_heal() {
         .setting("herd", "log_lines = false")
         .env("HERD_SECRET", "randomized fault run")
         .build();
+    zero_loss::use_stable_ports(&mut herd);
     let proxies = proxy_every_link(&herd);
     start_all(&mut herd);
     let names = herd.names();

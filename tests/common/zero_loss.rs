@@ -353,6 +353,44 @@ fn pipe(from: &TcpStream, to: &TcpStream, frozen: Arc<AtomicBool>) {
     });
 }
 
+/// A port below the kernel's ephemeral range (32768 and up on Linux) that
+/// can be bound now. The kernel never hands such a port to an outgoing
+/// connection as its source port, so a server that is killed finds its
+/// ports free when it restarts, however many loopback connections come and
+/// go meanwhile (ports from `free_port` are ephemeral ones: a long-lived
+/// connection can hold one while its server is down).
+pub fn stable_port(taken: &mut BTreeSet<u16>) -> u16 {
+    loop {
+        let port = 20_000 + (rand::random::<u16>() % 12_000);
+        if taken.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        taken.insert(port);
+        return port;
+    }
+}
+
+/// Moves every server of `herd` (built, not started) to stable ports:
+/// rewrites its settings file and its port table.
+pub fn use_stable_ports(herd: &mut Herd) {
+    let mut toml = std::fs::read_to_string(&herd.config).expect("read settings");
+    let mut taken = BTreeSet::new();
+    for server in &mut herd.servers {
+        for (key, port) in [
+            ("port", &mut server.client),
+            ("peer_port", &mut server.peer),
+            ("admin_port", &mut server.admin),
+        ] {
+            let new = stable_port(&mut taken);
+            let old = format!("\n{key} = {port}\n");
+            assert_eq!(toml.matches(&old).count(), 1, "{old:?} in the settings");
+            toml = toml.replace(&old, &format!("\n{key} = {new}\n"));
+            *port = new;
+        }
+    }
+    std::fs::write(&herd.config, toml).expect("write settings");
+}
+
 /// Gives every directed link of `herd` a proxy: appends the address
 /// overrides to the settings file (before any server starts) and returns
 /// the proxies by (from, to).
@@ -375,15 +413,9 @@ pub fn proxy_every_link(herd: &Herd) -> BTreeMap<(String, String), Proxy> {
             if !linked || other.name == server.name {
                 continue;
             }
-            // free_port does not reserve: never take a port a server of
-            // this herd (not started yet) or another proxy will bind.
-            let port = loop {
-                let port = crate::common::free_port();
-                if !used.contains(&port) {
-                    used.insert(port);
-                    break port;
-                }
-            };
+            // Never a port a server of this herd (not started yet) or
+            // another proxy will bind.
+            let port = stable_port(&mut used);
             toml.push_str(&format!("{} = \"127.0.0.1:{port}\"\n", other.name));
             proxies.insert(
                 (server.name.clone(), other.name.clone()),
