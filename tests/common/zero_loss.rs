@@ -376,6 +376,10 @@ pub fn use_stable_ports(herd: &mut Herd) {
     let mut toml = std::fs::read_to_string(&herd.config).expect("read settings");
     let mut taken = BTreeSet::new();
     for server in &mut herd.servers {
+        // Within the server's own table (free_port may have handed two
+        // servers the same port: this also undoes that).
+        let header = format!("[servers.{}]\n", server.name.to_lowercase());
+        let section = toml.find(&header).expect("server table in the settings");
         for (key, port) in [
             ("port", &mut server.client),
             ("peer_port", &mut server.peer),
@@ -383,8 +387,8 @@ pub fn use_stable_ports(herd: &mut Herd) {
         ] {
             let new = stable_port(&mut taken);
             let old = format!("\n{key} = {port}\n");
-            assert_eq!(toml.matches(&old).count(), 1, "{old:?} in the settings");
-            toml = toml.replace(&old, &format!("\n{key} = {new}\n"));
+            let at = section + toml[section..].find(&old).expect("port line in the table");
+            toml.replace_range(at..at + old.len(), &format!("\n{key} = {new}\n"));
             *port = new;
         }
     }
