@@ -36,10 +36,22 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
     }
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, below the kernel's ephemeral range
+/// (32768 and up on Linux) and never handed out twice in this test process.
+/// The kernel never picks such a port as the source port of an outgoing
+/// connection, so a server that is killed finds its ports free again when it
+/// restarts, however many loopback connections come and go meanwhile.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    static TAKEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.insert(port);
+            return port;
+        }
+    }
 }
 
 /// Ports of one server.
