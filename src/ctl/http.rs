@@ -13,7 +13,6 @@ use std::path::Path;
 
 use super::ANSWER_TIMEOUT;
 use crate::admin::reachable_host;
-use crate::settings::Settings;
 
 /// A response: status code, headers (names lower-cased) and body.
 #[derive(Debug, Clone)]
@@ -118,13 +117,9 @@ pub fn get_ok(address: &str, path: &str) -> Result<Response, String> {
 /// admin port), or a server name looked up in the settings file (its
 /// `admin_port`, default client port + 1000).
 pub fn resolve_admin(server: &str, config: &Path) -> Result<String, String> {
-    if server.contains(':') {
+    let Some(found) = super::server_settings(server, config)? else {
         return Ok(server.to_string());
-    }
-    let settings = Settings::load(config).map_err(|e| format!("{}: {e}", config.display()))?;
-    let found = settings
-        .server(server)
-        .ok_or_else(|| format!("no server named {server} in {}", config.display()))?;
+    };
     let port = found.admin_port.unwrap_or(found.port.saturating_add(1000));
     Ok(format!(
         "{}:{port}",

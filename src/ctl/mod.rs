@@ -10,18 +10,31 @@ pub mod status;
 
 use std::time::Duration;
 
-use crate::settings::Settings;
+use crate::settings::{ServerSection, Settings};
+
+/// The settings of `server` when it is a name (looked up in the settings
+/// file), or `None` when it is already a `host:port` address.
+pub fn server_settings(
+    server: &str,
+    config: &std::path::Path,
+) -> Result<Option<ServerSection>, String> {
+    if server.contains(':') {
+        return Ok(None);
+    }
+    let settings = Settings::load(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    settings
+        .server(server)
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| format!("no server named {server} in {}", config.display()))
+}
 
 /// Where a subcommand talks to: `host:port`, or a server name looked up in
 /// the settings file (its client port).
 pub fn resolve_server(server: &str, config: &std::path::Path) -> Result<String, String> {
-    if server.contains(':') {
+    let Some(found) = server_settings(server, config)? else {
         return Ok(server.to_string());
-    }
-    let settings = Settings::load(config).map_err(|e| format!("{}: {e}", config.display()))?;
-    let found = settings
-        .server(server)
-        .ok_or_else(|| format!("no server named {server} in {}", config.display()))?;
+    };
     let host = if found.listen == "0.0.0.0" {
         "127.0.0.1"
     } else {
