@@ -79,19 +79,7 @@ impl Provider for Google {
         async move {
             let started = Instant::now();
             let shown = upstream.redact(&url);
-            let answer = match request.send().await {
-                Ok(mut response) => {
-                    let code = response.status().as_u16();
-                    match response.body().limit(http::MAX_BODY).await {
-                        Ok(body) => answer_from(code, &body),
-                        Err(e) => error_answer(
-                            "UNKNOWN_ERROR",
-                            &upstream.redact(&format!("cannot read the places answer: {e}")),
-                        ),
-                    }
-                }
-                Err(e) => upstream.send_error(&e),
-            };
+            let answer = upstream.receive(request.send().await, answer_from).await;
             log::info!(target: LOG, "{}: places GET {shown} -> {} in {} ms",
                 upstream.server, super::status_of(&answer), http::elapsed_ms(started));
             answer

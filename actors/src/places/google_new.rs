@@ -203,19 +203,9 @@ impl Provider for GoogleNew {
         let upstream = self.upstream.clone();
         async move {
             let started = Instant::now();
-            let answer = match request.send_json(&body).await {
-                Ok(mut response) => {
-                    let code = response.status().as_u16();
-                    match response.body().limit(http::MAX_BODY).await {
-                        Ok(body) => answer_from(code, &body),
-                        Err(e) => error_answer(
-                            "UNKNOWN_ERROR",
-                            &upstream.redact(&format!("cannot read the places answer: {e}")),
-                        ),
-                    }
-                }
-                Err(e) => upstream.send_error(&e),
-            };
+            let answer = upstream
+                .receive(request.send_json(&body).await, answer_from)
+                .await;
             log::info!(target: LOG, "{}: places POST {} {body} -> {} in {} ms",
                 upstream.server, upstream.redact(&url), super::status_of(&answer),
                 http::elapsed_ms(started));

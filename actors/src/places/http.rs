@@ -71,6 +71,31 @@ impl Upstream {
         }
     }
 
+    /// The answer to a request once sent: the body read (at most
+    /// [`MAX_BODY`]) and turned into a legacy answer by `convert`, or an
+    /// `UNKNOWN_ERROR` answer when there was no response or no whole body.
+    pub async fn receive<S>(
+        &self,
+        sent: Result<awc::ClientResponse<S>, awc::error::SendRequestError>,
+        convert: fn(u16, &[u8]) -> Value,
+    ) -> Value
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+    {
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(e) => return self.send_error(&e),
+        };
+        let code = response.status().as_u16();
+        match response.body().limit(MAX_BODY).await {
+            Ok(body) => convert(code, &body),
+            Err(e) => error_answer(
+                "UNKNOWN_ERROR",
+                &self.redact(&format!("cannot read the places answer: {e}")),
+            ),
+        }
+    }
+
     /// The answer for a request that did not get an HTTP response.
     pub fn send_error(&self, error: &awc::error::SendRequestError) -> Value {
         use awc::error::SendRequestError as E;
