@@ -242,13 +242,11 @@ impl Handler<UpdateBatch> for LocationStoreActor {
     type Result = ();
 
     fn handle(&mut self, msg: UpdateBatch, _: &mut Context<Self>) {
+        // A flood is acknowledged to no one, so the durability receiver is
+        // dropped unread; a failed write is logged by the journal and
+        // repaired by the next sync.
         for record in msg.records {
-            let applied = self.apply(record, &msg.source);
-            if let Some(durable) = applied.durable {
-                // A flood is not acknowledged to anyone; a failed write is
-                // logged by the journal and repaired by the next sync.
-                drop(durable);
-            }
+            self.apply(record, &msg.source);
         }
     }
 }
