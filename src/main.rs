@@ -8,6 +8,7 @@ use clap::Parser;
 use herd::settings::{ServerPlan, Settings};
 use herd::{logging, server};
 use log::{error, info};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// A herd of location servers: IAMAT / WHATSAT over TCP, flooded between peers.
 #[derive(Debug, Parser)]
@@ -86,6 +87,10 @@ fn exit_on_panic() {
 fn run(plans: Vec<ServerPlan>) -> ExitCode {
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
+        // Signal handlers first: a SIGTERM that arrives while the servers are
+        // still starting (their ports may already accept) must still stop
+        // them cleanly, not by the default action of the signal.
+        let signals = Signals::install();
         let mut started = Vec::new();
         if plans.len() == 1 {
             let plan = plans.into_iter().next().ok_or("no server")?;
@@ -103,7 +108,7 @@ fn run(plans: Vec<ServerPlan>) -> ExitCode {
                 started.push(server);
             }
         }
-        wait_for_signal().await;
+        signals.recv().await;
         // From here on /healthz answers 503, so load balancers drain us.
         herd::admin::begin_shutdown();
         info!(target: "herd", "shutting down");
@@ -120,19 +125,29 @@ fn run(plans: Vec<ServerPlan>) -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the default action (exit) still applies.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct Signals(Option<(Signal, Signal)>);
+
+impl Signals {
+    fn install() -> Self {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            // Without handlers the default action (exit) still applies.
+            _ => Signals(None),
+        }
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT.
+    async fn recv(self) {
+        let Some((mut term, mut int)) = self.0 else {
+            return std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
