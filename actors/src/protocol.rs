@@ -132,14 +132,45 @@ impl Diff {
     }
 }
 
-impl fmt::Display for Diff {
-    /// Always signed (`+` for zero and above), always nine fraction digits.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { '-' } else { '+' };
+impl Diff {
+    /// Appends the diff's text to `out`: always signed (`+` for zero and
+    /// above), always nine fraction digits. Written digit by digit, without
+    /// `fmt` or a temporary string: every IAMAT formats one.
+    pub fn write_to(self, out: &mut Vec<u8>) {
+        out.push(if self.0 < 0 { b'-' } else { b'+' });
         let magnitude = self.0.unsigned_abs();
         let secs = magnitude / NANOS_PER_SEC as u128;
         let nanos = magnitude % NANOS_PER_SEC as u128;
-        write!(f, "{sign}{secs}.{nanos:09}")
+        // u128 seconds have at most 39 digits.
+        let mut digits = [0u8; 39];
+        let mut start = digits.len();
+        let mut rest = secs;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[start..]);
+        out.push(b'.');
+        let mut fraction = [b'0'; 9];
+        let mut rest = nanos;
+        for digit in fraction.iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        out.extend_from_slice(&fraction);
+    }
+}
+
+impl fmt::Display for Diff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = Vec::with_capacity(24);
+        self.write_to(&mut text);
+        // Only a sign, digits and a dot.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -157,26 +188,39 @@ impl Location {
     /// Parses `±D+[.D+]±D+[.D+]` with latitude in [-90, 90] and longitude in
     /// [-180, 180]. Both signs are mandatory.
     pub fn parse(text: &[u8]) -> Option<Location> {
+        let (lat_text, lon_text) = Location::split_checked(text)?;
+        // Only signs, digits and one dot each remain: valid UTF-8 and valid floats.
+        let degrees = |t: &[u8]| std::str::from_utf8(t).ok()?.parse().ok();
+        Some(Location {
+            lat: degrees(lat_text)?,
+            lon: degrees(lon_text)?,
+        })
+    }
+
+    /// Whether `text` is a valid location, without computing the degrees:
+    /// IAMAT and AT only check it (the record keeps the text), so the hot
+    /// path does no float parsing.
+    pub fn is_valid(text: &[u8]) -> bool {
+        Location::split_checked(text).is_some()
+    }
+
+    /// The latitude and longitude texts, each checked against its range.
+    fn split_checked(text: &[u8]) -> Option<(&[u8], &[u8])> {
         if !matches!(text.first(), Some(b'+' | b'-')) {
             return None;
         }
         // The longitude starts at the second sign.
         let split = 1 + text[1..].iter().position(|&b| b == b'+' || b == b'-')?;
         let (lat_text, lon_text) = text.split_at(split);
-        let lat = signed_degrees(lat_text, 90)?;
-        let lon = signed_degrees(lon_text, 180)?;
-        Some(Location { lat, lon })
+        (signed_degrees_valid(lat_text, 90) && signed_degrees_valid(lon_text, 180))
+            .then_some((lat_text, lon_text))
     }
 }
 
-/// Parses one signed coordinate and checks `|value| <= limit` exactly.
-fn signed_degrees(text: &[u8], limit: u64) -> Option<f64> {
-    let (int, frac) = split_decimal(&text[1..])?;
-    if !decimal_at_most(int, frac, limit) {
-        return None;
-    }
-    // Only sign, digits and one dot remain: valid UTF-8 and a valid float.
-    std::str::from_utf8(text).ok()?.parse().ok()
+/// Checks one signed coordinate: digits, at most one dot, `|value| <= limit`
+/// exactly.
+fn signed_degrees_valid(text: &[u8], limit: u64) -> bool {
+    split_decimal(&text[1..]).is_some_and(|(int, frac)| decimal_at_most(int, frac, limit))
 }
 
 /// A WHATSAT radius in kilometres: `D+[.D+]`, above 0 and at most 50.
@@ -274,8 +318,8 @@ fn valid_client(name: &[u8]) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub struct IAmAt<'a> {
     pub client: &'a [u8],
+    /// Checked by the parser; [`Location::parse`] gives the degrees.
     pub location_text: &'a [u8],
-    pub location: Location,
     pub time_text: &'a [u8],
     pub time: Timestamp,
 }
@@ -294,8 +338,8 @@ pub struct At<'a> {
     pub origin: &'a [u8],
     pub diff: Diff,
     pub client: &'a [u8],
+    /// Checked by the parser; [`Location::parse`] gives the degrees.
     pub location_text: &'a [u8],
-    pub location: Location,
     pub time_text: &'a [u8],
     pub time: Timestamp,
 }
@@ -346,8 +390,7 @@ fn parse_iamat<'a>(args: &[&'a [u8]]) -> Option<IAmAt<'a>> {
     }
     Some(IAmAt {
         client,
-        location_text,
-        location: Location::parse(location_text)?,
+        location_text: Location::is_valid(location_text).then_some(location_text)?,
         time_text,
         time: Timestamp::parse(time_text)?,
     })
@@ -378,8 +421,7 @@ fn parse_at<'a>(args: &[&'a [u8]]) -> Option<At<'a>> {
         origin,
         diff: Diff::parse(diff)?,
         client,
-        location_text,
-        location: Location::parse(location_text)?,
+        location_text: Location::is_valid(location_text).then_some(location_text)?,
         time_text,
         time: Timestamp::parse(time_text)?,
     })
@@ -411,24 +453,16 @@ pub fn format_at(
     location_text: &[u8],
     time_text: &[u8],
 ) -> Vec<u8> {
-    let diff = diff.to_string();
+    // A diff is at most 41 bytes; 24 covers every realistic one.
     let mut line = Vec::with_capacity(
-        8 + origin.len() + diff.len() + client.len() + location_text.len() + time_text.len(),
+        8 + 24 + origin.len() + client.len() + location_text.len() + time_text.len(),
     );
-    for (i, field) in [
-        b"AT",
-        origin,
-        diff.as_bytes(),
-        client,
-        location_text,
-        time_text,
-    ]
-    .iter()
-    .enumerate()
-    {
-        if i > 0 {
-            line.push(b' ');
-        }
+    line.extend_from_slice(b"AT ");
+    line.extend_from_slice(origin);
+    line.push(b' ');
+    diff.write_to(&mut line);
+    for field in [client, location_text, time_text] {
+        line.push(b' ');
         line.extend_from_slice(field);
     }
     line
@@ -741,6 +775,17 @@ mod tests {
             fn diff_text_round_trips(nanos in any::<i64>()) {
                 let diff = Diff::from_nanos(nanos.into());
                 prop_assert_eq!(Diff::parse(diff.to_string().as_bytes()), Some(diff));
+            }
+
+            /// The hand-written digits agree with `fmt` over the whole range
+            /// a diff can take (two timestamps of up to u64 seconds apart).
+            #[test]
+            fn diff_digits_agree_with_fmt(nanos in any::<i128>()) {
+                let nanos = nanos % (i128::from(u64::MAX) * NANOS_PER_SEC);
+                let magnitude = nanos.unsigned_abs();
+                let expected = format!("{}{}.{:09}", if nanos < 0 { '-' } else { '+' },
+                    magnitude / 1_000_000_000, magnitude % 1_000_000_000);
+                prop_assert_eq!(Diff::from_nanos(nanos).to_string(), expected);
             }
         }
     }
