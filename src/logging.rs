@@ -8,7 +8,6 @@
 //! flushed every 100 ms and at exit.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -47,7 +46,9 @@ fn stamp(line: &mut String) {
 
 struct HerdLogger {
     stderr: env_logger::Logger,
-    files: HashMap<String, LogFile>,
+    /// One file per server of this process: a handful, so a list scanned
+    /// by name is cheaper than hashing the name for every line.
+    files: Vec<(String, LogFile)>,
     file_level: LevelFilter,
 }
 
@@ -74,7 +75,7 @@ impl Log for HerdLogger {
             let Some((server, _)) = line[start..].split_once(':') else {
                 return;
             };
-            if let Some(file) = self.files.get(server) {
+            if let Some((_, file)) = self.files.iter().find(|(name, _)| name == server) {
                 if let Ok(mut file) = file.lock() {
                     let _ = file.write_all(line.as_bytes());
                 }
@@ -84,7 +85,7 @@ impl Log for HerdLogger {
 
     fn flush(&self) {
         self.stderr.flush();
-        for file in self.files.values() {
+        for (_, file) in &self.files {
             if let Ok(mut file) = file.lock() {
                 let _ = file.flush();
             }
@@ -98,7 +99,7 @@ pub fn init(log_dir: &str, servers: &[String], file_level: &str) {
     let stderr =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
     let file_level = file_level.parse().unwrap_or(LevelFilter::Info);
-    let mut files = HashMap::new();
+    let mut files = Vec::new();
     let mut problems = Vec::new();
     if !log_dir.is_empty() {
         if let Err(e) = std::fs::create_dir_all(log_dir) {
@@ -108,7 +109,7 @@ pub fn init(log_dir: &str, servers: &[String], file_level: &str) {
             let path = Path::new(log_dir).join(format!("{server}.log"));
             match OpenOptions::new().create(true).append(true).open(&path) {
                 Ok(file) => {
-                    files.insert(server.clone(), Arc::new(Mutex::new(BufWriter::new(file))));
+                    files.push((server.clone(), Arc::new(Mutex::new(BufWriter::new(file)))));
                 }
                 Err(e) => problems.push(format!("cannot open log file {}: {e}", path.display())),
             }
@@ -135,7 +136,7 @@ pub fn init(log_dir: &str, servers: &[String], file_level: &str) {
             .name("log-flush".into())
             .spawn(move || loop {
                 std::thread::sleep(Duration::from_millis(100));
-                for file in files.values() {
+                for (_, file) in &files {
                     if let Ok(mut file) = file.lock() {
                         let _ = file.flush();
                     }
