@@ -31,7 +31,7 @@ use crate::metrics::Metrics;
 use crate::output::{Drain, HasOutput, Output};
 use crate::places::{Nearby, PlacesActor};
 use crate::protocol::{self, Command, Timestamp};
-use crate::record::Record;
+use crate::record::{Record, SharedRecord};
 use crate::store::{LocationStoreActor, Lookup, Source, Update};
 
 const LOG: &str = "connection";
@@ -156,10 +156,26 @@ impl ConnectionActor {
     /// socket cannot take it right away.
     fn answer(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
         self.log_line(">", bytes);
+        if let Some(output) = self.output.as_mut() {
+            output.queue(bytes);
+        }
+        self.flush(ctx);
+    }
+
+    /// Answers with one line given without its `\n` (no copy to add it).
+    fn answer_line(&mut self, line: &[u8], ctx: &mut Context<Self>) {
+        self.log_line(">", line);
+        if let Some(output) = self.output.as_mut() {
+            output.queue(line);
+            output.queue(b"\n");
+        }
+        self.flush(ctx);
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
         let Some(output) = self.output.as_mut() else {
             return;
         };
-        output.queue(bytes);
         match output.try_flush() {
             Ok(true) => {}
             Ok(false) => {
@@ -186,7 +202,7 @@ impl ConnectionActor {
             Command::Blank => {}
             Command::IAmAt(cmd) => {
                 let record = Record::from_iamat(&self.shared.server, Timestamp::now(), &cmd);
-                self.iamat(record, ctx);
+                self.iamat(Arc::new(record), ctx);
             }
             Command::WhatsAt(cmd) => {
                 let client = line.slice_ref(cmd.client);
@@ -203,13 +219,10 @@ impl ConnectionActor {
 
     /// IAMAT: the answer is the record's own AT line, sent once the store has
     /// taken it (and, with a journal, once it is durable).
-    fn iamat(&mut self, record: Record, ctx: &mut Context<Self>) {
-        let mut answer = Vec::with_capacity(record.at_line().len() + 1);
-        answer.extend_from_slice(record.at_line());
-        answer.push(b'\n');
+    fn iamat(&mut self, record: SharedRecord, ctx: &mut Context<Self>) {
         let started = Instant::now(); // for the latency histogram
         let mut update = Update {
-            record,
+            record: record.clone(),
             source: Source::Client,
         };
         if self.shared.answer_when_queued {
@@ -219,7 +232,7 @@ impl ConnectionActor {
                 Ok(()) => {
                     Metrics::bump(&self.shared.metrics.iamat_ok);
                     self.shared.metrics.iamat_latency.observe(started.elapsed());
-                    self.answer(&answer, ctx);
+                    self.answer_line(record.at_line(), ctx);
                     return;
                 }
                 Err(SendError::Full(back)) => update = back,
@@ -244,7 +257,7 @@ impl ConnectionActor {
                     Ok(()) => {
                         Metrics::bump(&act.shared.metrics.iamat_ok);
                         act.shared.metrics.iamat_latency.observe(started.elapsed());
-                        act.answer(&answer, ctx);
+                        act.answer_line(record.at_line(), ctx);
                     }
                     Err(e) => {
                         // Not acknowledged: the client must not believe it was kept.

@@ -58,7 +58,7 @@ use crate::handshake::{self, PeerFramed, Secret};
 use crate::metrics::Metrics;
 use crate::output::{Drain, HasOutput, Output};
 use crate::protocol::fields;
-use crate::record::{ByClient, SharedRecord};
+use crate::record::{ByClient, RecordSet, SharedRecord};
 use crate::store::{Flood, GetDigest, LocationStoreActor, SyncRecords};
 
 const LOG: &str = "peer";
@@ -123,7 +123,7 @@ pub struct PeerActor {
     flush_scheduled: bool,
     backoff: Duration,
     /// Newest record per client not yet handed to the socket.
-    pending: HashSet<ByClient>,
+    pending: RecordSet,
 }
 
 impl PeerActor {
@@ -154,7 +154,7 @@ impl PeerActor {
             draining: false,
             flush_scheduled: false,
             backoff,
-            pending: HashSet::new(),
+            pending: RecordSet::default(),
         }
     }
 
@@ -372,21 +372,26 @@ impl Actor for PeerActor {
 impl Handler<Flood> for PeerActor {
     type Result = ();
 
-    fn handle(&mut self, Flood(record): Flood, ctx: &mut Context<Self>) {
-        Metrics::bump(&self.metrics.floods_sent);
-        match self.output.as_mut() {
-            Some(output)
-                if self.state == LinkState::Up && output.backlog() < self.limits.max_backlog =>
-            {
-                queue_record(output, &record);
-                // Write once per burst of floods, not once per record: the
-                // flush runs after the mailbox has handed us what it holds.
-                if !self.flush_scheduled {
-                    self.flush_scheduled = true;
-                    ctx.notify(FlushLink);
+    fn handle(&mut self, Flood(records): Flood, ctx: &mut Context<Self>) {
+        self.metrics
+            .floods_sent
+            .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        for record in records {
+            match self.output.as_mut() {
+                Some(output)
+                    if self.state == LinkState::Up
+                        && output.backlog() < self.limits.max_backlog =>
+                {
+                    queue_record(output, &record);
                 }
+                _ => self.hold(record, ctx),
             }
-            _ => self.hold(record, ctx),
+        }
+        // Write once per burst of floods, not once per batch: the flush
+        // runs after the mailbox has handed us what it holds.
+        if !self.flush_scheduled && self.output.as_ref().is_some_and(|o| o.backlog() > 0) {
+            self.flush_scheduled = true;
+            ctx.notify(FlushLink);
         }
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::digest::{leaf_of, leaves_under, Digest, LEAVES};
 use crate::metrics::Metrics;
-use crate::record::{ByClient, Record, SharedRecord};
+use crate::record::{ByClient, Record, RecordSet, SharedRecord};
 
 const LOG: &str = "store";
 
@@ -54,11 +54,12 @@ pub trait Journal: Send {
     fn append(&mut self, record: &SharedRecord) -> oneshot::Receiver<Result<(), String>>;
 }
 
-/// A record to apply. Answered with whether it was new.
+/// A record to apply. Answered with whether it was new. The record comes
+/// shared: the connection that sends it keeps a handle to answer with.
 #[derive(Message)]
 #[rtype(result = "Applied")]
 pub struct Update {
-    pub record: Record,
+    pub record: SharedRecord,
     pub source: Source,
 }
 
@@ -94,10 +95,16 @@ pub struct AddPeer {
     pub link: Recipient<Flood>,
 }
 
-/// A new record for a neighbour.
-#[derive(Message, Clone)]
+/// New records for a neighbour: those the store took since its last flood,
+/// in the order it took them (one message per burst, not per record).
+#[derive(Message)]
 #[rtype(result = "()")]
-pub struct Flood(pub SharedRecord);
+pub struct Flood(pub Vec<SharedRecord>);
+
+/// Sends the floods collected while the mailbox was being drained.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SendFloods;
 
 /// This store's digest.
 #[derive(Message)]
@@ -129,15 +136,38 @@ pub struct LeafFingerprints {
 #[rtype(result = "Vec<SharedRecord>")]
 pub struct Dump;
 
+/// A neighbour's link and the records waiting to be flooded to it.
+struct Neighbour {
+    name: Arc<str>,
+    link: Recipient<Flood>,
+    outbox: Vec<SharedRecord>,
+}
+
+impl Neighbour {
+    fn send_outbox(&mut self) {
+        if !self.outbox.is_empty() {
+            // Room for the next burst like this one.
+            let next = Vec::with_capacity(self.outbox.len());
+            self.link
+                .do_send(Flood(std::mem::replace(&mut self.outbox, next)));
+        }
+    }
+}
+
+/// Most records in one [`Flood`] message.
+const MAX_FLOOD_BATCH: usize = 1024;
+
 /// The store's owner.
 pub struct LocationStoreActor {
     server: Arc<str>,
-    records: HashSet<ByClient>,
+    records: RecordSet,
     /// The same records by digest leaf, so that a sync reads only the
     /// leaves it asks about (8 bytes per record), never the whole store.
     by_leaf: Vec<Vec<SharedRecord>>,
     digest: Digest,
-    peers: Vec<(Arc<str>, Recipient<Flood>)>,
+    peers: Vec<Neighbour>,
+    /// A [`SendFloods`] is queued behind the messages in the mailbox.
+    floods_scheduled: bool,
     journal: Option<Box<dyn Journal>>,
     metrics: Arc<Metrics>,
 }
@@ -152,15 +182,16 @@ impl LocationStoreActor {
     ) -> LocationStoreActor {
         let mut store = LocationStoreActor {
             server,
-            records: HashSet::with_capacity(records.len()),
+            records: RecordSet::with_capacity_and_hasher(records.len(), Default::default()),
             by_leaf: vec![Vec::new(); LEAVES],
             digest: Digest::default(),
             peers: Vec::new(),
+            floods_scheduled: false,
             journal,
             metrics,
         };
         for record in records {
-            store.insert_if_newer(record);
+            store.insert_if_newer(Arc::new(record));
         }
         store.metrics.set_records(store.records.len());
         store
@@ -168,7 +199,7 @@ impl LocationStoreActor {
 
     /// Keeps `record` if it is newer than what we hold. Returns the shared
     /// record when it was taken.
-    fn insert_if_newer(&mut self, record: Record) -> Option<SharedRecord> {
+    fn insert_if_newer(&mut self, record: SharedRecord) -> Option<SharedRecord> {
         let current = self.records.get(record.client()).map(|r| r.0.clone());
         if let Some(current) = &current {
             if !record.supersedes(current) {
@@ -176,18 +207,17 @@ impl LocationStoreActor {
             }
         }
         self.digest.replace(current.as_deref(), &record);
-        let shared = Arc::new(record);
-        self.records.replace(ByClient(shared.clone()));
-        let leaf = &mut self.by_leaf[leaf_of(shared.client())];
-        match leaf.iter_mut().find(|r| r.client() == shared.client()) {
-            Some(slot) => *slot = shared.clone(),
-            None => leaf.push(shared.clone()),
+        self.records.replace(ByClient(record.clone()));
+        let leaf = &mut self.by_leaf[leaf_of(record.client())];
+        match leaf.iter_mut().find(|r| r.client() == record.client()) {
+            Some(slot) => *slot = record.clone(),
+            None => leaf.push(record.clone()),
         }
-        Some(shared)
+        Some(record)
     }
 
     /// Applies one update: keep, journal and flood if new.
-    fn apply(&mut self, record: Record, source: &Source) -> Applied {
+    fn apply(&mut self, record: SharedRecord, source: &Source, ctx: &mut Context<Self>) -> Applied {
         let Some(shared) = self.insert_if_newer(record) else {
             self.metrics.count_update(source_kind(source), false);
             return Applied {
@@ -199,15 +229,28 @@ impl LocationStoreActor {
         self.metrics.set_records(self.records.len());
         debug!(target: LOG, "{}: new {}", self.server, String::from_utf8_lossy(shared.at_line()));
         let durable = self.journal.as_mut().map(|j| j.append(&shared));
-        self.flood(&shared, source.peer());
+        self.flood(&shared, source.peer(), ctx);
         Applied { new: true, durable }
     }
 
-    fn flood(&self, record: &SharedRecord, except: Option<&str>) {
-        for (name, link) in &self.peers {
-            if Some(&**name) != except {
-                link.do_send(Flood(record.clone()));
+    /// Queues `record` for every neighbour but `except`; the queues are sent
+    /// once the mailbox has been drained ([`SendFloods`]), so a burst of
+    /// updates costs each link one message, not one per record.
+    fn flood(&mut self, record: &SharedRecord, except: Option<&str>, ctx: &mut Context<Self>) {
+        for peer in &mut self.peers {
+            if Some(&*peer.name) != except {
+                peer.outbox.push(record.clone());
+                // The mailbox is drained until empty before SendFloods runs;
+                // senders on other threads could keep it full, so a burst
+                // is also cut at a bound.
+                if peer.outbox.len() >= MAX_FLOOD_BATCH {
+                    peer.send_outbox();
+                }
             }
+        }
+        if !self.floods_scheduled && !self.peers.is_empty() {
+            self.floods_scheduled = true;
+            ctx.notify(SendFloods);
         }
     }
 }
@@ -233,20 +276,31 @@ impl Actor for LocationStoreActor {
 impl Handler<Update> for LocationStoreActor {
     type Result = MessageResult<Update>;
 
-    fn handle(&mut self, msg: Update, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.apply(msg.record, &msg.source))
+    fn handle(&mut self, msg: Update, ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.apply(msg.record, &msg.source, ctx))
     }
 }
 
 impl Handler<UpdateBatch> for LocationStoreActor {
     type Result = ();
 
-    fn handle(&mut self, msg: UpdateBatch, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: UpdateBatch, ctx: &mut Context<Self>) {
         // A flood is acknowledged to no one, so the durability receiver is
         // dropped unread; a failed write is logged by the journal and
         // repaired by the next sync.
         for record in msg.records {
-            self.apply(record, &msg.source);
+            self.apply(Arc::new(record), &msg.source, ctx);
+        }
+    }
+}
+
+impl Handler<SendFloods> for LocationStoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: SendFloods, _: &mut Context<Self>) {
+        self.floods_scheduled = false;
+        for peer in &mut self.peers {
+            peer.send_outbox();
         }
     }
 }
@@ -263,11 +317,15 @@ impl Handler<AddPeer> for LocationStoreActor {
     type Result = ();
 
     fn handle(&mut self, msg: AddPeer, _: &mut Context<Self>) {
-        if self.peers.iter().any(|(name, _)| *name == msg.name) {
+        if self.peers.iter().any(|peer| peer.name == msg.name) {
             warn!(target: LOG, "{}: peer {} registered twice", self.server, msg.name);
             return;
         }
-        self.peers.push((msg.name, msg.link));
+        self.peers.push(Neighbour {
+            name: msg.name,
+            link: msg.link,
+            outbox: Vec::new(),
+        });
     }
 }
 
