@@ -133,6 +133,13 @@ impl Diff {
 }
 
 impl Diff {
+    /// The length of the diff's text: sign, seconds, dot, nine digits.
+    pub fn text_len(self) -> usize {
+        let secs = self.0.unsigned_abs() / NANOS_PER_SEC as u128;
+        let digits = secs.checked_ilog10().map_or(1, |log| log as usize + 1);
+        2 + digits + 9
+    }
+
     /// Appends the diff's text to `out`: always signed (`+` for zero and
     /// above), always nine fraction digits. Written digit by digit, without
     /// `fmt` or a temporary string: every IAMAT formats one.
@@ -453,9 +460,10 @@ pub fn format_at(
     location_text: &[u8],
     time_text: &[u8],
 ) -> Vec<u8> {
-    // A diff is at most 41 bytes; 24 covers every realistic one.
+    // Exactly the line's length: a record keeps it as a boxed slice, and a
+    // Vec with spare room would be reallocated to shrink it.
     let mut line = Vec::with_capacity(
-        8 + 24 + origin.len() + client.len() + location_text.len() + time_text.len(),
+        8 + diff.text_len() + origin.len() + client.len() + location_text.len() + time_text.len(),
     );
     line.extend_from_slice(b"AT ");
     line.extend_from_slice(origin);
@@ -785,6 +793,7 @@ mod tests {
                 let magnitude = nanos.unsigned_abs();
                 let expected = format!("{}{}.{:09}", if nanos < 0 { '-' } else { '+' },
                     magnitude / 1_000_000_000, magnitude % 1_000_000_000);
+                prop_assert_eq!(Diff::from_nanos(nanos).text_len(), expected.len());
                 prop_assert_eq!(Diff::from_nanos(nanos).to_string(), expected);
             }
         }
