@@ -6,9 +6,9 @@
 //! sync questions (the sums of digest-tree nodes, the fingerprints of
 //! leaves; see `digest.rs` and docs/peer-protocol.md). From the first line
 //! that is not a question on, the session only reads: `AT` lines, first the
-//! catch-up records up to `SYNCED <n>`, then live floods. Records are parsed
-//! here and handed to the store in batches (one message per read burst
-//! instead of one per line); the store decides what is new and floods it on,
+//! catch-up records up to `SYNCED <n>`, then live floods. The lines are
+//! handed to the store in batches (one message per read burst instead of one
+//! per line); the store checks them, decides what is new and floods it on,
 //! never back to this neighbour.
 
 use std::sync::Arc;
@@ -23,7 +23,6 @@ use crate::digest::{self, nodes_at, DEPTH, LEAVES};
 use crate::handshake::PeerFramed;
 use crate::peer::{id_line, number, SyncStats, SyncWire};
 use crate::protocol::fields;
-use crate::record::Record;
 use crate::store::{GetDigest, LeafFingerprints, LocationStoreActor, Source, UpdateBatch};
 
 const LOG: &str = "peer";
@@ -40,7 +39,7 @@ pub struct PeerSession {
     /// The line that ended the sync's questions, read before this session
     /// started and handled first.
     first: Option<Bytes>,
-    batch: Vec<Record>,
+    batch: Vec<Bytes>,
     syncing: bool,
 }
 
@@ -77,24 +76,18 @@ impl PeerSession {
         } else {
             Source::Peer(self.neighbour.clone())
         };
-        let records = std::mem::take(&mut self.batch);
-        self.store.do_send(UpdateBatch { records, source });
+        let lines = std::mem::take(&mut self.batch);
+        self.store.do_send(UpdateBatch { lines, source });
     }
 
-    fn handle_line(&mut self, line: &[u8], ctx: &mut Context<Self>) {
+    fn handle_line(&mut self, line: Bytes, ctx: &mut Context<Self>) {
         if line.starts_with(b"AT ") {
-            match Record::from_at_line(line) {
-                Ok(record) => {
-                    if self.batch.is_empty() {
-                        ctx.notify(FlushBatch);
-                    }
-                    self.batch.push(record);
-                    if self.batch.len() >= MAX_BATCH {
-                        self.flush();
-                    }
-                }
-                Err(_) => warn!(target: LOG, "{}: invalid AT line from {}: {}", self.me,
-                    self.neighbour, String::from_utf8_lossy(line)),
+            if self.batch.is_empty() {
+                ctx.notify(FlushBatch);
+            }
+            self.batch.push(line);
+            if self.batch.len() >= MAX_BATCH {
+                self.flush();
             }
         } else if let Some(count) = line.strip_prefix(b"SYNCED ") {
             self.flush();
@@ -114,7 +107,7 @@ impl Actor for PeerSession {
     fn started(&mut self, ctx: &mut Context<Self>) {
         info!(target: LOG, "{}: link from {} accepted", self.me, self.neighbour);
         if let Some(line) = self.first.take() {
-            self.handle_line(&line, ctx);
+            self.handle_line(line, ctx);
         }
         if let Some(framed) = self.framed.take() {
             ctx.add_stream(framed);
@@ -138,7 +131,7 @@ impl Handler<FlushBatch> for PeerSession {
 impl StreamHandler<Result<Frame, std::io::Error>> for PeerSession {
     fn handle(&mut self, item: Result<Frame, std::io::Error>, ctx: &mut Context<Self>) {
         match item {
-            Ok(Frame::Line(line)) => self.handle_line(&line, ctx),
+            Ok(Frame::Line(line)) => self.handle_line(line, ctx),
             Ok(Frame::Overlong) => {
                 warn!(target: LOG, "{}: overlong line from {}; closing", self.me, self.neighbour);
                 ctx.stop();

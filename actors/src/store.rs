@@ -63,11 +63,11 @@ pub struct Update {
     pub source: Source,
 }
 
-/// Several records from one peer read, applied in one go.
+/// Several `AT` lines from one peer read, checked and applied in one go.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct UpdateBatch {
-    pub records: Vec<Record>,
+    pub lines: Vec<bytes::Bytes>,
     pub source: Source,
 }
 
@@ -191,7 +191,7 @@ impl LocationStoreActor {
             metrics,
         };
         for record in records {
-            store.insert_if_newer(Arc::new(record));
+            store.insert_if_newer(record);
         }
         store.metrics.set_records(store.records.len());
         store
@@ -199,13 +199,21 @@ impl LocationStoreActor {
 
     /// Keeps `record` if it is newer than what we hold. Returns the shared
     /// record when it was taken.
-    fn insert_if_newer(&mut self, record: SharedRecord) -> Option<SharedRecord> {
-        let current = self.records.get(record.client()).map(|r| r.0.clone());
+    /// A stale record is dropped without being put behind an `Arc`.
+    fn insert_if_newer<R>(&mut self, record: R) -> Option<SharedRecord>
+    where
+        R: std::borrow::Borrow<Record> + Into<SharedRecord>,
+    {
+        let current = self
+            .records
+            .get(record.borrow().client())
+            .map(|r| r.0.clone());
         if let Some(current) = &current {
-            if !record.supersedes(current) {
+            if !record.borrow().supersedes(current) {
                 return None;
             }
         }
+        let record: SharedRecord = record.into();
         self.digest.replace(current.as_deref(), &record);
         self.records.replace(ByClient(record.clone()));
         let leaf = &mut self.by_leaf[leaf_of(record.client())];
@@ -217,7 +225,10 @@ impl LocationStoreActor {
     }
 
     /// Applies one update: keep, journal and flood if new.
-    fn apply(&mut self, record: SharedRecord, source: &Source, ctx: &mut Context<Self>) -> Applied {
+    fn apply<R>(&mut self, record: R, source: &Source, ctx: &mut Context<Self>) -> Applied
+    where
+        R: std::borrow::Borrow<Record> + Into<SharedRecord>,
+    {
         let Some(shared) = self.insert_if_newer(record) else {
             self.metrics.count_update(source_kind(source), false);
             return Applied {
@@ -231,6 +242,30 @@ impl LocationStoreActor {
         let durable = self.journal.as_mut().map(|j| j.append(&shared));
         self.flood(&shared, source.peer(), ctx);
         Applied { new: true, durable }
+    }
+
+    /// Applies a neighbour's `AT` line. In a herd with cycles most lines
+    /// arrive twice or more; a byte-for-byte copy of the record held is
+    /// stale whatever it says, and is dropped before it is even parsed.
+    fn apply_line(&mut self, line: &[u8], source: &Source, ctx: &mut Context<Self>) {
+        // The client is the fourth field of a canonical line (single spaces);
+        // any other line simply misses here and is parsed in full.
+        let client = line.split(|&b| b == b' ').nth(3).unwrap_or_default();
+        if self
+            .records
+            .get(client)
+            .is_some_and(|held| held.0.at_line() == line)
+        {
+            self.metrics.count_update(source_kind(source), false);
+            return;
+        }
+        match Record::from_at_line(line) {
+            Ok(record) => {
+                self.apply(record, source, ctx);
+            }
+            Err(_) => warn!(target: LOG, "{}: invalid AT line from {}: {}", self.server,
+                source.peer().unwrap_or("?"), String::from_utf8_lossy(line)),
+        }
     }
 
     /// Queues `record` for every neighbour but `except`; the queues are sent
@@ -288,8 +323,8 @@ impl Handler<UpdateBatch> for LocationStoreActor {
         // A flood is acknowledged to no one, so the durability receiver is
         // dropped unread; a failed write is logged by the journal and
         // repaired by the next sync.
-        for record in msg.records {
-            self.apply(Arc::new(record), &msg.source, ctx);
+        for line in msg.lines {
+            self.apply_line(&line, &msg.source, ctx);
         }
     }
 }
@@ -390,5 +425,135 @@ impl Handler<Dump> for LocationStoreActor {
 
     fn handle(&mut self, _: Dump, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.records.iter().map(|r| r.0.clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::Mutex;
+
+    const KIWI_1: &str =
+        "AT Riley +0.263873386 kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503";
+    const KIWI_2: &str =
+        "AT Jaquez +0.100000000 kiwi.cs.ucla.edu +34.068930-118.445127 1621464828.000000000";
+
+    /// A neighbour's link that writes down every Flood message it gets.
+    struct Recorder(Arc<Mutex<Vec<Vec<String>>>>);
+
+    impl Actor for Recorder {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Flood> for Recorder {
+        type Result = ();
+        fn handle(&mut self, Flood(records): Flood, _: &mut Context<Self>) {
+            let lines = records
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.at_line()).into_owned())
+                .collect();
+            self.0.lock().unwrap().push(lines);
+        }
+    }
+
+    fn store() -> (Addr<LocationStoreActor>, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let store = LocationStoreActor::new("Riley".into(), Vec::new(), None, metrics.clone());
+        (store.start(), metrics)
+    }
+
+    fn batch(lines: &[&str], from: &str) -> UpdateBatch {
+        UpdateBatch {
+            lines: lines
+                .iter()
+                .map(|l| bytes::Bytes::from(l.to_string()))
+                .collect(),
+            source: Source::Peer(from.into()),
+        }
+    }
+
+    async fn held(store: &Addr<LocationStoreActor>) -> Option<String> {
+        let client = bytes::Bytes::from_static(b"kiwi.cs.ucla.edu");
+        let record = store.send(Lookup { client }).await.unwrap()?;
+        Some(String::from_utf8_lossy(record.at_line()).into_owned())
+    }
+
+    #[test]
+    fn peer_lines_are_checked_and_copies_of_the_held_record_are_stale() {
+        actix_rt::System::new().block_on(async {
+            let (store, metrics) = store();
+            store
+                .send(batch(&[KIWI_1, KIWI_1], "Jaquez"))
+                .await
+                .unwrap();
+            assert_eq!(held(&store).await.as_deref(), Some(KIWI_1));
+            assert_eq!(metrics.updates_new_peer.load(Relaxed), 1);
+            assert_eq!(metrics.updates_stale_peer.load(Relaxed), 1);
+
+            // Not canonical (two spaces), newer: parsed, kept in canonical form.
+            let spaced = KIWI_2.replacen(' ', "  ", 1);
+            store.send(batch(&[&spaced], "Jaquez")).await.unwrap();
+            assert_eq!(held(&store).await.as_deref(), Some(KIWI_2));
+
+            // Invalid lines change nothing and count as no update.
+            let bad = KIWI_2
+                .replace("+34.068930", "+94.068930")
+                .replace("828.", "829.");
+            store
+                .send(batch(&[&bad, "AT Riley"], "Jaquez"))
+                .await
+                .unwrap();
+            assert_eq!(held(&store).await.as_deref(), Some(KIWI_2));
+            assert_eq!(metrics.updates_new_peer.load(Relaxed), 2);
+            assert_eq!(metrics.updates_stale_peer.load(Relaxed), 1);
+            System::current().stop();
+        });
+    }
+
+    #[test]
+    fn a_burst_of_updates_is_flooded_as_one_message_per_neighbour_never_back() {
+        actix_rt::System::new().block_on(async {
+            let (store, _) = store();
+            let mut seen = Vec::new();
+            for name in ["Jaquez", "Juzang"] {
+                let log = Arc::new(Mutex::new(Vec::new()));
+                let link = Recorder(log.clone()).start().recipient();
+                store
+                    .send(AddPeer {
+                        name: name.into(),
+                        link,
+                    })
+                    .await
+                    .unwrap();
+                seen.push(log);
+            }
+            let later = KIWI_2.replace("kiwi", "plum");
+            store
+                .send(batch(&[KIWI_1, &later], "Jaquez"))
+                .await
+                .unwrap();
+            // Then a client's update, which goes to both: once Jaquez has
+            // it, anything flooded before it would have arrived there too.
+            let own = Record::from_at_line(KIWI_2.replace("kiwi", "fig").as_bytes()).unwrap();
+            let own_line = String::from_utf8_lossy(own.at_line()).into_owned();
+            let update = Update {
+                record: Arc::new(own),
+                source: Source::Client,
+            };
+            store.send(update).await.unwrap();
+            let arrived = |log: &Arc<Mutex<Vec<Vec<String>>>>| log.lock().unwrap().len() >= 1;
+            while !(arrived(&seen[0]) && arrived(&seen[1])) {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            assert_eq!(
+                *seen[0].lock().unwrap(),
+                vec![vec![own_line.clone()]],
+                "never back"
+            );
+            // The batch's two new records, in order, in one message.
+            assert_eq!(seen[1].lock().unwrap()[0], vec![KIWI_1.to_string(), later]);
+            System::current().stop();
+        });
     }
 }
