@@ -542,7 +542,7 @@ mod tests {
                 source: Source::Client,
             };
             store.send(update).await.unwrap();
-            let arrived = |log: &Arc<Mutex<Vec<Vec<String>>>>| log.lock().unwrap().len() >= 1;
+            let arrived = |log: &Arc<Mutex<Vec<Vec<String>>>>| !log.lock().unwrap().is_empty();
             while !(arrived(&seen[0]) && arrived(&seen[1])) {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
