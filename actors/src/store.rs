@@ -217,7 +217,13 @@ impl LocationStoreActor {
         self.digest.replace(current.as_deref(), &record);
         self.records.replace(ByClient(record.clone()));
         let leaf = &mut self.by_leaf[leaf_of(record.client())];
-        match leaf.iter_mut().find(|r| r.client() == record.client()) {
+        // The leaf holds the very `Arc` the set held: found by address, so
+        // the scan reads only the leaf's pointers, never the records behind
+        // them (one cache miss each); a new client is simply added.
+        let slot = current
+            .as_ref()
+            .and_then(|current| leaf.iter_mut().find(|r| Arc::ptr_eq(r, current)));
+        match slot {
             Some(slot) => *slot = record.clone(),
             None => leaf.push(record.clone()),
         }
