@@ -35,15 +35,16 @@ use actix_web::http::header;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use herd_actors::metrics::Metrics;
 use herd_actors::record::SharedRecord;
-use herd_actors::store::{Dump, LocationStoreActor};
+use herd_actors::store::{Dump, GetOverview, LocationStoreActor};
 use log::info;
 use serde::Serialize;
 
 use crate::settings::{ServerPlan, Settings};
 
-/// How many client positions `/status` carries at most (the newest ones), so
-/// that the page's polling stays cheap whatever the number of clients.
-pub const MAX_CLIENTS_SHOWN: usize = 1000;
+/// How many client positions `/status` carries at most (those updated most
+/// recently), so that the page's polling stays cheap whatever the number of
+/// clients.
+pub const MAX_CLIENTS_SHOWN: usize = herd_actors::store::RECENT;
 
 /// The page, inline CSS and JS, no build step, nothing fetched from elsewhere.
 const PAGE: &str = include_str!("admin/page.html");
@@ -301,28 +302,27 @@ struct StatusView {
     shutting_down: bool,
     records: u64,
     neighbours: Vec<LinkView>,
-    /// The newest [`MAX_CLIENTS_SHOWN`] clients, newest first.
+    /// The clients this server updated most recently (at most
+    /// [`MAX_CLIENTS_SHOWN`]), most recent first.
     clients: Vec<ClientView>,
 }
 
-/// The newest `limit` records, newest first.
-fn newest(mut records: Vec<SharedRecord>, limit: usize) -> Vec<SharedRecord> {
-    if records.len() > limit {
-        records.select_nth_unstable_by_key(limit, |r| std::cmp::Reverse(r.time()));
-        records.truncate(limit);
-    }
-    records.sort_unstable_by_key(|r| std::cmp::Reverse(r.time()));
-    records
-}
-
 async fn status(state: web::Data<AdminState>) -> HttpResponse {
-    let records = match dump(&state).await {
-        Ok(records) => records,
-        Err(answer) => return answer,
+    // The store's overview, not a dump: a poll reads the last thousand
+    // updates, never the whole store, however many clients it holds.
+    let overview = match state.store.send(GetOverview).await {
+        Ok(overview) => overview,
+        Err(e) => {
+            return HttpResponse::ServiceUnavailable()
+                .content_type("text/plain")
+                .body(format!("store unavailable: {e}\n"))
+        }
     };
-    let held = records.len() as u64;
-    let clients = newest(records, MAX_CLIENTS_SHOWN)
+    let held = overview.records as u64;
+    let clients = overview
+        .recent
         .iter()
+        .take(MAX_CLIENTS_SHOWN)
         .filter_map(|r| {
             let at = r.location()?;
             Some(ClientView {

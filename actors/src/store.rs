@@ -131,6 +131,23 @@ pub struct LeafFingerprints {
     pub leaves: Vec<usize>,
 }
 
+/// How many records the store remembers as its most recent updates.
+pub const RECENT: usize = 1000;
+
+/// The record count and the newest updates (at most [`RECENT`], newest
+/// first, one per client): what an operator's overview shows, answered
+/// without reading the whole store.
+#[derive(Message)]
+#[rtype(result = "Overview")]
+pub struct GetOverview;
+
+/// The answer to [`GetOverview`].
+#[derive(Debug)]
+pub struct Overview {
+    pub records: usize,
+    pub recent: Vec<SharedRecord>,
+}
+
 /// Every record, for dumps and invariant checks.
 #[derive(Message)]
 #[rtype(result = "Vec<SharedRecord>")]
@@ -165,6 +182,9 @@ pub struct LocationStoreActor {
     /// leaves it asks about (8 bytes per record), never the whole store.
     by_leaf: Vec<Vec<SharedRecord>>,
     digest: Digest,
+    /// The records most recently taken, oldest first, at most [`RECENT`]
+    /// (a client updated twice is in it twice).
+    recent: std::collections::VecDeque<SharedRecord>,
     peers: Vec<Neighbour>,
     /// A [`SendFloods`] is queued behind the messages in the mailbox.
     floods_scheduled: bool,
@@ -185,6 +205,7 @@ impl LocationStoreActor {
             records: RecordSet::with_capacity_and_hasher(records.len(), Default::default()),
             by_leaf: vec![Vec::new(); LEAVES],
             digest: Digest::default(),
+            recent: std::collections::VecDeque::with_capacity(RECENT),
             peers: Vec::new(),
             floods_scheduled: false,
             journal,
@@ -227,6 +248,10 @@ impl LocationStoreActor {
             Some(slot) => *slot = record.clone(),
             None => leaf.push(record.clone()),
         }
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(record.clone());
         Some(record)
     }
 
@@ -426,6 +451,25 @@ impl Handler<LeafFingerprints> for LocationStoreActor {
     }
 }
 
+impl Handler<GetOverview> for LocationStoreActor {
+    type Result = MessageResult<GetOverview>;
+
+    fn handle(&mut self, _: GetOverview, _: &mut Context<Self>) -> Self::Result {
+        let mut seen = HashSet::with_capacity(self.recent.len());
+        let recent = self
+            .recent
+            .iter()
+            .rev()
+            .filter(|r| seen.insert(r.client()))
+            .cloned()
+            .collect();
+        MessageResult(Overview {
+            records: self.records.len(),
+            recent,
+        })
+    }
+}
+
 impl Handler<Dump> for LocationStoreActor {
     type Result = MessageResult<Dump>;
 
@@ -513,6 +557,40 @@ mod tests {
             assert_eq!(held(&store).await.as_deref(), Some(KIWI_2));
             assert_eq!(metrics.updates_new_peer.load(Relaxed), 2);
             assert_eq!(metrics.updates_stale_peer.load(Relaxed), 1);
+            System::current().stop();
+        });
+    }
+
+    #[test]
+    fn the_overview_lists_recent_updates_newest_first_once_per_client() {
+        actix_rt::System::new().block_on(async {
+            let (store, _) = store();
+            let fig = KIWI_1.replace("kiwi", "fig");
+            store
+                .send(batch(&[KIWI_1, &fig, KIWI_2], "Jaquez"))
+                .await
+                .unwrap();
+            let overview = store.send(GetOverview).await.unwrap();
+            assert_eq!(overview.records, 2);
+            let lines: Vec<_> = overview
+                .recent
+                .iter()
+                .map(|r| r.at_line().to_vec())
+                .collect();
+            assert_eq!(lines, vec![KIWI_2.as_bytes().to_vec(), fig.into_bytes()]);
+
+            // Only the last RECENT updates are remembered.
+            let many: Vec<String> = (0..RECENT + 5)
+                .map(|i| KIWI_1.replace("kiwi", &format!("c{i}")))
+                .collect();
+            let many: Vec<&str> = many.iter().map(String::as_str).collect();
+            store.send(batch(&many, "Jaquez")).await.unwrap();
+            let overview = store.send(GetOverview).await.unwrap();
+            assert_eq!(overview.records, RECENT + 7);
+            assert_eq!(overview.recent.len(), RECENT);
+            assert!(overview.recent[0]
+                .at_line()
+                .starts_with(many[RECENT + 4].as_bytes()));
             System::current().stop();
         });
     }
