@@ -140,6 +140,7 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
             .collect(),
         secret: plan.secret.clone(),
         timeout: plan.peer_limits.handshake_timeout,
+        max_handshakes: plan.peer_limits.max_handshakes,
         store: store.clone(),
         metrics: metrics.clone(),
     };

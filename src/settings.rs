@@ -76,6 +76,7 @@ pub struct LimitsSection {
     pub max_pending_records: usize,
     pub peer_max_backlog_bytes: usize,
     pub handshake_timeout_ms: u64,
+    pub max_peer_handshakes: usize,
     pub backoff_first_ms: u64,
     pub backoff_max_ms: u64,
 }
@@ -91,6 +92,7 @@ impl Default for LimitsSection {
             max_pending_records: 100_000,
             peer_max_backlog_bytes: 1 << 20,
             handshake_timeout_ms: 5_000,
+            max_peer_handshakes: 64,
             backoff_first_ms: 50,
             backoff_max_ms: 2_000,
         }
@@ -347,6 +349,7 @@ impl Settings {
                 backoff_max: ms(limits.backoff_max_ms),
                 max_pending: limits.max_pending_records,
                 max_backlog: limits.peer_max_backlog_bytes,
+                max_handshakes: limits.max_peer_handshakes,
             },
             secret: self.secret()?,
             places: self.places_plan()?,

@@ -388,3 +388,51 @@ fn a_dialing_server_refuses_a_forged_or_replayed_challenge() {
     let replayed = fake_acceptor_round(&listener, |_| captured.borrow().clone());
     assert_eq!(replayed, None, "no PROOF for a replayed CHALLENGE");
 }
+
+#[test]
+fn handshakes_beyond_the_limit_are_closed_unheard_and_neighbours_still_get_in() {
+    let mut herd = Herd::with_topology(TOPOLOGY)
+        .env("HERD_SECRET", SECRET)
+        .setting("herd", "file_log_level = \"info\"")
+        .setting(
+            "limits",
+            "max_peer_handshakes = 3\nhandshake_timeout_ms = 60000",
+        )
+        .build();
+    herd.start("Riley");
+    let port = herd.ports("Riley").peer;
+    // Three strangers who say nothing hold every handshake slot...
+    let mut silent: Vec<Wire> = (0..3).map(|_| Wire::connect(port)).collect();
+    // ...so a fourth connection, even an honest one, is closed unheard.
+    let mut fourth = Wire::connect(port);
+    fourth.expect_closed();
+    wait_for_log(
+        &herd,
+        &["refusing peer connection", "3 handshakes in progress"],
+    );
+    // The three are still being listened to: one of them can still finish
+    // an honest handshake (the slot is its own).
+    honest_handshake(&mut silent[0]);
+    // Once the strangers go, the neighbour gets in and its records are kept.
+    drop(silent);
+    wait_until(
+        Duration::from_secs(10),
+        "a handshake slot to free up",
+        || {
+            let mut wire = Wire::connect(port);
+            assert!(wire.send(&format!("HELLO Jaquez Riley {}", nonce())));
+            wire.line()
+                .is_some_and(|line| line.starts_with("CHALLENGE "))
+        },
+    );
+    let mut wire = Wire::connect(port);
+    honest_handshake(&mut wire);
+    let admin = format!("127.0.0.1:{}", herd.ports("Riley").admin);
+    let metrics = herd::ctl::http::get(&admin, "/metrics").unwrap().text();
+    // The fourth connection at least (a probe above may have come too early).
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("herd_peer_handshakes_refused_total{server=\"Riley\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(refused.is_some_and(|n| n >= 1), "{metrics}");
+}

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use log::{debug, info, warn};
@@ -68,12 +68,20 @@ pub struct PeerGate {
     pub neighbours: Arc<[Arc<str>]>,
     pub secret: Secret,
     pub timeout: Duration,
+    /// Connections allowed in the handshake and the sync at once: a
+    /// stranger opening thousands of connections that never finish the
+    /// handshake costs a bounded number of sockets and tasks, each for at
+    /// most `timeout`.
+    pub max_handshakes: usize,
     pub store: Addr<LocationStoreActor>,
     pub metrics: Arc<Metrics>,
 }
 
 /// Accepts neighbours' links until the listener fails or the arbiter stops.
 pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
+    let handshaking = Arc::new(AtomicUsize::new(0));
+    let mut refused_unlogged = 0u64;
+    let mut last_refusal_log: Option<Instant> = None;
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -82,6 +90,19 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Some(slot) = ConnectionSlot::take(&handshaking, gate.max_handshakes) else {
+            // Closed without a word: whoever it is has not said who they are.
+            Metrics::bump(&gate.metrics.peer_handshakes_refused);
+            refused_unlogged += 1;
+            if last_refusal_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                warn!(target: "peer", "{}: refusing peer connection from {addr}: {} handshakes \
+                    in progress ({refused_unlogged} refused since the last such line)",
+                    gate.me, gate.max_handshakes);
+                refused_unlogged = 0;
+                last_refusal_log = Some(Instant::now());
+            }
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let gate = gate.clone();
@@ -116,6 +137,7 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
                     return;
                 }
             };
+            drop(slot); // authenticated and synced: a link, no longer a handshake
             let (me, store) = (gate.me.clone(), gate.store.clone());
             PeerSession::create(move |_| {
                 PeerSession::new(me, neighbour, store, framed, Some(first))

@@ -77,6 +77,9 @@ pub struct PeerLimits {
     pub max_pending: usize,
     /// Unwritten bytes beyond which floods are held instead of queued.
     pub max_backlog: usize,
+    /// Incoming peer connections handshaking (or answering a sync) at once;
+    /// more are closed at once.
+    pub max_handshakes: usize,
 }
 
 impl Default for PeerLimits {
@@ -88,6 +91,7 @@ impl Default for PeerLimits {
             backoff_max: Duration::from_secs(2),
             max_pending: 100_000,
             max_backlog: 1 << 20,
+            max_handshakes: 64,
         }
     }
 }

@@ -45,6 +45,7 @@ async fn sync(acceptor: &Addr<LocationStoreActor>, dialer: &Addr<LocationStoreAc
         neighbours: vec![Arc::<str>::from("D")].into(),
         secret: Secret::none(),
         timeout: Duration::from_secs(30),
+        max_handshakes: 64,
         store: acceptor.clone(),
         metrics: Arc::new(Metrics::default()),
     };

@@ -239,6 +239,12 @@ pub fn render(
         "Incoming peer connections rejected at the handshake.",
         get(&m.peer_auth_failures),
     );
+    out.single(
+        "herd_peer_handshakes_refused_total",
+        "counter",
+        "Incoming peer connections closed unheard: limits.max_peer_handshakes were in progress.",
+        get(&m.peer_handshakes_refused),
+    );
 
     let links = m.links();
     out.family(
