@@ -462,8 +462,9 @@ pub fn format_at(
 ) -> Vec<u8> {
     // Exactly the line's length: a record keeps it as a boxed slice, and a
     // Vec with spare room would be reallocated to shrink it.
+    // "AT" and five spaces, then the fields.
     let mut line = Vec::with_capacity(
-        8 + diff.text_len() + origin.len() + client.len() + location_text.len() + time_text.len(),
+        7 + diff.text_len() + origin.len() + client.len() + location_text.len() + time_text.len(),
     );
     line.extend_from_slice(b"AT ");
     line.extend_from_slice(origin);
@@ -776,6 +777,8 @@ mod tests {
                 };
                 prop_assert_eq!(at.diff, Diff::from_nanos(diff.into()));
                 let again = format_at(at.origin, at.diff, at.client, at.location_text, at.time_text);
+                // Allocated at exactly its length: never reallocated to shrink.
+                prop_assert_eq!(again.capacity(), again.len());
                 prop_assert_eq!(again, line);
             }
 
