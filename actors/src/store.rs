@@ -214,6 +214,9 @@ impl LocationStoreActor {
         for record in records {
             store.insert_if_newer(record);
         }
+        // Loaded records are not updates: the overview starts with the
+        // newest by client time, not with the journal's key order.
+        store.recent = store.newest_by_time(RECENT);
         store.metrics.set_records(store.records.len());
         store
     }
@@ -279,14 +282,7 @@ impl LocationStoreActor {
     /// arrive twice or more; a byte-for-byte copy of the record held is
     /// stale whatever it says, and is dropped before it is even parsed.
     fn apply_line(&mut self, line: &[u8], source: &Source, ctx: &mut Context<Self>) {
-        // The client is the fourth field of a canonical line (single spaces);
-        // any other line simply misses here and is parsed in full.
-        let client = line.split(|&b| b == b' ').nth(3).unwrap_or_default();
-        if self
-            .records
-            .get(client)
-            .is_some_and(|held| held.0.at_line() == line)
-        {
+        if self.holds_copy_of(line) {
             self.metrics.count_update(source_kind(source), false);
             return;
         }
@@ -299,12 +295,36 @@ impl LocationStoreActor {
         }
     }
 
+    /// The `limit` records of the newest client times, oldest first.
+    fn newest_by_time(&self, limit: usize) -> std::collections::VecDeque<SharedRecord> {
+        let mut all: Vec<&SharedRecord> = self.records.iter().map(|r| &r.0).collect();
+        if all.len() > limit {
+            let cut = all.len() - limit;
+            all.select_nth_unstable_by_key(cut, |r| r.time());
+            all.drain(..cut);
+        }
+        all.sort_unstable_by_key(|r| r.time());
+        all.into_iter().cloned().collect()
+    }
+
+    /// Whether `line` is byte for byte the line of the record held for its
+    /// client. The client is the fourth field of a canonical line (single
+    /// spaces); any other line simply misses here and is parsed in full.
+    fn holds_copy_of(&self, line: &[u8]) -> bool {
+        let client = line.split(|&b| b == b' ').nth(3).unwrap_or_default();
+        self.records
+            .get(client)
+            .is_some_and(|held| held.0.at_line() == line)
+    }
+
     /// Queues `record` for every neighbour but `except`; the queues are sent
     /// once the mailbox has been drained ([`SendFloods`]), so a burst of
     /// updates costs each link one message, not one per record.
     fn flood(&mut self, record: &SharedRecord, except: Option<&str>, ctx: &mut Context<Self>) {
+        let mut queued = false;
         for peer in &mut self.peers {
             if Some(&*peer.name) != except {
+                queued = true;
                 peer.outbox.push(record.clone());
                 // The mailbox is drained until empty before SendFloods runs;
                 // senders on other threads could keep it full, so a burst
@@ -314,7 +334,7 @@ impl LocationStoreActor {
                 }
             }
         }
-        if !self.floods_scheduled && !self.peers.is_empty() {
+        if queued && !self.floods_scheduled {
             self.floods_scheduled = true;
             ctx.notify(SendFloods);
         }
@@ -562,6 +582,39 @@ mod tests {
     }
 
     #[test]
+    fn only_a_byte_for_byte_copy_of_the_held_record_skips_the_parse() {
+        let held = Record::from_at_line(KIWI_1.as_bytes()).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let store = LocationStoreActor::new("Riley".into(), vec![held], None, metrics);
+        assert!(store.holds_copy_of(KIWI_1.as_bytes()));
+        // The same record spelled otherwise, another record, garbage: parsed.
+        assert!(!store.holds_copy_of(KIWI_1.replacen(' ', "  ", 1).as_bytes()));
+        assert!(!store.holds_copy_of(KIWI_2.as_bytes()));
+        assert!(!store.holds_copy_of(b"AT"));
+        assert!(!store.holds_copy_of(b""));
+    }
+
+    #[test]
+    fn loaded_records_start_the_overview_newest_by_client_time() {
+        actix_rt::System::new().block_on(async {
+            // Loaded in name order; the client times say b, c, a.
+            let loaded = [("a", "3"), ("b", "1"), ("c", "2")]
+                .iter()
+                .map(|(name, time)| {
+                    let line = format!("AT Riley +0.000000000 {name} +1+1 170000000{time}.0");
+                    Record::from_at_line(line.as_bytes()).unwrap()
+                })
+                .collect();
+            let metrics = Arc::new(Metrics::default());
+            let store = LocationStoreActor::new("Riley".into(), loaded, None, metrics).start();
+            let overview = store.send(GetOverview).await.unwrap();
+            let names: Vec<&[u8]> = overview.recent.iter().map(|r| r.client()).collect();
+            assert_eq!(names, vec![&b"a"[..], b"c", b"b"]);
+            System::current().stop();
+        });
+    }
+
+    #[test]
     fn the_overview_lists_recent_updates_newest_first_once_per_client() {
         actix_rt::System::new().block_on(async {
             let (store, _) = store();
@@ -627,9 +680,14 @@ mod tests {
             };
             store.send(update).await.unwrap();
             let arrived = |log: &Arc<Mutex<Vec<Vec<String>>>>| !log.lock().unwrap().is_empty();
-            while !(arrived(&seen[0]) && arrived(&seen[1])) {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
+            let both = async {
+                while !(arrived(&seen[0]) && arrived(&seen[1])) {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(10), both)
+                .await
+                .expect("floods reach both neighbours");
             assert_eq!(
                 *seen[0].lock().unwrap(),
                 vec![vec![own_line.clone()]],
