@@ -390,7 +390,7 @@ fn a_dialing_server_refuses_a_forged_or_replayed_challenge() {
 }
 
 #[test]
-fn handshakes_beyond_the_limit_are_closed_unheard_and_neighbours_still_get_in() {
+fn past_the_handshake_limit_the_oldest_stranger_is_dropped_and_neighbours_get_in() {
     let mut herd = Herd::with_topology(TOPOLOGY)
         .env("HERD_SECRET", SECRET)
         .setting("herd", "file_log_level = \"info\"")
@@ -401,38 +401,34 @@ fn handshakes_beyond_the_limit_are_closed_unheard_and_neighbours_still_get_in() 
         .build();
     herd.start("Riley");
     let port = herd.ports("Riley").peer;
-    // Three strangers who say nothing hold every handshake slot...
-    let mut silent: Vec<Wire> = (0..3).map(|_| Wire::connect(port)).collect();
-    // ...so a fourth connection, even an honest one, is closed unheard.
-    let mut fourth = Wire::connect(port);
-    fourth.expect_closed();
+    // Three strangers who say nothing hold every handshake slot; each is
+    // accepted (a HELLO gets its CHALLENGE) before the next connects, so
+    // the server knows their order.
+    let mut strangers: Vec<(Wire, String, String)> = (0..3)
+        .map(|_| {
+            let mut wire = Wire::connect(port);
+            let nonce_d = nonce();
+            let (nonce_a, _) = hello(&mut wire, "Jaquez", "Riley", &nonce_d);
+            (wire, nonce_d, nonce_a)
+        })
+        .collect();
+    // The neighbour still gets in, and the oldest stranger is dropped for it.
+    let mut neighbour = Wire::connect(port);
+    honest_handshake(&mut neighbour);
+    strangers[0].0.expect_closed();
     wait_for_log(
         &herd,
-        &["refusing peer connection", "3 handshakes in progress"],
+        &["3 peer connections handshaking; dropping the oldest"],
     );
-    // The three are still being listened to: one of them can still finish
-    // an honest handshake (the slot is its own).
-    honest_handshake(&mut silent[0]);
-    // Once the strangers go, the neighbour gets in and its records are kept.
-    drop(silent);
-    wait_until(
-        Duration::from_secs(10),
-        "a handshake slot to free up",
-        || {
-            let mut wire = Wire::connect(port);
-            assert!(wire.send(&format!("HELLO Jaquez Riley {}", nonce())));
-            wire.line()
-                .is_some_and(|line| line.starts_with("CHALLENGE "))
-        },
-    );
-    let mut wire = Wire::connect(port);
-    honest_handshake(&mut wire);
+    // The two others are still being listened to: one can finish, too.
+    let (wire, nonce_d, nonce_a) = &mut strangers[1];
+    let proof = dial_mac(SECRET, "Jaquez", "Riley", nonce_a, nonce_d);
+    assert!(wire.send(&format!("PROOF {proof}")));
+    assert_eq!(wire.line().as_deref(), Some("WELCOME"));
     let admin = format!("127.0.0.1:{}", herd.ports("Riley").admin);
     let metrics = herd::ctl::http::get(&admin, "/metrics").unwrap().text();
-    // The fourth connection at least (a probe above may have come too early).
-    let refused = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("herd_peer_handshakes_refused_total{server=\"Riley\"} "))
-        .and_then(|n| n.parse::<u64>().ok());
-    assert!(refused.is_some_and(|n| n >= 1), "{metrics}");
+    assert!(
+        metrics.contains("herd_peer_handshakes_dropped_total{server=\"Riley\"} 1\n"),
+        "{metrics}"
+    );
 }

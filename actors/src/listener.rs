@@ -5,7 +5,8 @@
 //! connection: a peer's handshake runs in its own task with a deadline, and a
 //! client beyond the connection limit is told so and closed.
 
-use std::sync::atomic::AtomicUsize;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,20 +69,34 @@ pub struct PeerGate {
     pub neighbours: Arc<[Arc<str>]>,
     pub secret: Secret,
     pub timeout: Duration,
-    /// Connections allowed in the handshake and the sync at once: a
-    /// stranger opening thousands of connections that never finish the
-    /// handshake costs a bounded number of sockets and tasks, each for at
-    /// most `timeout`.
+    /// Connections allowed in the handshake at once. A stranger opening
+    /// thousands of connections that never finish the handshake costs a
+    /// bounded number of sockets and tasks, each for at most `timeout`; past
+    /// the bound the oldest is dropped, so a stranger who holds every slot
+    /// cannot keep a neighbour out (its handshake takes a round trip).
     pub max_handshakes: usize,
     pub store: Addr<LocationStoreActor>,
     pub metrics: Arc<Metrics>,
 }
 
+/// A peer connection that has not proved who it is yet.
+struct Handshake {
+    task: tokio::task::JoinHandle<()>,
+    authenticated: Arc<AtomicBool>,
+}
+
+impl Handshake {
+    fn pending(&self) -> bool {
+        !self.task.is_finished() && !self.authenticated.load(Ordering::Acquire)
+    }
+}
+
 /// Accepts neighbours' links until the listener fails or the arbiter stops.
 pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
-    let handshaking = Arc::new(AtomicUsize::new(0));
-    let mut refused_unlogged = 0u64;
-    let mut last_refusal_log: Option<Instant> = None;
+    // Oldest first.
+    let mut handshakes: VecDeque<Handshake> = VecDeque::new();
+    let mut dropped_unlogged = 0u64;
+    let mut last_drop_log: Option<Instant> = None;
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -91,22 +106,28 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
                 continue;
             }
         };
-        let Some(slot) = ConnectionSlot::take(&handshaking, gate.max_handshakes) else {
-            // Closed without a word: whoever it is has not said who they are.
-            Metrics::bump(&gate.metrics.peer_handshakes_refused);
-            refused_unlogged += 1;
-            if last_refusal_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                warn!(target: "peer", "{}: refusing peer connection from {addr}: {} handshakes \
-                    in progress ({refused_unlogged} refused since the last such line)",
+        handshakes.retain(Handshake::pending);
+        while handshakes.len() >= gate.max_handshakes.max(1) {
+            let Some(oldest) = handshakes.pop_front() else {
+                break;
+            };
+            // Closed without a word: it has not said who it is in all this time.
+            oldest.task.abort();
+            Metrics::bump(&gate.metrics.peer_handshakes_dropped);
+            dropped_unlogged += 1;
+            if last_drop_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                warn!(target: "peer", "{}: {} peer connections handshaking; dropping the oldest \
+                    for {addr} ({dropped_unlogged} dropped since the last such line)",
                     gate.me, gate.max_handshakes);
-                refused_unlogged = 0;
-                last_refusal_log = Some(Instant::now());
+                dropped_unlogged = 0;
+                last_drop_log = Some(Instant::now());
             }
-            continue;
-        };
+        }
         let _ = stream.set_nodelay(true);
         let gate = gate.clone();
-        actix_rt::spawn(async move {
+        let authenticated = Arc::new(AtomicBool::new(false));
+        let proved = authenticated.clone();
+        let task = actix_rt::spawn(async move {
             let mut framed = Framed::new(stream, LineCodec::new(PEER_MAX_LINE));
             let is_neighbour = |name: &str| gate.neighbours.iter().any(|n| &**n == name);
             let neighbour = match handshake::accept(
@@ -118,7 +139,11 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
             )
             .await
             {
-                Ok(name) => name,
+                Ok(name) => {
+                    // A neighbour now: its sync is never dropped for room.
+                    proved.store(true, Ordering::Release);
+                    name
+                }
                 Err(e) => {
                     Metrics::bump(&gate.metrics.peer_auth_failures);
                     warn!(target: "peer", "{}: rejected peer connection from {addr}: {e}", gate.me);
@@ -137,11 +162,14 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
                     return;
                 }
             };
-            drop(slot); // authenticated and synced: a link, no longer a handshake
             let (me, store) = (gate.me.clone(), gate.store.clone());
             PeerSession::create(move |_| {
                 PeerSession::new(me, neighbour, store, framed, Some(first))
             });
+        });
+        handshakes.push_back(Handshake {
+            task,
+            authenticated,
         });
     }
 }

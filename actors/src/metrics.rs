@@ -37,8 +37,8 @@ pub struct Metrics {
     pub sync_runs: AtomicU64,
     pub sync_records_sent: AtomicU64,
     pub peer_auth_failures: AtomicU64,
-    /// Incoming peer connections closed because too many were handshaking.
-    pub peer_handshakes_refused: AtomicU64,
+    /// Unauthenticated peer connections dropped to make room for newer ones.
+    pub peer_handshakes_dropped: AtomicU64,
     /// Places answers by provider and status, e.g. ("offline", "OK").
     pub places: Mutex<BTreeMap<(String, String), u64>>,
     pub places_cache_hits: AtomicU64,

@@ -77,8 +77,8 @@ pub struct PeerLimits {
     pub max_pending: usize,
     /// Unwritten bytes beyond which floods are held instead of queued.
     pub max_backlog: usize,
-    /// Incoming peer connections handshaking (or answering a sync) at once;
-    /// more are closed at once.
+    /// Incoming peer connections handshaking at once; past it the oldest
+    /// is dropped.
     pub max_handshakes: usize,
 }
 

@@ -240,10 +240,10 @@ pub fn render(
         get(&m.peer_auth_failures),
     );
     out.single(
-        "herd_peer_handshakes_refused_total",
+        "herd_peer_handshakes_dropped_total",
         "counter",
-        "Incoming peer connections closed unheard: limits.max_peer_handshakes were in progress.",
-        get(&m.peer_handshakes_refused),
+        "Unauthenticated peer connections dropped for a newer one: limits.max_peer_handshakes were in progress.",
+        get(&m.peer_handshakes_dropped),
     );
 
     let links = m.links();
