@@ -257,6 +257,16 @@ impl Settings {
                 ))
             }
         }
+        let limits = &self.limits;
+        for (name, value) in [
+            ("max_line_bytes", limits.max_line_bytes),
+            ("max_connections", limits.max_connections),
+            ("max_peer_handshakes", limits.max_peer_handshakes),
+        ] {
+            if value == 0 {
+                return invalid(format!("limits.{name} is 0: nothing could get in"));
+            }
+        }
         match self.herd.durability.as_str() {
             "sync" | "async" => Ok(()),
             other => invalid(format!("durability {other:?} is not sync or async")),
@@ -394,5 +404,34 @@ impl Settings {
             section: self.places.clone(),
             api_key,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads `text` as a settings file (with whatever `HERD_*` variables the
+    /// test process has, which is none under `cargo test`).
+    fn load(text: &str) -> Result<Settings, SettingsError> {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let path = dir.path().join("Settings.toml");
+        std::fs::write(&path, text).expect("write settings");
+        Settings::load(&path)
+    }
+
+    const ONE: &str = "[servers.riley]\nname = \"Riley\"\nport = 12665\n";
+
+    #[test]
+    fn a_zero_limit_is_refused_with_its_name() {
+        assert!(load(ONE).is_ok());
+        for key in ["max_line_bytes", "max_connections", "max_peer_handshakes"] {
+            let text = format!("[limits]\n{key} = 0\n{ONE}");
+            let error = load(&text).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                error.contains(&format!("limits.{key} is 0")),
+                "{key}: {error:?}"
+            );
+        }
     }
 }
