@@ -11,73 +11,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::Write;
+use std::net::Shutdown;
 use std::time::Duration;
 
-use common::{iamat, wait_until, Herd};
+use common::{iamat, wait_until, Herd, RawClient};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 
 const MAX_LINE: usize = 4096;
-
-/// A raw client connection that reads bytes, not text.
-struct Conn {
-    stream: TcpStream,
-    buffered: Vec<u8>,
-}
-
-impl Conn {
-    fn connect(herd: &Herd) -> Conn {
-        let stream = TcpStream::connect(("127.0.0.1", herd.ports("Riley").client)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Conn {
-            stream,
-            buffered: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    /// The next line with its `\n`; `None` at EOF or reset.
-    fn raw_line(&mut self) -> Option<Vec<u8>> {
-        loop {
-            if let Some(end) = self.buffered.iter().position(|&b| b == b'\n') {
-                return Some(self.buffered.drain(..=end).collect());
-            }
-            let mut chunk = [0u8; 8192];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buffered.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-                Err(e) => panic!("read from server: {e}"),
-            }
-        }
-    }
-
-    fn read_to_end(&mut self) -> Vec<u8> {
-        let mut rest = std::mem::take(&mut self.buffered);
-        let mut chunk = [0u8; 65536];
-        loop {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return rest,
-                Ok(n) => rest.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return rest,
-                Err(e) => panic!("read from server: {e}"),
-            }
-        }
-    }
-
-    /// Reads a whole WHATSAT answer (up to its empty line); returns its AT line.
-    fn whatsat_answer(&mut self) -> Vec<u8> {
-        let first = self.raw_line().expect("an AT line");
-        while self.raw_line().expect("places JSON") != b"\n" {}
-        first
-    }
-}
 
 fn riley() -> Herd {
     let mut herd = Herd::with_topology(&[("Riley", &[])]).build();
@@ -138,7 +79,7 @@ fn every_invalid_line_of_spec_section_7_is_answered_with_its_exact_copy() {
         b"  IAMAT\tbad.spaces +91+0 1 \x0b ",
         b"\xff\xfe HELLO \x80 \x00",
     ];
-    let mut conn = Conn::connect(&herd);
+    let mut conn = RawClient::connect(herd.ports("Riley").client);
     // Pipelined, some with CR LF, without reading in between.
     for (i, row) in rows.iter().enumerate() {
         let end: &[u8] = if i % 2 == 0 { b"\n" } else { b"\r\n" };
@@ -190,7 +131,7 @@ fn at_lines_from_a_client_are_neither_stored_nor_flooded() {
     let probe = herd.ask("Riley", &iamat("link.probe", "1700000000"));
     herd.wait_for_at_line("Jaquez", "link.probe", &probe);
 
-    let mut conn = Conn::connect(&herd);
+    let mut conn = RawClient::connect(herd.ports("Riley").client);
     for forged in [
         &b"AT Riley +0.000000001 forged.one +1+1 1800000000"[..],
         b"AT Jaquez -0.500000000 forged.two +1+1 1800000000",
@@ -243,7 +184,7 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
 fn overlong_lines_close_the_connection_and_memory_stays_bounded() {
     let herd = riley();
     // One byte over the limit: a bare `?`, then the server closes.
-    let mut conn = Conn::connect(&herd);
+    let mut conn = RawClient::connect(herd.ports("Riley").client);
     conn.send(&[&vec![b'x'; MAX_LINE + 1][..], b"\nIAMAT not.read +1+1 1\n"].concat());
     assert_eq!(conn.raw_line().as_deref(), Some(&b"?\n"[..]));
     assert_eq!(conn.raw_line(), None);
@@ -255,7 +196,7 @@ fn overlong_lines_close_the_connection_and_memory_stays_bounded() {
     let before = memory_kib(pid, "VmRSS");
     let floods: Vec<_> = (0..8)
         .map(|_| {
-            let mut conn = Conn::connect(&herd);
+            let mut conn = RawClient::connect(herd.ports("Riley").client);
             let mut writer = conn.stream.try_clone().unwrap();
             std::thread::spawn(move || {
                 let block = vec![b'm'; 1 << 16];
@@ -288,7 +229,7 @@ fn overlong_lines_close_the_connection_and_memory_stays_bounded() {
 fn a_half_closed_client_gets_its_last_line_answered() {
     let herd = riley();
     // Without a final newline: the last line ends at end-of-file.
-    let mut conn = Conn::connect(&herd);
+    let mut conn = RawClient::connect(herd.ports("Riley").client);
     conn.send(iamat("half.closed", "1700000000").as_bytes());
     conn.stream.shutdown(Shutdown::Write).unwrap();
     let answer = conn.read_to_end();
@@ -296,7 +237,7 @@ fn a_half_closed_client_gets_its_last_line_answered() {
     assert!(answer.ends_with(b" half.closed +34.068930-118.445127 1700000000\n"));
 
     // A pipelined WHATSAT and an invalid line, then half-close: both answered.
-    let mut conn = Conn::connect(&herd);
+    let mut conn = RawClient::connect(herd.ports("Riley").client);
     conn.send(b"WHATSAT half.closed 10 2\nNOPE");
     conn.stream.shutdown(Shutdown::Write).unwrap();
     let at = conn.whatsat_answer();
@@ -307,11 +248,11 @@ fn a_half_closed_client_gets_its_last_line_answered() {
 #[test]
 fn a_reset_mid_line_stores_nothing_and_disturbs_nobody() {
     let herd = riley();
-    let mut bystander = Conn::connect(&herd);
+    let mut bystander = RawClient::connect(herd.ports("Riley").client);
     bystander.send(format!("{}\n", iamat("bystander", "1700000000")).as_bytes());
     assert!(bystander.raw_line().unwrap().starts_with(b"AT Riley "));
 
-    let victim = Conn::connect(&herd);
+    let victim = RawClient::connect(herd.ports("Riley").client);
     let mut stream = victim.stream;
     stream
         .write_all(iamat("reset.client", "1700000000").as_bytes())
@@ -386,7 +327,7 @@ fn random_bytes_are_answered_line_by_line_and_the_server_keeps_serving() {
     let expected = expected_answers(&noise);
     assert!(expected.len() > noise.len() / 2, "mostly answered lines");
 
-    let mut conn = Conn::connect(&herd);
+    let mut conn = RawClient::connect(herd.ports("Riley").client);
     let mut writer = conn.stream.try_clone().unwrap();
     let sending = std::thread::spawn(move || {
         writer.write_all(&noise).unwrap();

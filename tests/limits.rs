@@ -14,72 +14,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::Write;
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{iamat, wait_until, Herd};
-
-/// A raw client connection whose reads tell EOF and reset apart from data.
-struct Conn {
-    stream: TcpStream,
-    buffered: Vec<u8>,
-}
-
-impl Conn {
-    fn connect(port: u16) -> Conn {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(15)))
-            .unwrap();
-        Conn {
-            stream,
-            buffered: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    /// The next line without its newline; `None` at EOF or reset.
-    fn line(&mut self) -> Option<Vec<u8>> {
-        loop {
-            if let Some(end) = self.buffered.iter().position(|&b| b == b'\n') {
-                let line = self.buffered.drain(..=end).collect::<Vec<u8>>();
-                return Some(line[..end].to_vec());
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buffered.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-                Err(e) => panic!("read from server: {e}"),
-            }
-        }
-    }
-
-    fn text_line(&mut self) -> Option<String> {
-        self.line()
-            .map(|line| String::from_utf8_lossy(&line).into_owned())
-    }
-
-    /// Reads until the server closes; returns how many bytes came.
-    fn drain_to_close(&mut self) -> usize {
-        let mut total = std::mem::take(&mut self.buffered).len();
-        let mut chunk = [0u8; 65536];
-        loop {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return total,
-                Ok(n) => total += n,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return total,
-                Err(e) => panic!("server did not close: {e}"),
-            }
-        }
-    }
-}
+use common::{iamat, wait_until, Herd, RawClient};
 
 fn single(settings: &[&str]) -> Herd {
     let mut builder = Herd::with_topology(&[("Riley", &[])]);
@@ -106,7 +47,7 @@ fn lines_over_the_limit_are_answered_then_closed_and_the_limit_is_exact() {
     let herd = single(&["max_line_bytes = 64", "linger_ms = 200"]);
     // Exactly at the limit: an ordinary (invalid) line, the connection stays.
     let at_limit = "x".repeat(64);
-    let mut conn = Conn::connect(port(&herd));
+    let mut conn = RawClient::connect(port(&herd));
     conn.send(format!("{at_limit}\r\n").as_bytes());
     assert_eq!(conn.text_line(), Some(format!("? {at_limit}")));
     // A valid IAMAT of 64 bytes still works on the same connection.
@@ -121,14 +62,14 @@ fn lines_over_the_limit_are_answered_then_closed_and_the_limit_is_exact() {
     assert_eq!(conn.line(), None, "closed after an overlong line");
 
     // The same for a last line ended by end-of-file (the client half-closes).
-    let mut conn = Conn::connect(port(&herd));
+    let mut conn = RawClient::connect(port(&herd));
     conn.send(format!("{}\r", "w".repeat(65)).as_bytes());
     conn.stream.shutdown(Shutdown::Write).unwrap();
     assert_eq!(conn.text_line().as_deref(), Some("?"));
     assert_eq!(conn.line(), None);
 
     // A megabyte without any newline: answered early, closed, nothing kept.
-    let mut conn = Conn::connect(port(&herd));
+    let mut conn = RawClient::connect(port(&herd));
     let writer = conn.stream.try_clone().unwrap();
     let flood = std::thread::spawn(move || {
         let mut writer = writer;
@@ -140,7 +81,7 @@ fn lines_over_the_limit_are_answered_then_closed_and_the_limit_is_exact() {
         }
     });
     assert_eq!(conn.text_line().as_deref(), Some("?"));
-    conn.drain_to_close();
+    conn.read_to_end().len();
     flood.join().unwrap();
     assert_eq!(
         herd.ask("Riley", "WHATSAT after 1 1"),
@@ -169,10 +110,10 @@ fn connections_beyond_the_limit_are_refused_politely() {
     let herd = single(&["max_connections = 3"]);
     // The harness's readiness probe may hold a slot for a moment after it
     // closed, so each of the three is retried until served.
-    let mut served: Vec<Conn> = Vec::new();
+    let mut served: Vec<RawClient> = Vec::new();
     for i in 0..3 {
         wait_until(Duration::from_secs(10), "a connection slot", || {
-            let mut conn = Conn::connect(port(&herd));
+            let mut conn = RawClient::connect(port(&herd));
             conn.send(format!("{}\n", iamat(&format!("served.{i}"), "1700000000")).as_bytes());
             let line = conn.text_line().unwrap();
             if line.starts_with("AT Riley ") {
@@ -185,7 +126,7 @@ fn connections_beyond_the_limit_are_refused_politely() {
     }
 
     // The fourth is told so and closed; what it sent is not acted on.
-    let mut refused = Conn::connect(port(&herd));
+    let mut refused = RawClient::connect(port(&herd));
     refused.send(format!("{}\n", iamat("refused.client", "1700000000")).as_bytes());
     assert_eq!(refused.text_line().as_deref(), Some("? server busy"));
     assert_eq!(refused.line(), None);
@@ -193,7 +134,7 @@ fn connections_beyond_the_limit_are_refused_politely() {
     // Once a slot frees up, a new client is served again.
     drop(served.pop());
     wait_until(Duration::from_secs(10), "a freed slot", || {
-        let mut conn = Conn::connect(port(&herd));
+        let mut conn = RawClient::connect(port(&herd));
         conn.send(b"WHATSAT refused.client 1 1\n");
         conn.text_line().as_deref() == Some("? WHATSAT refused.client 1 1")
     });
@@ -209,13 +150,13 @@ fn connections_beyond_the_limit_are_refused_politely() {
 #[test]
 fn idle_clients_are_closed_but_busy_ones_are_not() {
     let herd = single(&["idle_timeout_ms = 1000"]);
-    let mut idle = Conn::connect(port(&herd));
+    let mut idle = RawClient::connect(port(&herd));
     let idle_closed = std::thread::spawn(move || {
         let started = Instant::now();
         assert_eq!(idle.line(), None, "idle client closed");
         started.elapsed()
     });
-    let mut busy = Conn::connect(port(&herd));
+    let mut busy = RawClient::connect(port(&herd));
     // The busy client sends a complete line every 100 ms for 2.5 s, more
     // than twice the idle timeout, and is answered every time.
     for i in 0..25 {
@@ -234,7 +175,7 @@ fn idle_clients_are_closed_but_busy_ones_are_not() {
 #[test]
 fn a_slowloris_client_is_closed_at_the_idle_timeout() {
     let herd = single(&["idle_timeout_ms = 500"]);
-    let mut conn = Conn::connect(port(&herd));
+    let mut conn = RawClient::connect(port(&herd));
     let writer = conn.stream.try_clone().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let trickle = {
@@ -276,7 +217,7 @@ fn a_client_that_never_reads_is_disconnected_not_buffered_for() {
     let query = "WHATSAT reader.target 50 20\n";
     let mut answer_len = 0;
     wait_until(Duration::from_secs(30), "a full places answer", || {
-        let mut probe = Conn::connect(port(&herd));
+        let mut probe = RawClient::connect(port(&herd));
         probe.send(query.as_bytes());
         let mut text = Vec::new();
         while let Some(line) = probe.line() {
@@ -293,7 +234,7 @@ fn a_client_that_never_reads_is_disconnected_not_buffered_for() {
 
     // Ask for ~50 MB of answers and read none of them.
     let count = (50 << 20) / answer_len + 1;
-    let mut conn = Conn::connect(port(&herd));
+    let mut conn = RawClient::connect(port(&herd));
     let writer = conn.stream.try_clone().unwrap();
     writer
         .set_write_timeout(Some(Duration::from_secs(20)))
@@ -313,7 +254,7 @@ fn a_client_that_never_reads_is_disconnected_not_buffered_for() {
         },
     );
     // What did reach us is at most the kernel's buffers, nowhere near all.
-    let received = conn.drain_to_close();
+    let received = conn.read_to_end().len();
     asking.join().unwrap();
     assert!(
         received < count * answer_len / 4,
@@ -399,12 +340,12 @@ fn ten_thousand_connections_at_once_are_served_or_refused() {
         .map(|t| {
             std::thread::spawn(move || {
                 (0..TOTAL / 4)
-                    .map(|i| (t * TOTAL / 4 + i, Conn::connect(port)))
+                    .map(|i| (t * TOTAL / 4 + i, RawClient::connect(port)))
                     .collect::<Vec<_>>()
             })
         })
         .collect();
-    let mut conns: Vec<(usize, Conn)> = threads
+    let mut conns: Vec<(usize, RawClient)> = threads
         .into_iter()
         .flat_map(|t| t.join().unwrap())
         .collect();
@@ -444,7 +385,7 @@ fn ten_thousand_connections_at_once_are_served_or_refused() {
         "{lines} refusal lines for {refused} refusals"
     );
     wait_until(Duration::from_secs(30), "Riley to serve again", || {
-        let mut conn = Conn::connect(port);
+        let mut conn = RawClient::connect(port);
         conn.send(format!("WHATSAT {a_served_client} 1 1\n").as_bytes());
         conn.text_line()
             .is_some_and(|line| line.starts_with("AT Riley "))

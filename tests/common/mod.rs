@@ -444,3 +444,79 @@ pub fn iamat(client: &str, time: &str) -> String {
 pub fn dir_of(herd: &Herd) -> &Path {
     herd.dir.path()
 }
+
+/// A client connection read byte for byte, for tests of what the server
+/// does with bad input and at its limits: lines come back as bytes (with or
+/// without their newline), and end-of-file or a reset is `None` instead of
+/// a panic, because closing is often the behaviour under test.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buffered: Vec<u8>,
+}
+
+impl RawClient {
+    pub fn connect(port: u16) -> RawClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        RawClient {
+            stream,
+            buffered: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next line with its `\n`; `None` at EOF or reset.
+    pub fn raw_line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(end) = self.buffered.iter().position(|&b| b == b'\n') {
+                return Some(self.buffered.drain(..=end).collect());
+            }
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buffered.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read from server: {e}"),
+            }
+        }
+    }
+
+    /// The next line without its newline; `None` at EOF or reset.
+    pub fn line(&mut self) -> Option<Vec<u8>> {
+        self.raw_line().map(|mut line| {
+            line.pop();
+            line
+        })
+    }
+
+    pub fn text_line(&mut self) -> Option<String> {
+        self.line()
+            .map(|line| String::from_utf8_lossy(&line).into_owned())
+    }
+
+    /// Everything until the server closes (or resets).
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut rest = std::mem::take(&mut self.buffered);
+        let mut chunk = [0u8; 65536];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return rest,
+                Ok(n) => rest.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return rest,
+                Err(e) => panic!("server did not close: {e}"),
+            }
+        }
+    }
+
+    /// Reads a whole WHATSAT answer (up to its empty line); returns its AT line.
+    pub fn whatsat_answer(&mut self) -> Vec<u8> {
+        let first = self.raw_line().expect("an AT line");
+        while self.raw_line().expect("places JSON") != b"\n" {}
+        first
+    }
+}
