@@ -107,8 +107,12 @@ fn check_line(line: &[u8]) {
         }
         Command::IAmAt(cmd) => {
             assert!((1..=protocol::MAX_CLIENT_BYTES).contains(&cmd.client.len()));
-            assert!((-90.0..=90.0).contains(&cmd.location.lat));
-            assert!((-180.0..=180.0).contains(&cmd.location.lon));
+            // The parser only checks the location; converting what it let
+            // through must succeed and stay in range.
+            let location =
+                protocol::Location::parse(cmd.location_text).expect("a checked location converts");
+            assert!((-90.0..=90.0).contains(&location.lat));
+            assert!((-180.0..=180.0).contains(&location.lon));
             let received = Timestamp::new(1_700_000_000, 123_456_789).expect("valid");
             let record = Record::from_iamat("Riley", received, &cmd);
             assert_eq!(record.client(), cmd.client);
