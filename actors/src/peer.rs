@@ -454,7 +454,46 @@ pub(crate) struct SyncWire<'a> {
     pub stats: SyncStats,
 }
 
-impl SyncWire<'_> {
+impl<'a> SyncWire<'a> {
+    /// Starts either side of a sync: the store's digest as it is now (one
+    /// snapshot, so every answer describes the same store) and the wire.
+    pub async fn open(
+        framed: &'a mut PeerFramed,
+        store: &Addr<LocationStoreActor>,
+        timeout: Duration,
+    ) -> Result<(SyncWire<'a>, digest::Digest), String> {
+        let digest = store
+            .send(GetDigest)
+            .await
+            .map_err(|_| "store unavailable")?;
+        let wire = SyncWire {
+            framed,
+            timeout,
+            stats: SyncStats::default(),
+        };
+        Ok((wire, digest))
+    }
+
+    /// Reads the lines of one answer up to `END`: each must start with
+    /// `verb`, and `take` is given the rest of its fields; a line of any
+    /// other kind, or one `take` refuses (`None`), ends the sync.
+    pub async fn read_block(
+        &mut self,
+        verb: &[u8],
+        mut take: impl FnMut(&mut dyn Iterator<Item = &[u8]>) -> Option<()>,
+    ) -> Result<(), String> {
+        self.stats.rounds += 1;
+        loop {
+            let line = self.read().await?;
+            let mut parts = fields(&line);
+            match parts.next() {
+                Some(b"END") => return Ok(()),
+                Some(v) if v == verb && take(&mut parts).is_some() => {}
+                _ => return Err(unexpected(&line)),
+            }
+        }
+    }
+
     /// The next line; an error on close, overlong line or timeout.
     pub async fn read(&mut self) -> Result<Bytes, String> {
         match tokio::time::timeout(self.timeout, self.framed.next()).await {
@@ -509,15 +548,7 @@ pub async fn dial_sync(
     timeout: Duration,
 ) -> Result<SyncStats, String> {
     let started = Instant::now();
-    let mine = store
-        .send(GetDigest)
-        .await
-        .map_err(|_| "store unavailable")?;
-    let mut wire = SyncWire {
-        framed,
-        timeout,
-        stats: SyncStats::default(),
-    };
+    let (mut wire, mine) = SyncWire::open(framed, store, timeout).await?;
     let mut plan = Plan::default();
     read_sums(&mut wire, &mine, &mut plan).await?;
     let mut leaves: HashMap<usize, HashSet<u64>> = HashMap::new();
@@ -566,26 +597,14 @@ async fn read_sums(
     mine: &digest::Digest,
     plan: &mut Plan,
 ) -> Result<(), String> {
-    wire.stats.rounds += 1;
-    loop {
-        let line = wire.read().await?;
-        let mut parts = fields(&line);
-        match parts.next() {
-            Some(b"END") => return Ok(()),
-            Some(b"SUMS") => {
-                let level = number(parts.next()).filter(|&l| l < usize::from(DEPTH));
-                let node = number(parts.next());
-                let sums = parts.next().and_then(digest::from_hex);
-                match (level, node, sums) {
-                    (Some(level), Some(node), Some(sums)) if node < nodes_at(level as u8) => {
-                        plan.compare(mine, level as u8, node, &sums);
-                    }
-                    _ => return Err(unexpected(&line)),
-                }
-            }
-            _ => return Err(unexpected(&line)),
-        }
-    }
+    wire.read_block(b"SUMS", |parts| {
+        let level = number(parts.next()).filter(|&l| l < usize::from(DEPTH))?;
+        let node = number(parts.next()).filter(|&n| n < nodes_at(level as u8))?;
+        let sums = parts.next().and_then(digest::from_hex)?;
+        plan.compare(mine, level as u8, node, &sums);
+        Some(())
+    })
+    .await
 }
 
 /// Reads `FPS <leaf> [<hex>]` lines up to `END`.
@@ -593,21 +612,11 @@ async fn read_fingerprints(
     wire: &mut SyncWire<'_>,
     leaves: &mut HashMap<usize, HashSet<u64>>,
 ) -> Result<(), String> {
-    wire.stats.rounds += 1;
-    loop {
-        let line = wire.read().await?;
-        let mut parts = fields(&line);
-        match parts.next() {
-            Some(b"END") => return Ok(()),
-            Some(b"FPS") => {
-                let leaf = number(parts.next()).filter(|&l| l < LEAVES);
-                let fps = digest::from_hex(parts.next().unwrap_or(b""));
-                match (leaf, fps) {
-                    (Some(leaf), Some(fps)) => leaves.entry(leaf).or_default().extend(fps),
-                    _ => return Err(unexpected(&line)),
-                }
-            }
-            _ => return Err(unexpected(&line)),
-        }
-    }
+    wire.read_block(b"FPS", |parts| {
+        let leaf = number(parts.next()).filter(|&l| l < LEAVES)?;
+        let fps = digest::from_hex(parts.next().unwrap_or(b""))?;
+        leaves.entry(leaf).or_default().extend(fps);
+        Some(())
+    })
+    .await
 }

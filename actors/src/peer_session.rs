@@ -23,7 +23,7 @@ use crate::digest::{self, nodes_at, DEPTH, LEAVES};
 use crate::handshake::PeerFramed;
 use crate::peer::{id_line, number, SyncStats, SyncWire};
 use crate::protocol::fields;
-use crate::store::{GetDigest, LeafFingerprints, LocationStoreActor, Source, UpdateBatch};
+use crate::store::{LeafFingerprints, LocationStoreActor, Source, UpdateBatch};
 
 const LOG: &str = "peer";
 
@@ -156,15 +156,7 @@ pub async fn answer_sync(
     timeout: Duration,
 ) -> Result<(SyncStats, Bytes), String> {
     let started = Instant::now();
-    let digest = store
-        .send(GetDigest)
-        .await
-        .map_err(|_| "store unavailable")?;
-    let mut wire = SyncWire {
-        framed,
-        timeout,
-        stats: SyncStats::default(),
-    };
+    let (mut wire, digest) = SyncWire::open(framed, store, timeout).await?;
     let mut answer = BytesMut::new();
     push_sums(&mut answer, &digest, 0, 0);
     answer.extend_from_slice(b"END\n");
