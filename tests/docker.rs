@@ -13,6 +13,8 @@
 //! Everything they create carries a name unique to the run and is removed
 //! by a guard, even when an assertion fails.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -45,15 +47,9 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{}x{nanos}", std::process::id())
 }
 
-fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Polls every 100 ms: each check runs `docker` or opens a connection.
+fn wait_until(timeout: Duration, what: &str, condition: impl FnMut() -> bool) {
+    common::wait_until_every(Duration::from_millis(100), timeout, what, condition);
 }
 
 fn free_port() -> u16 {

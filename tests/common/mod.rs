@@ -25,14 +25,25 @@ pub const DEFAULT_HERD: &[(&str, &[&str])] = &[
 
 /// Polls `condition` every few milliseconds until it holds or `timeout`
 /// passes; panics with `what` on timeout.
-pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+pub fn wait_until(timeout: Duration, what: &str, condition: impl FnMut() -> bool) {
+    wait_until_every(Duration::from_millis(10), timeout, what, condition);
+}
+
+/// [`wait_until`], polling every `interval` (for conditions that are costly
+/// to check, such as a `docker` command).
+pub fn wait_until_every(
+    interval: Duration,
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+) {
     let deadline = Instant::now() + timeout;
     while !condition() {
         assert!(
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(interval);
     }
 }
 
