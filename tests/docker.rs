@@ -16,7 +16,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -50,13 +50,6 @@ fn unique(prefix: &str) -> String {
 /// Polls every 100 ms: each check runs `docker` or opens a connection.
 fn wait_until(timeout: Duration, what: &str, condition: impl FnMut() -> bool) {
     common::wait_until_every(Duration::from_millis(100), timeout, what, condition);
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port")
 }
 
 /// Runs a command, returns its output; `check` panics on failure.
@@ -189,7 +182,7 @@ impl Compose {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let ports: Vec<(String, u16)> = SERVERS
             .iter()
-            .map(|(_, service)| (service.to_string(), free_port()))
+            .map(|(_, service)| (service.to_string(), common::free_port()))
             .collect();
         let secret = unique("secret");
         std::fs::write(
@@ -556,7 +549,10 @@ fn swarm_stack_deploy() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let env_file = dir.path().join("herd.env");
     std::fs::write(&env_file, format!("HERD_SECRET={}\n", unique("secret"))).expect("env file");
-    let ports: Vec<(&str, u16)> = SERVERS.iter().map(|(_, s)| (*s, free_port())).collect();
+    let ports: Vec<(&str, u16)> = SERVERS
+        .iter()
+        .map(|(_, s)| (*s, common::free_port()))
+        .collect();
     let mut deploy = Command::new("docker");
     deploy
         .args(["stack", "deploy", "-c"])

@@ -7,14 +7,6 @@ mod common;
 #[path = "common/zero_loss.rs"]
 mod zero_loss;
 
-/// Starts every server, each checked up on all its ports (see
-/// `Herd::restart`: a port taken for a moment makes it try again).
-fn start_all(herd: &mut common::Herd) {
-    for name in herd.names() {
-        herd.restart(&name);
-    }
-}
-
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -36,12 +28,10 @@ fn updates(prefix: &str, count: usize, clients: usize, seed: u64) -> Vec<String>
 }
 
 fn solo(durability: &str) -> Herd {
-    let mut herd = Herd::with_topology(&[("Solo", &[])])
+    Herd::with_topology(&[("Solo", &[])])
         .setting("herd", "data_dir = \"data\"")
         .setting("herd", &format!("durability = \"{durability}\""))
-        .build();
-    zero_loss::use_stable_ports(&mut herd);
-    herd
+        .build()
 }
 
 #[test]
@@ -87,7 +77,6 @@ fn async_mode_answers_first_and_loses_nothing_on_sigterm() {
 fn a_server_without_a_data_folder_restarts_empty() {
     // The control experiment: what the data folder is for.
     let mut herd = Herd::with_topology(&[("Solo", &[])]).build();
-    zero_loss::use_stable_ports(&mut herd);
     herd.restart("Solo");
     let answer = herd.ask("Solo", &iamat("gone", "1700000000"));
     assert!(answer.starts_with("AT Solo "));
@@ -99,8 +88,7 @@ fn a_server_without_a_data_folder_restarts_empty() {
 #[test]
 fn whole_herd_restart_loses_no_acknowledged_update() {
     let mut herd = Herd::five().setting("herd", "data_dir = \"data\"").build();
-    zero_loss::use_stable_ports(&mut herd);
-    start_all(&mut herd);
+    zero_loss::start_all(&mut herd);
     let names = herd.names();
     let ledger = Mutex::new(Ledger::default());
     // Every server takes updates on two connections at once, and the herd

@@ -11,14 +11,6 @@ mod common;
 #[path = "common/zero_loss.rs"]
 mod zero_loss;
 
-/// Starts every server, each checked up on all its ports (see
-/// `Herd::restart`: a port taken for a moment makes it try again).
-fn start_all(herd: &mut common::Herd) {
-    for name in herd.names() {
-        herd.restart(&name);
-    }
-}
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -54,8 +46,7 @@ fn time(n: usize) -> String {
 #[test]
 fn every_pair_of_servers_killed_in_turn() {
     let mut herd = Herd::five().build();
-    zero_loss::use_stable_ports(&mut herd);
-    start_all(&mut herd);
+    zero_loss::start_all(&mut herd);
     let names = herd.names();
     let ledger = Mutex::new(Ledger::default());
     let mut n = 0;
@@ -128,9 +119,8 @@ fn partitions_cut_and_heal_while_updates_flow() {
     let mut herd = Herd::five()
         .setting("limits", "max_pending_records = 20")
         .build();
-    zero_loss::use_stable_ports(&mut herd);
     let proxies = proxy_every_link(&herd);
-    start_all(&mut herd);
+    zero_loss::start_all(&mut herd);
     let names = herd.names();
     let ledger = Mutex::new(Ledger::default());
 
@@ -233,9 +223,8 @@ fn a_frozen_or_dead_neighbour_never_slows_answers() {
         .setting("limits", "peer_max_backlog_bytes = 4096")
         .setting("limits", "max_pending_records = 500")
         .build();
-    zero_loss::use_stable_ports(&mut herd);
     let proxies = proxy_every_link(&herd);
-    start_all(&mut herd);
+    zero_loss::start_all(&mut herd);
     let names = herd.names();
     let ledger = Mutex::new(Ledger::default());
     // Riley's links stay "up" but carry nothing: its neighbours stopped reading.
@@ -286,9 +275,8 @@ fn randomized_kills_restarts_and_partitions_then_heal() {
         .setting("herd", "log_lines = false")
         .env("HERD_SECRET", "randomized fault run")
         .build();
-    zero_loss::use_stable_ports(&mut herd);
     let proxies = proxy_every_link(&herd);
-    start_all(&mut herd);
+    zero_loss::start_all(&mut herd);
     let names = herd.names();
     let ports: BTreeMap<String, u16> = names
         .iter()

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{wait_until, Herd};
+use crate::common::{free_port, wait_until, Herd};
 
 /// Every record `name` holds (its admin `/records`), or `None` while it
 /// cannot answer.
@@ -353,46 +353,12 @@ fn pipe(from: &TcpStream, to: &TcpStream, frozen: Arc<AtomicBool>) {
     });
 }
 
-/// A port below the kernel's ephemeral range (32768 and up on Linux) that
-/// can be bound now. The kernel never hands such a port to an outgoing
-/// connection as its source port, so a server that is killed finds its
-/// ports free when it restarts, however many loopback connections come and
-/// go meanwhile (ports from `free_port` are ephemeral ones: a long-lived
-/// connection can hold one while its server is down).
-pub fn stable_port(taken: &mut BTreeSet<u16>) -> u16 {
-    loop {
-        let port = 20_000 + (rand::random::<u16>() % 12_000);
-        if taken.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
-            continue;
-        }
-        taken.insert(port);
-        return port;
+/// Starts every server, each checked up on all its ports (see
+/// `Herd::restart`: a port taken for a moment makes it try again).
+pub fn start_all(herd: &mut Herd) {
+    for name in herd.names() {
+        herd.restart(&name);
     }
-}
-
-/// Moves every server of `herd` (built, not started) to stable ports:
-/// rewrites its settings file and its port table.
-pub fn use_stable_ports(herd: &mut Herd) {
-    let mut toml = std::fs::read_to_string(&herd.config).expect("read settings");
-    let mut taken = BTreeSet::new();
-    for server in &mut herd.servers {
-        // Within the server's own table (free_port may have handed two
-        // servers the same port: this also undoes that).
-        let header = format!("[servers.{}]\n", server.name.to_lowercase());
-        let section = toml.find(&header).expect("server table in the settings");
-        for (key, port) in [
-            ("port", &mut server.client),
-            ("peer_port", &mut server.peer),
-            ("admin_port", &mut server.admin),
-        ] {
-            let new = stable_port(&mut taken);
-            let old = format!("\n{key} = {port}\n");
-            let at = section + toml[section..].find(&old).expect("port line in the table");
-            toml.replace_range(at..at + old.len(), &format!("\n{key} = {new}\n"));
-            *port = new;
-        }
-    }
-    std::fs::write(&herd.config, toml).expect("write settings");
 }
 
 /// Gives every directed link of `herd` a proxy: appends the address
@@ -401,11 +367,6 @@ pub fn use_stable_ports(herd: &mut Herd) {
 pub fn proxy_every_link(herd: &Herd) -> BTreeMap<(String, String), Proxy> {
     let mut proxies = BTreeMap::new();
     let mut toml = String::new();
-    let mut used: BTreeSet<u16> = herd
-        .servers
-        .iter()
-        .flat_map(|s| [s.client, s.peer, s.admin])
-        .collect();
     for server in &herd.servers {
         toml.push_str(&format!(
             "\n[servers.{}.links]\n",
@@ -417,9 +378,9 @@ pub fn proxy_every_link(herd: &Herd) -> BTreeMap<(String, String), Proxy> {
             if !linked || other.name == server.name {
                 continue;
             }
-            // Never a port a server of this herd (not started yet) or
-            // another proxy will bind.
-            let port = stable_port(&mut used);
+            // free_port never hands out a port twice, so never one a server
+            // of this herd (not started yet) or another proxy will bind.
+            let port = free_port();
             toml.push_str(&format!("{} = \"127.0.0.1:{port}\"\n", other.name));
             proxies.insert(
                 (server.name.clone(), other.name.clone()),
