@@ -202,10 +202,10 @@ impl LocationStoreActor {
     ) -> LocationStoreActor {
         let mut store = LocationStoreActor {
             server,
-            records: RecordSet::with_capacity_and_hasher(records.len(), Default::default()),
+            records: RecordSet::with_capacity(records.len()),
             by_leaf: vec![Vec::new(); LEAVES],
             digest: Digest::default(),
-            recent: std::collections::VecDeque::with_capacity(RECENT),
+            recent: std::collections::VecDeque::new(),
             peers: Vec::new(),
             floods_scheduled: false,
             journal,
@@ -214,8 +214,9 @@ impl LocationStoreActor {
         for record in records {
             store.insert_if_newer(record);
         }
-        // Loaded records are not updates: the overview starts with the
-        // newest by client time, not with the journal's key order.
+        // Loaded records are not updates (only `apply` notes those): the
+        // overview starts with the newest by client time, not with the
+        // journal's key order.
         store.recent = store.newest_by_time(RECENT);
         store.metrics.set_records(store.records.len());
         store
@@ -251,10 +252,6 @@ impl LocationStoreActor {
             Some(slot) => *slot = record.clone(),
             None => leaf.push(record.clone()),
         }
-        if self.recent.len() == RECENT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(record.clone());
         Some(record)
     }
 
@@ -273,6 +270,10 @@ impl LocationStoreActor {
         self.metrics.count_update(source_kind(source), true);
         self.metrics.set_records(self.records.len());
         debug!(target: LOG, "{}: new {}", self.server, String::from_utf8_lossy(shared.at_line()));
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(shared.clone());
         let durable = self.journal.as_mut().map(|j| j.append(&shared));
         self.flood(&shared, source.peer(), ctx);
         Applied { new: true, durable }
