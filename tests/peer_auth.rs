@@ -9,7 +9,10 @@
 //!
 //! - a wrong secret, a `-` proof while a secret is set, a replayed PROOF;
 //! - a name that is unknown, a server of the herd that is not a neighbour,
-//!   a HELLO addressed to another server, no HELLO at all;
+//!   a HELLO addressed to another server (refused for that reason), no
+//!   HELLO at all;
+//! - plain lines after an honest handshake: the link is sealed from there
+//!   on (tests/peer_seal.rs covers the sealed wire itself);
 //! - the other direction: a fake acceptor whose CHALLENGE is forged or
 //!   replayed gets no PROOF from the dialing server.
 //!
@@ -18,6 +21,8 @@
 //! anyway must not be stored: WHATSAT for its client answers `? `.
 
 mod common;
+#[path = "common/seal.rs"]
+mod seal;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -180,12 +185,43 @@ fn honest_handshake(wire: &mut Wire) -> (String, String, String) {
 fn the_right_secret_gets_in_and_its_records_are_stored() {
     let herd = riley(Some(SECRET));
     let mut wire = Wire::connect(herd.ports("Riley").peer);
-    honest_handshake(&mut wire);
-    // Once authenticated, lines longer than the handshake's limit are fine.
-    assert!(wire.send(&" ".repeat(4 * 1024)));
-    assert!(wire.send(&at_line("honest.client")));
-    assert!(wire.send("SYNCED 1"));
+    let (nonce_d, nonce_a, _) = honest_handshake(&mut wire);
+    // After WELCOME, everything is sealed (the test's own implementation of
+    // the documented format). Lines longer than the handshake's limit are fine.
+    let (mut to_riley, _) = seal::directions(SECRET, "Jaquez", "Riley", &nonce_d, &nonce_a);
+    let lines = format!(
+        "{}\n{}\nSYNCED 1\n",
+        " ".repeat(4 * 1024),
+        at_line("honest.client")
+    );
+    wire.writer
+        .write_all(&to_riley.seal(lines.as_bytes()))
+        .unwrap();
     herd.wait_for_at_line("Riley", "honest.client", &at_line("honest.client"));
+}
+
+#[test]
+fn after_the_handshake_plain_lines_are_refused() {
+    let herd = riley(Some(SECRET));
+    let mut wire = Wire::connect(herd.ports("Riley").peer);
+    honest_handshake(&mut wire);
+    // Riley's first sync answer is sealed: no plain SUMS line comes.
+    let mut first = [0u8; 4];
+    std::io::Read::read_exact(&mut wire.reader, &mut first).unwrap();
+    assert_ne!(&first, b"SUMS");
+    // Lines in clear, as an unsealed link would carry them (or as someone
+    // on the path would inject them), are refused and close the link.
+    try_flood(&mut wire, "plain.after.welcome");
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut wire.reader, &mut rest);
+    assert_not_stored(&herd, "plain.after.welcome");
+    wait_for_log(&herd, &["sealed frame length"]);
+    let admin = format!("127.0.0.1:{}", herd.ports("Riley").admin);
+    let metrics = herd::ctl::http::get(&admin, "/metrics").unwrap().text();
+    assert!(
+        metrics.contains("herd_peer_seal_failures_total{server=\"Riley\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -245,16 +281,32 @@ fn a_captured_proof_cannot_be_replayed() {
 fn unknown_names_non_neighbours_and_misaddressed_hellos_are_rejected() {
     let herd = riley(Some(SECRET));
     let port = herd.ports("Riley").peer;
-    for (dialer, target, client) in [
-        ("Mallory", "Riley", "unknown.name"),
-        ("Bernard", "Riley", "not.neighbour"),
-        ("Jaquez", "Bernard", "misaddressed"),
+    for (dialer, target, client, reason) in [
+        (
+            "Mallory",
+            "Riley",
+            "unknown.name",
+            "? Mallory is not a neighbour of Riley",
+        ),
+        (
+            "Bernard",
+            "Riley",
+            "not.neighbour",
+            "? Bernard is not a neighbour of Riley",
+        ),
+        // Jaquez is a neighbour: what is wrong is the server it asked for.
+        (
+            "Jaquez",
+            "Juzang",
+            "misaddressed",
+            "? this is Riley, not Juzang",
+        ),
     ] {
         let mut wire = Wire::connect(port);
         assert!(wire.send(&format!("HELLO {dialer} {target} {}", nonce())));
         assert_eq!(
-            wire.line(),
-            Some(format!("? {dialer} is not a neighbour of Riley")),
+            wire.line().as_deref(),
+            Some(reason),
             "HELLO {dialer} {target}"
         );
         try_flood(&mut wire, client);
@@ -266,7 +318,7 @@ fn unknown_names_non_neighbours_and_misaddressed_hellos_are_rejected() {
         &[
             "Mallory is not a neighbour",
             "Bernard is not a neighbour",
-            "Jaquez is not a neighbour",
+            "HELLO addressed to Juzang, not to this server",
         ],
     );
 }

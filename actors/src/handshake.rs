@@ -7,7 +7,7 @@
 //!                                    <-     CHALLENGE <nonce-A> <mac-A>
 //!   PROOF <mac-D>                    ->
 //!                                    <-     WELCOME
-//!                                    <-     DIGEST <hex>   (see peer.rs)
+//!   ... sealed frames both ways (seal.rs): the sync, then floods ...
 //! mac-A = HMAC-SHA256(secret, "herd/1 accept A D nonce-D nonce-A")
 //! mac-D = HMAC-SHA256(secret, "herd/1 dial D A nonce-A nonce-D")
 //! ```
@@ -15,8 +15,11 @@
 //! Each side proves itself over a nonce the *other* side just chose, so a
 //! recorded handshake is worthless later. The two MACs use different labels,
 //! so one cannot be reflected as the other. A refusal is a line `? <reason>`
-//! and a close. Without a secret, MACs are `-` and names alone are checked,
-//! which the server warns about at start.
+//! and a close. Once the handshake passes, both ends seal the connection
+//! with keys derived from the secret and both nonces ([`crate::seal`]), so
+//! every later byte is encrypted and authenticated. Without a secret (an
+//! operator's explicit choice), MACs are `-`, names alone are checked and
+//! the link stays plain, which the server warns about at start.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +31,9 @@ use sha2::Sha256;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-use crate::codec::{Frame, LineCodec};
+use crate::codec::Frame;
 use crate::protocol::fields;
+use crate::seal::{End, LinkKeys, PeerCodec};
 
 /// The herd secret, or none (names only).
 #[derive(Clone, Default)]
@@ -85,6 +89,27 @@ impl Secret {
         mac.update(message.as_bytes());
         mac.verify_slice(&claimed).is_ok()
     }
+
+    /// The keys that seal a connection whose handshake used these nonces
+    /// (hex, checked by [`nonce_bytes`]); none without a secret.
+    fn link_keys(
+        &self,
+        dialer: &str,
+        acceptor: &str,
+        nonce_d: &str,
+        nonce_a: &str,
+    ) -> Option<LinkKeys> {
+        let key = self.0.as_ref()?;
+        let (nonce_d, nonce_a) = (from_hex(nonce_d.as_bytes())?, from_hex(nonce_a.as_bytes())?);
+        Some(LinkKeys::derive(key, dialer, acceptor, &nonce_d, &nonce_a))
+    }
+}
+
+/// Seals `framed` as `end` when the secret is set (keys from both nonces).
+fn seal(framed: &mut PeerFramed, keys: Option<LinkKeys>, end: End) {
+    if let Some(keys) = keys {
+        framed.codec_mut().seal(&keys, end);
+    }
 }
 
 fn accept_message(acceptor: &str, dialer: &str, nonce_d: &str, nonce_a: &str) -> String {
@@ -113,8 +138,17 @@ pub fn from_hex(text: &[u8]) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Bytes of a handshake nonce (written as twice as many hex digits).
+const NONCE_BYTES: usize = 16;
+
 fn nonce() -> String {
-    to_hex(&rand::random::<[u8; 16]>())
+    to_hex(&rand::random::<[u8; NONCE_BYTES]>())
+}
+
+/// Whether `text` is a nonce as the protocol writes them: the other side's
+/// nonce salts the link's keys, so it must be the full 16 bytes.
+fn is_nonce(text: &str) -> bool {
+    from_hex(text.as_bytes()).is_some_and(|bytes| bytes.len() == NONCE_BYTES)
 }
 
 /// Why a handshake failed.
@@ -132,12 +166,16 @@ pub enum HandshakeError {
     Refused(String),
     #[error("{0} is not a neighbour of this server")]
     NotNeighbour(String),
+    #[error("HELLO addressed to {0}, not to this server")]
+    WrongTarget(String),
+    #[error("malformed nonce {0:?}")]
+    BadNonce(String),
     #[error("wrong herd secret")]
     BadSecret,
 }
 
-/// A framed peer connection.
-pub type PeerFramed = Framed<TcpStream, LineCodec>;
+/// A framed peer connection: plain lines in the handshake, sealed after it.
+pub type PeerFramed = Framed<TcpStream, PeerCodec>;
 
 /// Longest line while the handshake runs. Its lines are short (names are at
 /// most 64 bytes), and a stranger who has proved nothing yet must not make
@@ -193,6 +231,9 @@ pub async fn dial(
         let nonce_d = nonce();
         send_line(framed, format!("HELLO {me} {them} {nonce_d}")).await?;
         let [nonce_a, mac_a] = expect::<2>(&read_line(framed).await?, b"CHALLENGE")?;
+        if !is_nonce(&nonce_a) {
+            return Err(HandshakeError::BadNonce(nonce_a));
+        }
         if !secret.verify(
             &accept_message(them, me, &nonce_d, &nonce_a),
             mac_a.as_bytes(),
@@ -202,6 +243,12 @@ pub async fn dial(
         let mac_d = secret.mac(&dial_message(me, them, &nonce_a, &nonce_d));
         send_line(framed, format!("PROOF {mac_d}")).await?;
         expect::<0>(&read_line(framed).await?, b"WELCOME")?;
+        // What follows WELCOME is sealed, even if it came in the same read.
+        seal(
+            framed,
+            secret.link_keys(me, them, &nonce_d, &nonce_a),
+            End::Dialer,
+        );
         Ok(())
     };
     tokio::time::timeout(timeout, exchange)
@@ -227,9 +274,17 @@ pub async fn accept(
         .set_max_line(full.min(HANDSHAKE_MAX_LINE));
     let exchange = async {
         let [dialer, target, nonce_d] = expect::<3>(&read_line(framed).await?, b"HELLO")?;
-        if target != me || !is_neighbour(&dialer) {
+        if target != me {
+            let _ = send_line(framed, format!("? this is {me}, not {target}")).await;
+            return Err(HandshakeError::WrongTarget(target));
+        }
+        if !is_neighbour(&dialer) {
             let _ = send_line(framed, format!("? {dialer} is not a neighbour of {me}")).await;
             return Err(HandshakeError::NotNeighbour(dialer));
+        }
+        if !is_nonce(&nonce_d) {
+            let _ = send_line(framed, "? malformed nonce".into()).await;
+            return Err(HandshakeError::BadNonce(nonce_d));
         }
         let nonce_a = nonce();
         let mac_a = secret.mac(&accept_message(me, &dialer, &nonce_d, &nonce_a));
@@ -243,6 +298,11 @@ pub async fn accept(
             return Err(HandshakeError::BadSecret);
         }
         send_line(framed, "WELCOME".into()).await?;
+        seal(
+            framed,
+            secret.link_keys(&dialer, me, &nonce_d, &nonce_a),
+            End::Acceptor,
+        );
         Ok(Arc::from(dialer.as_str()))
     };
     let dialer = tokio::time::timeout(timeout, exchange)
@@ -291,6 +351,87 @@ mod tests {
     #[test]
     fn debug_never_prints_the_secret() {
         assert_eq!(format!("{:?}", Secret::new(b"hunter2")), "Secret(set)");
+    }
+
+    /// Runs both sides of a handshake over loopback; returns the dialer's
+    /// result, the acceptor's and both connections.
+    async fn handshake_pair(
+        dialer_secret: Secret,
+        acceptor_secret: Secret,
+        target: &str,
+    ) -> (
+        Result<(), HandshakeError>,
+        Result<Arc<str>, HandshakeError>,
+        PeerFramed,
+        PeerFramed,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let framed = |stream| Framed::new(stream, PeerCodec::new(1 << 20, metrics.clone()));
+        let (dialed, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
+        let (mut d, mut a) = (framed(dialed.unwrap()), framed(accepted.unwrap().0));
+        let timeout = Duration::from_secs(5);
+        let (dialer, acceptor) = tokio::join!(
+            dial(&mut d, "Riley", target, &dialer_secret, timeout),
+            accept(
+                &mut a,
+                "Jaquez",
+                |n| n == "Riley",
+                &acceptor_secret,
+                timeout
+            ),
+        );
+        (dialer, acceptor, d, a)
+    }
+
+    #[tokio::test]
+    async fn with_a_secret_both_ends_seal_and_understand_each_other() {
+        let secret = Secret::new(b"herd secret");
+        let (dialer, acceptor, mut d, mut a) =
+            handshake_pair(secret.clone(), secret, "Jaquez").await;
+        dialer.unwrap();
+        assert_eq!(&*acceptor.unwrap(), "Riley");
+        assert!(d.codec().is_sealed() && a.codec().is_sealed());
+        send_line(&mut a, "SUMS 0 0".into()).await.unwrap();
+        assert_eq!(read_line(&mut d).await.unwrap(), "SUMS 0 0");
+        send_line(&mut d, "SYNCED 0".into()).await.unwrap();
+        assert_eq!(read_line(&mut a).await.unwrap(), "SYNCED 0");
+    }
+
+    #[tokio::test]
+    async fn without_a_secret_the_link_stays_plain() {
+        let (dialer, acceptor, d, a) =
+            handshake_pair(Secret::none(), Secret::none(), "Jaquez").await;
+        dialer.unwrap();
+        acceptor.unwrap();
+        assert!(!d.codec().is_sealed() && !a.codec().is_sealed());
+    }
+
+    #[tokio::test]
+    async fn a_hello_for_another_server_is_refused_for_that_reason() {
+        let secret = Secret::new(b"herd secret");
+        let (dialer, acceptor, _, _) = handshake_pair(secret.clone(), secret, "Juzang").await;
+        assert!(
+            matches!(&dialer, Err(HandshakeError::Refused(r)) if r == "this is Jaquez, not Juzang"),
+            "{dialer:?}"
+        );
+        assert!(matches!(acceptor, Err(HandshakeError::WrongTarget(t)) if t == "Juzang"));
+    }
+
+    #[test]
+    fn nonces_must_be_sixteen_bytes_of_hex() {
+        assert!(is_nonce(&nonce()));
+        for bad in [
+            "",
+            "abc",
+            "00",
+            &"0".repeat(30),
+            &"0".repeat(34),
+            &"g".repeat(32),
+        ] {
+            assert!(!is_nonce(bad), "{bad}");
+        }
     }
 
     #[test]

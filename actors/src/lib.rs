@@ -11,6 +11,7 @@
 //! | §3 line framing, overlong lines | `codec.rs` |
 //! | §3 answering in order, closing | `connection.rs` |
 //! | §4 handshake and secret | `handshake.rs` |
+//! | §4 sealed peer wire | `seal.rs` |
 //! | §4 links, backoff, buffering, sync | `peer.rs`, `peer_session.rs`, `digest.rs` |
 //! | §5 places | `places/` |
 //!
@@ -29,4 +30,5 @@ pub mod peer_session;
 pub mod places;
 pub mod protocol;
 pub mod record;
+pub mod seal;
 pub mod store;

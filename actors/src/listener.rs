@@ -16,12 +16,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
 
-use crate::codec::LineCodec;
 use crate::connection::{ClientContext, ConnectionActor, ConnectionSlot};
 use crate::handshake::{self, Secret};
 use crate::metrics::Metrics;
 use crate::peer::PEER_MAX_LINE;
 use crate::peer_session::{answer_sync, PeerSession};
+use crate::seal::PeerCodec;
 use crate::store::LocationStoreActor;
 
 /// Accepts clients until the listener fails or the arbiter stops.
@@ -128,7 +128,8 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
         let authenticated = Arc::new(AtomicBool::new(false));
         let proved = authenticated.clone();
         let task = actix_rt::spawn(async move {
-            let mut framed = Framed::new(stream, LineCodec::new(PEER_MAX_LINE));
+            let codec = PeerCodec::new(PEER_MAX_LINE, gate.metrics.clone());
+            let mut framed = Framed::new(stream, codec);
             let is_neighbour = |name: &str| gate.neighbours.iter().any(|n| &**n == name);
             let neighbour = match handshake::accept(
                 &mut framed,

@@ -6,6 +6,10 @@
 //! owning actor have to wait, through a [`Drain`] future polled in its own
 //! context (so it can touch the buffer without locks). A `Drain` gives up at
 //! its deadline: a reader that never reads is disconnected, not buffered for.
+//!
+//! A sealed peer link's `Output` holds a [`Sealer`]: what is queued stays
+//! plaintext until the next write, which seals all of it into one frame
+//! (more past the frame limit), so a burst of floods costs one frame.
 
 use std::future::Future;
 use std::io;
@@ -18,11 +22,22 @@ use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::net::tcp::OwnedWriteHalf;
 
+use crate::seal::Sealer;
+
 /// A socket's write half and the bytes waiting to go out on it.
 #[derive(Debug)]
 pub struct Output {
     sink: OwnedWriteHalf,
+    /// Bytes as they go on the wire.
     pending: BytesMut,
+    sealing: Option<Sealing>,
+}
+
+/// Plaintext queued on a sealed link, and what seals it.
+#[derive(Debug)]
+struct Sealing {
+    sealer: Sealer,
+    plain: BytesMut,
 }
 
 impl Output {
@@ -30,21 +45,46 @@ impl Output {
         Output {
             sink,
             pending: BytesMut::with_capacity(512),
+            sealing: None,
         }
+    }
+
+    /// Seals everything queued from now on, when given a sealer.
+    pub fn sealed_by(mut self, sealer: Option<Sealer>) -> Output {
+        self.sealing = sealer.map(|sealer| Sealing {
+            sealer,
+            plain: BytesMut::with_capacity(512),
+        });
+        self
     }
 
     /// Appends bytes to send.
     pub fn queue(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
+        match &mut self.sealing {
+            Some(sealing) => sealing.plain.extend_from_slice(bytes),
+            None => self.pending.extend_from_slice(bytes),
+        }
     }
 
     /// Bytes queued and not yet written.
     pub fn backlog(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.sealing.as_ref().map_or(0, |s| s.plain.len())
+    }
+
+    /// Seals the plaintext queued so far into frames ready to write.
+    fn seal_queued(&mut self) -> io::Result<()> {
+        if let Some(sealing) = &mut self.sealing {
+            if !sealing.plain.is_empty() {
+                sealing.sealer.seal(&sealing.plain, &mut self.pending)?;
+                sealing.plain.clear();
+            }
+        }
+        Ok(())
     }
 
     /// Writes what the socket takes now. `Ok(true)` when nothing is left.
     pub fn try_flush(&mut self) -> io::Result<bool> {
+        self.seal_queued()?;
         while !self.pending.is_empty() {
             match self.sink.try_write(&self.pending) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -57,6 +97,9 @@ impl Output {
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Err(e) = self.seal_queued() {
+            return Poll::Ready(Err(e));
+        }
         while !self.pending.is_empty() {
             match Pin::new(&mut self.sink).poll_write(cx, &self.pending) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),

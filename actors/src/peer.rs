@@ -52,13 +52,14 @@ use log::{debug, info, warn};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedRead};
 
-use crate::codec::{Frame, LineCodec};
+use crate::codec::Frame;
 use crate::digest::{self, nodes_at, Plan, DEPTH, LEAVES};
 use crate::handshake::{self, PeerFramed, Secret};
 use crate::metrics::Metrics;
 use crate::output::{Drain, HasOutput, Output};
 use crate::protocol::fields;
 use crate::record::{ByClient, RecordSet, SharedRecord};
+use crate::seal::PeerCodec;
 use crate::store::{Flood, GetDigest, LocationStoreActor, SyncRecords};
 
 const LOG: &str = "peer";
@@ -183,12 +184,13 @@ impl PeerActor {
             self.address.clone(),
         );
         let (secret, timeout) = (self.secret.clone(), self.limits.handshake_timeout);
+        let codec = PeerCodec::new(PEER_MAX_LINE, self.metrics.clone());
         let work = async move {
             let stream = tokio::time::timeout(timeout, TcpStream::connect(&address))
                 .await
                 .map_err(|_| handshake::HandshakeError::Timeout)??;
             stream.set_nodelay(true)?;
-            let mut framed = Framed::new(stream, LineCodec::new(PEER_MAX_LINE));
+            let mut framed = Framed::new(stream, codec);
             handshake::dial(&mut framed, &me, &them, &secret, timeout).await?;
             Ok::<_, handshake::HandshakeError>(framed)
         };
@@ -229,10 +231,12 @@ impl PeerActor {
     /// The sync is done: the link carries floods from now on.
     fn synced(&mut self, framed: PeerFramed, stats: SyncStats, ctx: &mut Context<Self>) {
         self.backoff = self.limits.backoff_first;
-        let parts = framed.into_parts();
+        let mut parts = framed.into_parts();
         let (read, write) = parts.io.into_split();
-        self.output = Some(Output::new(write));
-        let mut reader = FramedRead::new(read, LineCodec::new(PEER_MAX_LINE));
+        // The floods are sealed by the Output from now on, in the same
+        // counter sequence the sync's frames began.
+        self.output = Some(Output::new(write).sealed_by(parts.codec.take_sealer()));
+        let mut reader = FramedRead::new(read, parts.codec);
         reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
         self.reader = Some(ctx.add_stream(reader));
         Metrics::bump(&self.metrics.sync_runs);

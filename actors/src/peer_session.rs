@@ -136,6 +136,12 @@ impl StreamHandler<Result<Frame, std::io::Error>> for PeerSession {
                 warn!(target: LOG, "{}: overlong line from {}; closing", self.me, self.neighbour);
                 ctx.stop();
             }
+            // A sealed frame that fails authentication is an attack or a
+            // broken path, not an ordinary close: it is logged louder.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                warn!(target: LOG, "{}: refused from {}: {e}; closing", self.me, self.neighbour);
+                ctx.stop();
+            }
             Err(e) => {
                 info!(target: LOG, "{}: read from {} failed: {e}", self.me, self.neighbour);
                 ctx.stop();

@@ -14,6 +14,7 @@ use herd_actors::listener::{serve_peers, PeerGate};
 use herd_actors::metrics::Metrics;
 use herd_actors::peer::{dial_sync, SyncStats, PEER_MAX_LINE};
 use herd_actors::record::Record;
+use herd_actors::seal::PeerCodec;
 use herd_actors::store::{Dump, LocationStoreActor, Lookup};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
@@ -23,6 +24,11 @@ fn record(client: usize, time: u64) -> Record {
         "AT Riley +0.000000000 client-{client}.example.org +34.068930-118.445127 {time}.000000001"
     );
     Record::from_at_line(line.as_bytes()).unwrap()
+}
+
+/// The link is sealed, as between servers with the herd's default settings.
+fn secret() -> Secret {
+    Secret::new(b"sync cost")
 }
 
 fn size() -> usize {
@@ -43,7 +49,7 @@ async fn sync(acceptor: &Addr<LocationStoreActor>, dialer: &Addr<LocationStoreAc
     let gate = PeerGate {
         me: "A".into(),
         neighbours: vec![Arc::<str>::from("D")].into(),
-        secret: Secret::none(),
+        secret: secret(),
         timeout: Duration::from_secs(30),
         max_handshakes: 64,
         store: acceptor.clone(),
@@ -51,9 +57,10 @@ async fn sync(acceptor: &Addr<LocationStoreActor>, dialer: &Addr<LocationStoreAc
     };
     actix_rt::spawn(serve_peers(listener, gate));
     let stream = TcpStream::connect(addr).await.unwrap();
-    let mut framed = Framed::new(stream, herd_actors::codec::LineCodec::new(PEER_MAX_LINE));
+    let codec = PeerCodec::new(PEER_MAX_LINE, Arc::new(Metrics::default()));
+    let mut framed = Framed::new(stream, codec);
     let timeout = Duration::from_secs(30);
-    handshake::dial(&mut framed, "D", "A", &Secret::none(), timeout)
+    handshake::dial(&mut framed, "D", "A", &secret(), timeout)
         .await
         .unwrap();
     let stats = dial_sync(&mut framed, dialer, timeout).await.unwrap();

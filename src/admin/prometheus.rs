@@ -240,6 +240,12 @@ pub fn render(
         get(&m.peer_auth_failures),
     );
     out.single(
+        "herd_peer_seal_failures_total",
+        "counter",
+        "Sealed peer frames refused (tampered, replayed, reordered, cut off or under another key); each closed its link.",
+        get(&m.peer_seal_failures),
+    );
+    out.single(
         "herd_peer_handshakes_dropped_total",
         "counter",
         "Unauthenticated peer connections dropped for a newer one: limits.max_peer_handshakes were in progress.",
