@@ -11,7 +11,10 @@
 //!   none holding white space;
 //! - the hex of MACs and digests ([`handshake::from_hex`],
 //!   [`digest::from_hex`]): whatever they accept is the canonical hex of what
-//!   they return (in either letter case), so two spellings never mean one value.
+//!   they return (in either letter case), so two spellings never mean one value;
+//! - the sealed framing after the handshake ([`seal::PeerCodec`]): whatever
+//!   arrives, it never panics and never hands on a line, since bytes that
+//!   were not sealed with the link's key cannot authenticate.
 //!
 //! Any panic or failed assertion is a finding (docs/fuzzing.md).
 
@@ -21,12 +24,14 @@ use herd_fuzz::digest;
 use herd_fuzz::handshake::{self, HandshakeError};
 use herd_fuzz::protocol::{self, Command};
 use herd_fuzz::record::Record;
+use herd_fuzz::seal::{End, LinkKeys, PeerCodec};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     check_record(data);
     check_handshake(data);
     check_hex(data);
+    check_sealed(data);
 });
 
 fn check_record(line: &[u8]) {
@@ -83,4 +88,21 @@ fn check_hex(text: &[u8]) {
             "digest hex not canonical"
         );
     }
+}
+
+fn check_sealed(data: &[u8]) {
+    use tokio_util::codec::Decoder;
+    let keys = LinkKeys::derive(b"fuzz", "D", "A", &[0; 16], &[1; 16]);
+    let metrics = std::sync::Arc::new(herd_fuzz::metrics::Metrics::default());
+    let mut codec = PeerCodec::new(1 << 20, metrics);
+    codec.seal(&keys, End::Acceptor);
+    let mut buf = bytes::BytesMut::from(data);
+    loop {
+        match codec.decode(&mut buf) {
+            Ok(Some(frame)) => panic!("forged input opened: {frame:?}"),
+            Ok(None) => break,
+            Err(_) => return,
+        }
+    }
+    let _ = codec.decode_eof(&mut buf);
 }

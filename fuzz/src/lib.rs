@@ -13,7 +13,11 @@ pub mod codec;
 pub mod digest;
 #[path = "../../actors/src/handshake.rs"]
 pub mod handshake;
+#[path = "../../actors/src/metrics.rs"]
+pub mod metrics;
 #[path = "../../actors/src/protocol.rs"]
 pub mod protocol;
 #[path = "../../actors/src/record.rs"]
 pub mod record;
+#[path = "../../actors/src/seal.rs"]
+pub mod seal;
