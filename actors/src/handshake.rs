@@ -106,10 +106,11 @@ impl Secret {
 }
 
 /// Seals `framed` as `end` when the secret is set (keys from both nonces).
-fn seal(framed: &mut PeerFramed, keys: Option<LinkKeys>, end: End) {
+fn seal(framed: &mut PeerFramed, keys: Option<LinkKeys>, end: End) -> std::io::Result<()> {
     if let Some(keys) = keys {
-        framed.codec_mut().seal(&keys, end);
+        framed.codec_mut().seal(&keys, end)?;
     }
+    Ok(())
 }
 
 fn accept_message(acceptor: &str, dialer: &str, nonce_d: &str, nonce_a: &str) -> String {
@@ -248,7 +249,7 @@ pub async fn dial(
             framed,
             secret.link_keys(me, them, &nonce_d, &nonce_a),
             End::Dialer,
-        );
+        )?;
         Ok(())
     };
     tokio::time::timeout(timeout, exchange)
@@ -302,7 +303,7 @@ pub async fn accept(
             framed,
             secret.link_keys(&dialer, me, &nonce_d, &nonce_a),
             End::Acceptor,
-        );
+        )?;
         Ok(Arc::from(dialer.as_str()))
     };
     let dialer = tokio::time::timeout(timeout, exchange)

@@ -6,7 +6,7 @@
 //! ```text
 //! frame = length (u32, big-endian) || ciphertext || tag (16 bytes)
 //!   length      = bytes of ciphertext and tag (17 ..= MAX_FRAME + 16)
-//!   cipher      = ChaCha20-Poly1305 (RFC 8439), additional data = the 4 length bytes
+//!   cipher      = ChaCha20-Poly1305 (RFC 8439, ring's), additional data = the 4 length bytes
 //!   nonce       = 4 zero bytes || frame counter (u64, big-endian), per direction from 0
 //! keys          = HKDF-SHA256(salt = nonce-D || nonce-A (the handshake's 16-byte nonces),
 //!                             ikm  = herd secret)
@@ -33,9 +33,8 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, Key, KeyInit, Nonce, Tag};
 use hkdf::Hkdf;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use sha2::Sha256;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -62,6 +61,8 @@ pub enum SealError {
     Exhausted,
     #[error("sealed stream already failed")]
     Failed,
+    #[error("the cipher refused the key")]
+    Key,
 }
 
 impl From<SealError> for io::Error {
@@ -116,39 +117,49 @@ impl LinkKeys {
 
     /// The sealer and opener of `end`: it seals with its own direction's
     /// key and opens with the other's.
-    fn split(&self, end: End) -> (Sealer, Opener) {
+    fn split(&self, end: End) -> Result<(Sealer, Opener), SealError> {
         let (send, receive) = match end {
             End::Dialer => (&self.dial, &self.accept),
             End::Acceptor => (&self.accept, &self.dial),
         };
-        (Sealer::new(send), Opener::new(receive))
+        Ok((Sealer::new(send)?, Opener::new(receive)?))
     }
+}
+
+/// ChaCha20-Poly1305 under `key`. ring's implementation: the same cipher as
+/// RustCrypto's `chacha20poly1305` (the tests open frames with that one),
+/// about eight times faster on a line-sized message, and already linked for
+/// the places client's TLS.
+fn cipher(key: &[u8; 32]) -> Result<LessSafeKey, SealError> {
+    let key = UnboundKey::new(&CHACHA20_POLY1305, key).map_err(|_| SealError::Key)?;
+    Ok(LessSafeKey::new(key))
 }
 
 fn nonce(counter: u64) -> Nonce {
     let mut nonce = [0u8; 12];
     nonce[4..].copy_from_slice(&counter.to_be_bytes());
-    Nonce::from(nonce)
+    Nonce::assume_unique_for_key(nonce)
 }
 
 /// Seals one direction's outgoing bytes into frames.
 pub struct Sealer {
-    cipher: ChaCha20Poly1305,
+    cipher: LessSafeKey,
     counter: u64,
 }
 
 impl std::fmt::Debug for Sealer {
+    /// The frame counter only, never the key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Sealer({})", self.counter)
     }
 }
 
 impl Sealer {
-    fn new(key: &[u8; 32]) -> Sealer {
-        Sealer {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
+    fn new(key: &[u8; 32]) -> Result<Sealer, SealError> {
+        Ok(Sealer {
+            cipher: cipher(key)?,
             counter: 0,
-        }
+        })
     }
 
     /// Appends `plain` to `dst` as frames of at most [`MAX_FRAME`] bytes.
@@ -163,9 +174,9 @@ impl Sealer {
             dst.put_slice(chunk);
             let tag = self
                 .cipher
-                .encrypt_in_place_detached(&nonce(counter), &length, &mut dst[start..])
+                .seal_in_place_separate_tag(nonce(counter), Aad::from(length), &mut dst[start..])
                 .map_err(|_| SealError::Exhausted)?; // only for inputs of 2^38 bytes
-            dst.put_slice(&tag);
+            dst.put_slice(tag.as_ref());
         }
         Ok(())
     }
@@ -173,18 +184,18 @@ impl Sealer {
 
 /// Opens one direction's incoming frames, in order.
 pub struct Opener {
-    cipher: ChaCha20Poly1305,
+    cipher: LessSafeKey,
     counter: u64,
     failed: bool,
 }
 
 impl Opener {
-    fn new(key: &[u8; 32]) -> Opener {
-        Opener {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
+    fn new(key: &[u8; 32]) -> Result<Opener, SealError> {
+        Ok(Opener {
+            cipher: cipher(key)?,
             counter: 0,
             failed: false,
-        }
+        })
     }
 
     /// Takes the next whole frame from `buf` and returns its plaintext;
@@ -212,11 +223,11 @@ impl Opener {
         }
         let mut frame = buf.split_to(LENGTH + size);
         frame.advance(LENGTH);
-        let tag = Tag::clone_from_slice(&frame.split_off(size - TAG));
         let counter = self.counter;
         self.cipher
-            .decrypt_in_place_detached(&nonce(counter), &length, &mut frame, &tag)
+            .open_in_place(nonce(counter), Aad::from(length), &mut frame)
             .map_err(|_| SealError::Forged(counter))?;
+        frame.truncate(size - TAG);
         self.counter = counter.checked_add(1).ok_or(SealError::Exhausted)?;
         Ok(Some(frame))
     }
@@ -257,13 +268,14 @@ impl PeerCodec {
     }
 
     /// From now on, bytes in both directions are sealed with `keys`, as `end`.
-    pub fn seal(&mut self, keys: &LinkKeys, end: End) {
-        let (sealer, opener) = keys.split(end);
+    pub fn seal(&mut self, keys: &LinkKeys, end: End) -> Result<(), SealError> {
+        let (sealer, opener) = keys.split(end)?;
         self.sealed = Some(Sealed {
             sealer: Some(sealer),
             opener,
             plain: BytesMut::new(),
         });
+        Ok(())
     }
 
     pub fn is_sealed(&self) -> bool {
@@ -351,7 +363,7 @@ mod tests {
 
     fn codec(end: End, secret: &[u8]) -> PeerCodec {
         let mut codec = PeerCodec::new(1 << 20, Arc::new(Metrics::default()));
-        codec.seal(&keys(secret), end);
+        codec.seal(&keys(secret), end).unwrap();
         codec
     }
 
@@ -476,7 +488,7 @@ mod tests {
         // Another connection: other nonces.
         let mut other = PeerCodec::new(1 << 20, Arc::new(Metrics::default()));
         let keys = LinkKeys::derive(b"secret", "Riley", "Jaquez", &[1; 16], &[3; 16]);
-        other.seal(&keys, End::Acceptor);
+        other.seal(&keys, End::Acceptor).unwrap();
         let (lines, error) = read(&mut other, &wire);
         assert!(lines.is_empty() && error.is_some());
     }
@@ -520,7 +532,7 @@ mod tests {
     #[test]
     fn lines_keep_their_limit_inside_frames() {
         let mut acceptor = PeerCodec::new(8, Arc::new(Metrics::default()));
-        acceptor.seal(&keys(b"secret"), End::Acceptor);
+        acceptor.seal(&keys(b"secret"), End::Acceptor).unwrap();
         let wire = sealed(&[b"0123456789abcdef\n"]).concat();
         let mut buf = BytesMut::from(&wire[..]);
         assert_eq!(acceptor.decode(&mut buf).unwrap(), Some(Frame::Overlong));

@@ -95,7 +95,7 @@ fn check_sealed(data: &[u8]) {
     let keys = LinkKeys::derive(b"fuzz", "D", "A", &[0; 16], &[1; 16]);
     let metrics = std::sync::Arc::new(herd_fuzz::metrics::Metrics::default());
     let mut codec = PeerCodec::new(1 << 20, metrics);
-    codec.seal(&keys, End::Acceptor);
+    codec.seal(&keys, End::Acceptor).expect("a 32-byte key");
     let mut buf = bytes::BytesMut::from(data);
     loop {
         match codec.decode(&mut buf) {
