@@ -9,6 +9,9 @@
 //! The actor's life is a loop: connect, handshake ([`crate::handshake`]),
 //! catch-up sync, stream floods, and on any failure wait (exponential backoff
 //! with jitter: first retry within 100 ms, cap about 2 s) and start again.
+//! Everything after the handshake is sealed ([`crate::seal`]): the sync
+//! through the connection's codec, the floods through the [`Output`], which
+//! seals each write (a burst of floods) as one frame.
 //!
 //! Catch-up sync (wire format in docs/peer-protocol.md): after WELCOME the
 //! acceptor sends the sums of its digest tree's first level; this side

@@ -10,6 +10,9 @@
 //! handed to the store in batches (one message per read burst instead of one
 //! per line); the store checks them, decides what is new and floods it on,
 //! never back to this neighbour.
+//!
+//! The lines arrive opened from sealed frames ([`crate::seal::PeerCodec`]);
+//! a frame that fails authentication ends the session, logged as a warning.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
