@@ -22,6 +22,8 @@ use herd_actors::handshake::Secret;
 use herd_actors::peer::PeerLimits;
 use serde::Deserialize;
 
+use crate::cookie;
+
 /// What can go wrong reading the settings.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -48,8 +50,12 @@ pub struct HerdSection {
     pub data_dir: String,
     /// `sync` (answer after fsync) or `async` (answer at once, fsync soon).
     pub durability: String,
-    /// A file holding the herd secret (used when `HERD_SECRET` is unset).
+    /// A file holding the herd secret (used when `HERD_SECRET` is unset),
+    /// created with a random secret if missing; empty: `~/.herd.cookie`.
     pub secret_file: String,
+    /// Peers by name alone, in clear, with no secret: only when an operator
+    /// asks for it, and warned about at every start.
+    pub insecure_peers: bool,
 }
 
 impl Default for HerdSection {
@@ -61,6 +67,7 @@ impl Default for HerdSection {
             data_dir: String::new(),
             durability: "sync".into(),
             secret_file: String::new(),
+            insecure_peers: false,
         }
     }
 }
@@ -79,6 +86,8 @@ pub struct LimitsSection {
     pub max_peer_handshakes: usize,
     pub backoff_first_ms: u64,
     pub backoff_max_ms: u64,
+    /// A client time further ahead of the server's clock is refused.
+    pub max_future_skew_ms: u64,
 }
 
 impl Default for LimitsSection {
@@ -95,6 +104,10 @@ impl Default for LimitsSection {
             max_peer_handshakes: 64,
             backoff_first_ms: 50,
             backoff_max_ms: 2_000,
+            max_future_skew_ms: u64::try_from(
+                herd_actors::protocol::DEFAULT_MAX_FUTURE_SKEW.as_millis(),
+            )
+            .unwrap_or(u64::MAX),
         }
     }
 }
@@ -350,6 +363,7 @@ impl Settings {
                 idle_timeout: ms(limits.idle_timeout_ms),
                 write_timeout: ms(limits.write_timeout_ms),
                 linger: ms(limits.linger_ms),
+                max_future_skew: ms(limits.max_future_skew_ms),
             },
             max_connections: limits.max_connections,
             peer_limits: PeerLimits {
@@ -370,24 +384,27 @@ impl Settings {
         })
     }
 
-    /// `HERD_SECRET`, else the secret file, else none.
+    /// The herd secret (SPEC §4), in this order: `HERD_SECRET`; none when
+    /// the operator set `herd.insecure_peers`; the file `herd.secret_file`;
+    /// the user's cookie `~/.herd.cookie`. A missing file is created with a
+    /// random secret, so a herd is authenticated with no configuration.
     fn secret(&self) -> Result<Secret, SettingsError> {
         if let Ok(secret) = std::env::var("HERD_SECRET") {
-            if !secret.is_empty() {
-                return Ok(Secret::new(secret.trim_end().as_bytes()));
+            if !secret.trim().is_empty() {
+                return Ok(Secret::new(secret.trim().as_bytes()));
             }
         }
-        if self.herd.secret_file.is_empty() {
+        if self.herd.insecure_peers {
             return Ok(Secret::none());
         }
-        match std::fs::read(&self.herd.secret_file) {
-            Ok(bytes) if !bytes.trim_ascii().is_empty() => Ok(Secret::new(bytes.trim_ascii())),
-            Ok(_) => invalid(format!("secret file {} is empty", self.herd.secret_file)),
-            Err(e) => invalid(format!(
-                "cannot read secret file {}: {e}",
-                self.herd.secret_file
-            )),
-        }
+        let path = if self.herd.secret_file.is_empty() {
+            cookie::default_path()
+        } else {
+            Ok(PathBuf::from(&self.herd.secret_file))
+        };
+        path.and_then(|path| cookie::read_or_create(&path))
+            .map(|secret| Secret::new(&secret))
+            .map_err(|e| SettingsError::Invalid(e.to_string()))
     }
 
     fn places_plan(&self) -> Result<PlacesPlan, SettingsError> {

@@ -30,3 +30,4 @@ pub mod places;
 pub mod protocol;
 pub mod record;
 pub mod store;
+pub mod text;

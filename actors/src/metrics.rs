@@ -37,6 +37,9 @@ pub struct Metrics {
     pub sync_runs: AtomicU64,
     pub sync_records_sent: AtomicU64,
     pub peer_auth_failures: AtomicU64,
+    /// Records from neighbours, syncs or the journal refused because they
+    /// break a client rule (SPEC §4, §7): never stored.
+    pub records_refused: AtomicU64,
     /// Unauthenticated peer connections dropped to make room for newer ones.
     pub peer_handshakes_dropped: AtomicU64,
     /// Places answers by provider and status, e.g. ("offline", "OK").

@@ -240,6 +240,12 @@ pub fn render(
         get(&m.peer_auth_failures),
     );
     out.single(
+        "herd_records_refused_total",
+        "counter",
+        "Records from neighbours, syncs or the journal refused for breaking a client rule.",
+        get(&m.records_refused),
+    );
+    out.single(
         "herd_peer_handshakes_dropped_total",
         "counter",
         "Unauthenticated peer connections dropped for a newer one: limits.max_peer_handshakes were in progress.",
