@@ -20,9 +20,11 @@ use std::time::Duration;
 use herd_actors::connection::ClientLimits;
 use herd_actors::handshake::Secret;
 use herd_actors::peer::PeerLimits;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cookie;
+
+mod keys;
 
 /// What can go wrong reading the settings.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +39,7 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, SettingsError> {
     Err(SettingsError::Invalid(message.into()))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct HerdSection {
     /// Folder of the per-server logs (`<log_dir>/<Name>.log`); empty: none.
@@ -72,7 +74,7 @@ impl Default for HerdSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct LimitsSection {
     pub max_line_bytes: usize,
@@ -112,7 +114,7 @@ impl Default for LimitsSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct PlacesSection {
     /// `offline`, `google` or `google-new`.
@@ -143,7 +145,7 @@ impl Default for PlacesSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ServerSection {
     pub name: String,
     /// Where the others reach this server.
@@ -220,10 +222,20 @@ pub struct ServerPlan {
 }
 
 impl Settings {
-    /// Reads `path` and the `HERD_*` environment.
+    /// Reads `path` and the `HERD_*` environment. A key of either that
+    /// names no setting is refused, with the closest one that does.
     pub fn load(path: &Path) -> Result<Settings, SettingsError> {
+        let file = config::File::from(path).format(config::FileFormat::Toml);
+        let tree: serde_json::Value = config::Config::builder()
+            .add_source(file.clone())
+            .build()?
+            .try_deserialize()?;
+        let known = Settings::known_keys();
+        keys::check_file(&tree, &known, &path.display().to_string())
+            .and_then(|()| keys::check_env(std::env::vars(), &known))
+            .map_err(SettingsError::Invalid)?;
         let settings = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(file)
             .add_source(
                 config::Environment::with_prefix("HERD")
                     .prefix_separator("_")
@@ -234,6 +246,20 @@ impl Settings {
             .try_deserialize::<Settings>()?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Every setting's key, from the setting structs and their defaults:
+    /// `{section: {key: default}}`, with `servers.*` for any server.
+    fn known_keys() -> serde_json::Value {
+        let server =
+            serde_json::from_value::<ServerSection>(serde_json::json!({"name": "", "port": 0}))
+                .ok();
+        serde_json::json!({
+            "herd": HerdSection::default(),
+            "limits": LimitsSection::default(),
+            "places": PlacesSection::default(),
+            "servers": { "*": server },
+        })
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
@@ -438,6 +464,57 @@ mod tests {
     }
 
     const ONE: &str = "[servers.riley]\nname = \"Riley\"\nport = 12665\n";
+
+    fn error_of(text: &str) -> String {
+        load(text).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_with_the_closest_known_one() {
+        let error = error_of(&format!("[places]\nprovidr = \"google\"\n{ONE}"));
+        assert!(
+            error.contains("unknown setting places.providr")
+                && error.contains("did you mean places.provider?"),
+            "{error}"
+        );
+        let error = error_of(&format!("{ONE}neighbors = [\"Jaquez\"]\n"));
+        assert!(
+            error.contains("servers.riley.neighbors")
+                && error.contains("did you mean servers.riley.neighbours?"),
+            "{error}"
+        );
+        let error = error_of(&format!("[limit]\nmax_line_bytes = 1\n{ONE}"));
+        assert!(error.contains("did you mean limits?"), "{error}");
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_refused_and_others_are_left_alone() {
+        let known = Settings::known_keys();
+        let vars = |list: &[&str]| {
+            list.iter()
+                .map(|v| (v.to_string(), "1".to_string()))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        let fine = vars(&[
+            "HERD_SECRET",
+            "HERD_CONFIG",
+            "HERD_PLACES__PROVIDER",
+            "HERD_SERVERS__RILEY__HOST",
+            "HERD_LIMITS__MAX_FUTURE_SKEW_MS",
+        ]);
+        assert_eq!(keys::check_env(fine, &known), Ok(()));
+        let error = keys::check_env(vars(&["HERD_PLACES__PROVIDR"]), &known).unwrap_err();
+        assert!(
+            error.contains("did you mean HERD_PLACES__PROVIDER?"),
+            "{error}"
+        );
+        let error = keys::check_env(vars(&["HERD_SERVERS__RILEY__HOTS"]), &known).unwrap_err();
+        assert!(
+            error.contains("did you mean HERD_SERVERS__RILEY__HOST?"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn a_zero_limit_is_refused_with_its_name() {
