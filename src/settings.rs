@@ -7,7 +7,9 @@
 //! `HERD_PLACES__PROVIDER=google`, `HERD_SERVERS__RILEY__HOST=riley`), then
 //! command-line flags. Secrets never come from the file: the herd secret is
 //! `HERD_SECRET` or the file named by `herd.secret_file`, the Google key is
-//! `GOOGLE_PLACES_API_KEY`.
+//! `GOOGLE_PLACES_API_KEY`. The admin token (see [`AdminSection`]) is
+//! `HERD_ADMIN_TOKEN` or the file named by `admin.token_file`; `admin.token`
+//! exists for a throwaway local file and an `HERD_ADMIN__TOKEN` override.
 //!
 //! Server tables are keyed by a lower-case id (environment variable names
 //! are case-insensitive) and carry the name used on the wire. A link listed
@@ -175,6 +177,40 @@ fn loopback() -> String {
     "127.0.0.1".into()
 }
 
+/// `[admin]`: who may read the admin listeners (src/admin/guard.rs).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AdminSection {
+    /// The bearer token every admin path but `/` and `/healthz` asks for.
+    /// `HERD_ADMIN_TOKEN` wins over it; prefer that or `token_file`.
+    pub token: String,
+    /// A file holding the token (used when no token is set otherwise).
+    pub token_file: String,
+    /// More `Host` names the admin listeners answer to (besides loopback,
+    /// the address a request arrived on, and each server's `host`),
+    /// separated by commas or spaces: e.g. `"herd.example.com, 10.0.0.5"`.
+    pub allowed_hosts: String,
+}
+
+/// The shortest admin token accepted: shorter ones can be guessed.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// Whether a listen address is every address (`0.0.0.0`, `::`): no name.
+fn is_wildcard(listen: &str) -> bool {
+    listen
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+}
+
+/// Whether a listen address stays on this machine.
+fn is_loopback(listen: &str) -> bool {
+    let bare = listen.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The whole file, after environment overrides.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -184,6 +220,8 @@ pub struct Settings {
     pub limits: LimitsSection,
     #[serde(default)]
     pub places: PlacesSection,
+    #[serde(default)]
+    pub admin: AdminSection,
     pub servers: BTreeMap<String, ServerSection>,
 }
 
@@ -203,6 +241,20 @@ pub struct NeighbourPlan {
     pub address: String,
 }
 
+/// Who may read one server's admin listener.
+#[derive(Debug, Clone)]
+pub struct AdminPlan {
+    /// The bearer token, when one is set.
+    pub token: Option<String>,
+    /// `Host` names answered besides loopback and the address a request
+    /// arrived on: the server's `host`, its `admin_listen` and
+    /// `admin.allowed_hosts`, lower-case.
+    pub names: Vec<String>,
+    /// The admin ports of every server of the herd: the origins the live
+    /// page may poll from.
+    pub herd_ports: Vec<u16>,
+}
+
 /// Everything one server needs to start.
 #[derive(Debug, Clone)]
 pub struct ServerPlan {
@@ -210,6 +262,7 @@ pub struct ServerPlan {
     pub client_addr: String,
     pub peer_addr: String,
     pub admin_addr: String,
+    pub admin: AdminPlan,
     pub neighbours: Vec<NeighbourPlan>,
     pub client_limits: ClientLimits,
     pub max_connections: usize,
@@ -258,6 +311,7 @@ impl Settings {
             "herd": HerdSection::default(),
             "limits": LimitsSection::default(),
             "places": PlacesSection::default(),
+            "admin": AdminSection::default(),
             "servers": { "*": server },
         })
     }
@@ -383,6 +437,7 @@ impl Settings {
             client_addr: format!("{}:{}", server.listen, server.port),
             peer_addr: format!("{}:{}", server.listen, peer_port),
             admin_addr: format!("{}:{}", server.admin_listen, admin_port),
+            admin: self.admin_plan(server)?,
             neighbours,
             client_limits: ClientLimits {
                 max_line: limits.max_line_bytes,
@@ -431,6 +486,68 @@ impl Settings {
         path.and_then(|path| cookie::read_or_create(&path))
             .map(|secret| Secret::new(&secret))
             .map_err(|e| SettingsError::Invalid(e.to_string()))
+    }
+
+    /// `HERD_ADMIN_TOKEN`, else `admin.token`, else the token file, else
+    /// none. A token is printable ASCII without spaces (it travels in an
+    /// HTTP header) and at least [`MIN_ADMIN_TOKEN_LEN`] long.
+    pub fn admin_token(&self) -> Result<Option<String>, SettingsError> {
+        let from_env = std::env::var("HERD_ADMIN_TOKEN").unwrap_or_default();
+        let token = if !from_env.trim().is_empty() {
+            from_env.trim().to_string()
+        } else if !self.admin.token.trim().is_empty() {
+            self.admin.token.trim().to_string()
+        } else if self.admin.token_file.is_empty() {
+            return Ok(None);
+        } else {
+            let file = &self.admin.token_file;
+            match std::fs::read_to_string(file) {
+                Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+                Ok(_) => return invalid(format!("admin token file {file} is empty")),
+                Err(e) => return invalid(format!("cannot read admin token file {file}: {e}")),
+            }
+        };
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return invalid("the admin token must be printable ASCII without spaces");
+        }
+        if token.len() < MIN_ADMIN_TOKEN_LEN {
+            return invalid(format!(
+                "the admin token is shorter than {MIN_ADMIN_TOKEN_LEN} characters"
+            ));
+        }
+        Ok(Some(token))
+    }
+
+    /// Who may read `server`'s admin listener. An admin listener bound
+    /// beyond loopback without a token is refused: it would hand every
+    /// client's position to anyone on the network.
+    fn admin_plan(&self, server: &ServerSection) -> Result<AdminPlan, SettingsError> {
+        let token = self.admin_token()?;
+        if token.is_none() && !is_loopback(&server.admin_listen) {
+            return invalid(format!(
+                "{}'s admin listener binds {} (beyond loopback) without an admin token: \
+                 set HERD_ADMIN_TOKEN or admin.token_file, or bind admin_listen to 127.0.0.1",
+                server.name, server.admin_listen
+            ));
+        }
+        let names = [server.host.as_str(), server.admin_listen.as_str()]
+            .into_iter()
+            .chain(self.admin.allowed_hosts.split([',', ' ']))
+            .map(|n| n.trim().trim_start_matches('[').trim_end_matches(']'))
+            .filter(|n| !n.is_empty() && !is_wildcard(n))
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let mut herd_ports: Vec<u16> = self
+            .servers
+            .values()
+            .map(|s| s.admin_port.unwrap_or(s.port.saturating_add(1000)))
+            .collect();
+        herd_ports.sort_unstable();
+        Ok(AdminPlan {
+            token,
+            names,
+            herd_ports,
+        })
     }
 
     fn places_plan(&self) -> Result<PlacesPlan, SettingsError> {
