@@ -10,6 +10,7 @@
 //! | `/status`  | JSON: server, neighbours with link state and since when, records, uptime, version, latest client positions |
 //! | `/herd`    | JSON: the whole herd as the settings describe it (names, links, admin URLs) |
 //! | `/records` | every record held, as AT lines, sorted, one per line (invariant checks) |
+//! | `/places`  | the live page's base map: offline places in a box (see `admin/map.rs`) |
 //! | `/`        | the live page: the herd as a graph and the clients on a map |
 //!
 //! It is wiring and operations, so it lives in the binary crate: the actors
@@ -26,6 +27,7 @@
 //! `*`) and their preflights answered.
 
 mod guard;
+mod map;
 mod prometheus;
 
 use std::net::{IpAddr, TcpListener};
@@ -37,7 +39,7 @@ use actix::Addr;
 use actix_web::dev::{Service, ServiceRequest};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use herd_actors::metrics::Metrics;
 use herd_actors::record::SharedRecord;
 use herd_actors::store::{Dump, GetOverview, LocationStoreActor};
@@ -148,8 +150,8 @@ struct AdminState {
 
 /// The paths whose requests are counted (`herd_admin_requests_total`); any
 /// other path counts as `other`.
-const PATHS: [&str; 7] = [
-    "/", "/healthz", "/metrics", "/status", "/herd", "/records", "other",
+const PATHS: [&str; 8] = [
+    "/", "/healthz", "/metrics", "/status", "/herd", "/records", "/places", "other",
 ];
 
 /// The local address a connection arrived on (noted when it is accepted):
@@ -326,6 +328,7 @@ pub fn start(
             .route("/status", web::get().to(status))
             .route("/herd", web::get().to(herd))
             .route("/records", web::get().to(records))
+            .route("/places", web::get().to(places))
     })
     .on_connect(|connection, data| {
         let socket = connection.downcast_ref::<actix_web::rt::net::TcpStream>();
@@ -525,6 +528,38 @@ async fn herd(state: web::Data<AdminState>) -> HttpResponse {
             server: &state.name,
             servers,
         })
+}
+
+/// `/places`: the base map layer of a box (see `admin/map.rs`). Off the
+/// listener's thread: a world view walks the whole table.
+async fn places(state: web::Data<AdminState>, request: HttpRequest) -> HttpResponse {
+    let bounds = match map::Bounds::parse(request.query_string()) {
+        Ok(bounds) => bounds,
+        Err(e) => {
+            state.refused[Refusal::Query.index()].fetch_add(1, Ordering::Relaxed);
+            warn!(target: "herd", "{}: admin refused /places?{:.100}: {e}",
+                state.name, request.query_string());
+            return HttpResponse::BadRequest()
+                .content_type("text/plain")
+                .body(format!("{e}\n"));
+        }
+    };
+    match web::block(move || map::layer(&bounds)).await {
+        Ok(layer) => HttpResponse::Ok()
+            .insert_header((
+                header::CACHE_CONTROL,
+                // The table never changes while the server runs.
+                if layer.loaded {
+                    "private, max-age=3600"
+                } else {
+                    "no-store"
+                },
+            ))
+            .json(layer),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!("places unavailable: {e}\n")),
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The admin listener over real HTTP against running `herd` processes
 //! (SPEC §6): `/records`, `/healthz`, `/metrics`, `/status`, `/herd`,
-//! the page, and the `herdctl dump` / `herdctl status`
+//! `/places`, the page, and the `herdctl dump` / `herdctl status`
 //! subcommands built on them; and who may read it (SPEC §7): no wildcard
 //! CORS, unknown `Host` refused, the admin token.
 
@@ -487,7 +487,13 @@ fn the_admin_token_guards_every_path_but_the_page_and_healthz() {
     let at = herd.ask("Alpha", &iamat("kiwi", "1700000000"));
     herd.wait_for_at_line("Beta", "kiwi", &at);
 
-    for path in ["/records", "/status", "/herd", "/metrics"] {
+    for path in [
+        "/records",
+        "/status",
+        "/herd",
+        "/metrics",
+        "/places?south=0&west=0&north=1&east=1",
+    ] {
         let none = get(&herd, "Alpha", path);
         assert_eq!(none.status, 401, "{path}: {}", none.text());
         assert_eq!(
@@ -514,7 +520,7 @@ fn the_admin_token_guards_every_path_but_the_page_and_healthz() {
     // Orchestrators probe /healthz and the page is static: both stay open.
     assert_eq!(get(&herd, "Alpha", "/healthz").status, 200);
     assert_eq!(get(&herd, "Alpha", "/").status, 200);
-    assert_eq!(refused(&herd, "Alpha", "token", Some(TOKEN)), 24.0);
+    assert_eq!(refused(&herd, "Alpha", "token", Some(TOKEN)), 30.0);
 
     // herdctl sends the token given by flag or by environment.
     let address = admin(&herd, "Beta");
@@ -615,4 +621,44 @@ fn an_admin_listener_beyond_loopback_needs_a_token_which_a_file_can_hold() {
         String::from_utf8_lossy(&dump.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&dump.stdout), format!("{at}\n"));
+}
+
+#[test]
+fn places_answers_the_base_map_of_a_box_and_refuses_a_bad_one() {
+    let mut herd = Herd::with_topology(&[("Alpha", &[])]).build();
+    herd.start_each();
+    wait_admin(&herd);
+    let la = "/places?south=33.8&west=-118.7&north=34.3&east=-118.0";
+    let mut layer = serde_json::Value::Null;
+    wait_until(Duration::from_secs(20), "the places table to load", || {
+        let r = get(&herd, "Alpha", la);
+        assert_eq!(r.status, 200, "{}", r.text());
+        layer = serde_json::from_slice(&r.body).expect("places JSON");
+        layer["loaded"] == true
+    });
+    let names = layer["names"].as_array().expect("names");
+    assert!(
+        names.iter().any(|n| n[2] == "Santa Monica"),
+        "{} names",
+        names.len()
+    );
+    assert!(!layer["dots"].as_array().expect("dots").is_empty());
+    let world = get(
+        &herd,
+        "Alpha",
+        "/places?south=-90&west=-180&north=90&east=180",
+    );
+    let world: serde_json::Value = serde_json::from_slice(&world.body).expect("JSON");
+    let dots = world["dots"].as_array().map_or(0, Vec::len);
+    assert!((5_000..40_000).contains(&dots), "{dots} dots");
+    assert_eq!(world["names"].as_array().map(Vec::len), Some(0));
+    for bad in [
+        "/places",
+        "/places?south=1&west=0&north=0&east=1",
+        "/places?south=NaN&west=0&north=1&east=1",
+        "/places?south=0&west=0&north=1&east=1e999",
+    ] {
+        assert_eq!(get(&herd, "Alpha", bad).status, 400, "{bad}");
+    }
+    assert_eq!(refused(&herd, "Alpha", "query", None), 4.0);
 }
