@@ -314,10 +314,11 @@ pub fn start(
                         Err(answered) => return Ok(answered),
                     };
                     let mut response = call.await?;
+                    let headers = response.headers_mut();
+                    // Answers differ by Origin: a cache must keep them apart.
+                    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
                     if let Some(origin) = origin {
-                        let headers = response.headers_mut();
                         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-                        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
                     }
                     Ok(response)
                 }

@@ -389,6 +389,7 @@ fn a_page_of_another_site_gets_no_cors_and_the_herds_own_pages_do() {
     let plain = get(&herd, "Alpha", "/status");
     assert_eq!(plain.status, 200);
     assert_eq!(plain.header("access-control-allow-origin"), None);
+    assert_eq!(plain.header("vary"), Some("Origin"));
 
     // The page served by Beta polls Alpha: its origin is echoed, not `*`.
     let page = format!("http://127.0.0.1:{}", herd.ports("Beta").admin);
