@@ -560,3 +560,46 @@ fn the_page_needs_the_token_and_other_origins_read_nothing(browser: &str, herd: 
     assert!(dom.contains("not a name of this server"), "{dom}");
     assert!(!dom.contains("data-ready"), "{dom}");
 }
+
+#[test]
+fn the_page_reaches_a_member_known_by_a_container_name_through_its_own_host() {
+    let browser = chromium();
+    // Alpha's admin listener binds every address and the herd knows it as
+    // "alpha", as docker's network would: /herd gives http://alpha:<port>,
+    // which a browser outside that network cannot resolve.
+    let mut herd = Herd::with_topology(&[("Alpha", &[]), ("Beta", &[])])
+        .env("HERD_ADMIN_TOKEN", TOKEN)
+        .env("HERD_SERVERS__ALPHA__HOST", "alpha")
+        .env("HERD_SERVERS__ALPHA__ADMIN_LISTEN", "0.0.0.0")
+        .build();
+    herd.start_each();
+    let beta = format!("127.0.0.1:{}", herd.ports("Beta").admin);
+    let mut topology = serde_json::Value::Null;
+    wait_until(Duration::from_secs(10), "Beta's /herd", || {
+        let answer = http::get_ok_with_token(&beta, "/herd", Some(TOKEN));
+        topology = answer
+            .ok()
+            .and_then(|r| serde_json::from_slice(&r.body).ok())
+            .unwrap_or_default();
+        !topology.is_null()
+    });
+    assert_eq!(
+        topology["servers"][0]["admin_url"],
+        format!("http://alpha:{}", herd.ports("Alpha").admin),
+        "{topology}"
+    );
+    wait_until(Duration::from_secs(10), "Alpha's admin", || {
+        let alpha = format!("127.0.0.1:{}", herd.ports("Alpha").admin);
+        http::get_ok(&alpha, "/healthz").is_ok()
+    });
+    // Opened by another name, the page reaches Alpha by that name.
+    let dom = browse(
+        &browser,
+        &format!("http://{beta}/#token={TOKEN}"),
+        "--dump-dom",
+    );
+    for name in ["Alpha", "Beta"] {
+        let tag = format!("<g class=\"server\" data-server=\"{name}\"");
+        assert_eq!(state_of(&dom, &tag), "up", "{name}:\n{dom}");
+    }
+}
