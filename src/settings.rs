@@ -195,6 +195,29 @@ pub struct AdminSection {
 /// The shortest admin token accepted: shorter ones can be guessed.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
+/// A token file's trouble in its own words (the cookie's speak of the
+/// herd secret).
+fn admin_token_file_error(error: cookie::CookieError) -> String {
+    use cookie::CookieError::*;
+    match error {
+        Read { path, source } => format!(
+            "cannot read the admin token file {}: {source}",
+            path.display()
+        ),
+        Create { path, source } => format!(
+            "cannot create the admin token file {}: {source}",
+            path.display()
+        ),
+        Empty { path } => format!("the admin token file {} is empty", path.display()),
+        Exposed { path, mode } => format!(
+            "the admin token file {path} can be read by others (mode {mode:o}); \
+             allow its owner only: chmod 600 {path}",
+            path = path.display()
+        ),
+        NoHome => "no admin token file named".into(),
+    }
+}
+
 /// Whether a listen address is every address (`0.0.0.0`, `::`): no name.
 fn is_wildcard(listen: &str) -> bool {
     listen
@@ -489,8 +512,11 @@ impl Settings {
     }
 
     /// `HERD_ADMIN_TOKEN`, else `admin.token`, else the token file, else
-    /// none. A token is printable ASCII without spaces (it travels in an
-    /// HTTP header) and at least [`MIN_ADMIN_TOKEN_LEN`] long.
+    /// none. The token file is kept as the herd secret's (`src/cookie.rs`):
+    /// owner-only, and created with a random token when missing, so servers
+    /// sharing a folder or volume share a token with nothing to set up. A
+    /// token is printable ASCII without spaces (it travels in an HTTP
+    /// header) and at least [`MIN_ADMIN_TOKEN_LEN`] long.
     pub fn admin_token(&self) -> Result<Option<String>, SettingsError> {
         let from_env = std::env::var("HERD_ADMIN_TOKEN").unwrap_or_default();
         let token = if !from_env.trim().is_empty() {
@@ -500,12 +526,9 @@ impl Settings {
         } else if self.admin.token_file.is_empty() {
             return Ok(None);
         } else {
-            let file = &self.admin.token_file;
-            match std::fs::read_to_string(file) {
-                Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
-                Ok(_) => return invalid(format!("admin token file {file} is empty")),
-                Err(e) => return invalid(format!("cannot read admin token file {file}: {e}")),
-            }
+            let bytes = cookie::read_or_create(Path::new(&self.admin.token_file))
+                .map_err(|e| SettingsError::Invalid(admin_token_file_error(e)))?;
+            String::from_utf8_lossy(&bytes).into_owned()
         };
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return invalid("the admin token must be printable ASCII without spaces");

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -581,7 +582,7 @@ fn run_herd_to_exit(herd: &Herd, env: &[(&str, &str)]) -> std::process::Output {
 }
 
 #[test]
-fn an_admin_listener_beyond_loopback_needs_a_token_which_a_file_can_hold() {
+fn an_admin_listener_beyond_loopback_needs_a_token_which_a_created_file_can_hold() {
     let wide = [("HERD_SERVERS__ALPHA__ADMIN_LISTEN", "0.0.0.0")];
     let herd = Herd::with_topology(&[("Alpha", &[])]).build();
     let out = run_herd_to_exit(&herd, &wide);
@@ -599,11 +600,28 @@ fn an_admin_listener_beyond_loopback_needs_a_token_which_a_file_can_hold() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 16"));
 
-    // With a token file (as a shared volume would hold it) it starts, the
-    // token guards the records, and herdctl finds it through the settings.
+    // A token file others can read is refused, as the herd secret's is.
     let dir = tempfile::tempdir().expect("temporary folder");
-    let file = dir.path().join("admin-token");
-    std::fs::write(&file, format!("{TOKEN}\n")).expect("write the token file");
+    let exposed = dir.path().join("exposed-token");
+    std::fs::write(&exposed, format!("{TOKEN}\n")).expect("write the token file");
+    std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let exposed_path = exposed.display().to_string();
+    let out = run_herd_to_exit(
+        &herd,
+        &[wide[0], ("HERD_ADMIN__TOKEN_FILE", exposed_path.as_str())],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the admin token file") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+
+    // Given a token file that does not exist yet (on a volume the servers
+    // share, say), the server creates it with a random token, owner-only;
+    // the token guards the records, and herdctl finds it through the
+    // settings.
+    let file = dir.path().join("shared").join("admin-token");
     let mut herd = Herd::with_topology(&[("Alpha", &[])])
         .setting(
             "admin",
@@ -613,8 +631,21 @@ fn an_admin_listener_beyond_loopback_needs_a_token_which_a_file_can_hold() {
         .build();
     herd.start_each();
     wait_admin(&herd);
+    let token = std::fs::read_to_string(&file).expect("the token file was created");
+    let token = token.trim();
+    assert!(
+        token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token:?}"
+    );
+    let mode = std::fs::metadata(&file)
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     let at = herd.ask("Alpha", &iamat("kiwi", "1700000000"));
     assert_eq!(get(&herd, "Alpha", "/records").status, 401);
+    let records = http::get_with_token(&admin(&herd, "Alpha"), "/records", Some(token));
+    assert_eq!(records.map(|r| r.text()), Ok(format!("{at}\n")));
     let dump = herdctl(&herd, &["--server", "Alpha", "dump"]);
     assert!(
         dump.status.success(),
