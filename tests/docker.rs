@@ -364,6 +364,12 @@ fn compose_lifecycle(tool: &[&str], image: &Image) {
         );
     }
 
+    // The admin listeners bind beyond loopback in their containers, so they
+    // need the token the herd made on the shared volume: herdctl inside a
+    // container finds it through the settings.
+    let status = herd.herdctl("riley", &["status"]);
+    assert!(status.contains("Jaquez"), "{status}");
+
     // IAMAT at one container, WHATSAT at another.
     let answer = exchange(
         herd.port("riley"),
