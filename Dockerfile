@@ -12,11 +12,12 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin herd --bin herdctl \
  && docker/rootfs.sh target/release /out/rootfs \
- && mkdir -p /out/data
+ && mkdir -p /out/data /out/secret
 
 FROM scratch
 COPY --from=build /out/rootfs/ /
 COPY --from=build --chown=65532:65532 /out/data/ /data/
+COPY --from=build --chown=65532:65532 /out/secret/ /secret/
 # ---- runtime (identical in docker/Dockerfile.local; a test compares) ----
 ENV HERD_CONFIG=/etc/herd/Settings.toml RUST_LOG=info
 USER 65532:65532

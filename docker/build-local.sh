@@ -19,7 +19,7 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 stage=$(mktemp -d "${TMPDIR:-/tmp}/herd-image.XXXXXX")
 trap 'rm -rf "$stage"' EXIT INT TERM
 "$root/docker/rootfs.sh" "$target_dir/release" "$stage/rootfs"
-mkdir -p "$stage/data"
+mkdir -p "$stage/data" "$stage/secret"
 cp "$root/docker/Dockerfile.local" "$stage/Dockerfile"
 docker build --quiet --tag "$tag" "$stage" >/dev/null
 echo "built $tag ($(docker image inspect --format '{{.Size}}' "$tag") bytes)"

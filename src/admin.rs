@@ -10,6 +10,7 @@
 //! | `/status`  | JSON: server, neighbours with link state and since when, records, uptime, version, latest client positions |
 //! | `/herd`    | JSON: the whole herd as the settings describe it (names, links, admin URLs) |
 //! | `/records` | every record held, as AT lines, sorted, one per line (invariant checks) |
+//! | `/places`  | the live page's base map: offline places in a box (see `admin/map.rs`) |
 //! | `/`        | the live page: the herd as a graph and the clients on a map |
 //!
 //! It is wiring and operations, so it lives in the binary crate: the actors
@@ -19,25 +20,33 @@
 //! or a peer link, and with its signal handling off (the `herd` binary owns
 //! SIGTERM).
 //!
-//! `/status` and `/herd` carry `Access-Control-Allow-Origin: *` because the
-//! page served by one server polls the admin ports of all the others.
+//! Every request first passes the checks of `admin/guard.rs`: a `Host` that
+//! names this server, an `Origin` (if any) that is a page of this herd, and
+//! the admin token when one is set. The page served by one server polls the
+//! admin ports of all the others, so allowed origins are echoed back (never
+//! `*`) and their preflights answered.
 
+mod guard;
+mod map;
 mod prometheus;
 
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix::Addr;
-use actix_web::dev::Service;
-use actix_web::http::header;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::dev::{Service, ServiceRequest};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use herd_actors::metrics::Metrics;
 use herd_actors::record::SharedRecord;
 use herd_actors::store::{Dump, GetOverview, LocationStoreActor};
-use log::info;
+use log::{info, warn};
 use serde::Serialize;
+
+use guard::{Guard, Refusal};
 
 use crate::settings::{ServerPlan, Settings};
 
@@ -131,15 +140,32 @@ struct AdminState {
     metrics: Arc<Metrics>,
     started: Instant,
     started_unix: u64,
+    /// The Host, Origin and token checks.
+    guard: Guard,
     /// Requests served, by [`PATHS`] index.
     served: [AtomicU64; PATHS.len()],
+    /// Requests refused, by [`Refusal::index`].
+    refused: [AtomicU64; Refusal::ALL.len()],
 }
 
 /// The paths whose requests are counted (`herd_admin_requests_total`); any
 /// other path counts as `other`.
-const PATHS: [&str; 7] = [
-    "/", "/healthz", "/metrics", "/status", "/herd", "/records", "other",
+const PATHS: [&str; 8] = [
+    "/", "/healthz", "/metrics", "/status", "/herd", "/records", "/places", "other",
 ];
+
+/// The local address a connection arrived on (noted when it is accepted):
+/// one of the names a `Host` may use.
+#[derive(Debug, Clone, Copy)]
+struct ArrivedOn(IpAddr);
+
+/// What the checks decided for one request.
+enum Verdict {
+    /// Serve it; echo this origin (when the request carried one).
+    Serve(Option<HeaderValue>),
+    /// Answer this instead (a refusal, or a preflight).
+    Answer(HttpResponse),
+}
 
 impl AdminState {
     fn count_request(&self, path: &str) {
@@ -149,6 +175,93 @@ impl AdminState {
             .unwrap_or(PATHS.len() - 1);
         self.served[index].fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Runs the checks of `admin/guard.rs` on `request`.
+    fn verdict(&self, request: &ServiceRequest) -> Verdict {
+        let headers = request.headers();
+        let host = headers.get(header::HOST).map(HeaderValue::as_bytes);
+        let local = request.request().conn_data::<ArrivedOn>().map(|a| a.0);
+        if let Err(refusal) = self.guard.check_host(host, local) {
+            return self.refuse(refusal, request, host);
+        }
+        let origin = match headers.get(header::ORIGIN) {
+            None => None,
+            Some(origin) => {
+                let checked =
+                    self.guard
+                        .check_origin(origin.as_bytes(), Guard::host_port(host), local);
+                if let Err(refusal) = checked {
+                    return self.refuse(refusal, request, Some(origin.as_bytes()));
+                }
+                Some(origin.clone())
+            }
+        };
+        if request.method() == Method::OPTIONS {
+            return Verdict::Answer(preflight(origin));
+        }
+        let authorization = headers.get(header::AUTHORIZATION);
+        if let Err(refusal) = self
+            .guard
+            .check_token(request.path(), authorization.map(HeaderValue::as_bytes))
+        {
+            // The token itself is never logged.
+            return self.refuse(refusal, request, None);
+        }
+        Verdict::Serve(origin)
+    }
+
+    /// Counts and logs a refusal of `request` (`what`: the header at fault)
+    /// and says why in the answer.
+    fn refuse(&self, refusal: Refusal, request: &ServiceRequest, what: Option<&[u8]>) -> Verdict {
+        self.refused[refusal.index()].fetch_add(1, Ordering::Relaxed);
+        let shown = what.map(|w| String::from_utf8_lossy(&w[..w.len().min(100)]).into_owned());
+        warn!(target: "herd", "{}: admin refused {} {:.100} from {}: {}{}",
+            self.name, request.method(), request.path(),
+            request.peer_addr().map_or_else(|| "?".into(), |a| a.to_string()),
+            refusal.label(), shown.map_or_else(String::new, |s| format!(" {s:?}")));
+        Verdict::Answer(refusal_answer(refusal))
+    }
+}
+
+/// The answer to a refused request.
+fn refusal_answer(refusal: Refusal) -> HttpResponse {
+    let (status, text) = match refusal {
+        Refusal::Host => (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this Host is not a name of this server (see admin.allowed_hosts)\n",
+        ),
+        Refusal::Origin => (
+            StatusCode::FORBIDDEN,
+            "this Origin is not a page of this herd\n",
+        ),
+        Refusal::Token => (
+            StatusCode::UNAUTHORIZED,
+            "this needs the admin token: Authorization: Bearer <token>\n",
+        ),
+        Refusal::Query => (StatusCode::BAD_REQUEST, "bad query\n"),
+    };
+    let mut answer = HttpResponse::build(status);
+    answer.content_type("text/plain");
+    if refusal == Refusal::Token {
+        answer.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"herd admin\""));
+    }
+    answer.body(text)
+}
+
+/// The answer to a CORS preflight from an allowed origin (or to a bare
+/// `OPTIONS`): GET with an `Authorization` header may follow.
+fn preflight(origin: Option<HeaderValue>) -> HttpResponse {
+    let mut answer = HttpResponse::NoContent();
+    answer.insert_header((header::ALLOW, "GET, OPTIONS"));
+    if let Some(origin) = origin {
+        answer
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET"))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization"))
+            .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+            .insert_header((header::VARY, "Origin"));
+    }
+    answer.finish()
 }
 
 fn unix_now() -> u64 {
@@ -181,15 +294,34 @@ pub fn start(
         metrics,
         started: Instant::now(),
         started_unix: unix_now(),
+        guard: Guard::new(&plan.admin),
         served: Default::default(),
+        refused: Default::default(),
     });
     let server = HttpServer::new(move || {
-        let counting = state.clone();
+        let gate = state.clone();
         App::new()
             .app_data(state.clone())
             .wrap_fn(move |request, service| {
-                counting.count_request(request.path());
-                service.call(request)
+                gate.count_request(request.path());
+                let pending = match gate.verdict(&request) {
+                    Verdict::Serve(origin) => Ok((service.call(request), origin)),
+                    Verdict::Answer(answer) => Err(request.into_response(answer)),
+                };
+                async move {
+                    let (call, origin) = match pending {
+                        Ok(pending) => pending,
+                        Err(answered) => return Ok(answered),
+                    };
+                    let mut response = call.await?;
+                    let headers = response.headers_mut();
+                    // Answers differ by Origin: a cache must keep them apart.
+                    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+                    if let Some(origin) = origin {
+                        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                    }
+                    Ok(response)
+                }
             })
             .route("/", web::get().to(page))
             .route("/healthz", web::get().to(healthz))
@@ -197,6 +329,13 @@ pub fn start(
             .route("/status", web::get().to(status))
             .route("/herd", web::get().to(herd))
             .route("/records", web::get().to(records))
+            .route("/places", web::get().to(places))
+    })
+    .on_connect(|connection, data| {
+        let socket = connection.downcast_ref::<actix_web::rt::net::TcpStream>();
+        if let Some(Ok(local)) = socket.map(|s| s.local_addr()) {
+            data.insert(ArrivedOn(local.ip()));
+        }
     })
     .workers(1)
     .disable_signals()
@@ -236,6 +375,10 @@ async fn metrics_text(state: web::Data<AdminState>) -> HttpResponse {
             .iter()
             .zip(&state.served)
             .map(|(path, n)| (*path, n.load(Ordering::Relaxed)))
+            .collect::<Vec<_>>(),
+        &Refusal::ALL
+            .iter()
+            .map(|r| (r.label(), state.refused[r.index()].load(Ordering::Relaxed)))
             .collect::<Vec<_>>(),
     );
     HttpResponse::Ok()
@@ -360,7 +503,6 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
         clients,
     };
     HttpResponse::Ok()
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(view)
 }
@@ -382,12 +524,43 @@ async fn herd(state: web::Data<AdminState>) -> HttpResponse {
         }]
     });
     HttpResponse::Ok()
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(HerdView {
             server: &state.name,
             servers,
         })
+}
+
+/// `/places`: the base map layer of a box (see `admin/map.rs`). Off the
+/// listener's thread: a world view walks the whole table.
+async fn places(state: web::Data<AdminState>, request: HttpRequest) -> HttpResponse {
+    let bounds = match map::Bounds::parse(request.query_string()) {
+        Ok(bounds) => bounds,
+        Err(e) => {
+            state.refused[Refusal::Query.index()].fetch_add(1, Ordering::Relaxed);
+            warn!(target: "herd", "{}: admin refused /places?{:.100}: {e}",
+                state.name, request.query_string());
+            return HttpResponse::BadRequest()
+                .content_type("text/plain")
+                .body(format!("{e}\n"));
+        }
+    };
+    match web::block(move || map::layer(&bounds)).await {
+        Ok(layer) => HttpResponse::Ok()
+            .insert_header((
+                header::CACHE_CONTROL,
+                // The table never changes while the server runs.
+                if layer.loaded {
+                    "private, max-age=3600"
+                } else {
+                    "no-store"
+                },
+            ))
+            .json(layer),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!("places unavailable: {e}\n")),
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use herd_actors::record::{Record, SharedRecord};
 use herd_actors::store::Journal;
+use herd_actors::text::LogText;
 use log::{error, info, warn};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
@@ -128,7 +129,7 @@ pub fn open(dir: &Path, mode: Mode, server: &str) -> Result<Opened, String> {
     let started = Instant::now();
     let db = Database::create(&path)
         .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
-    let records = load(&db).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let records = load(&db, server).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     info!(target: LOG, "{server}: {} records loaded from {} in {:?} ({mode:?} durability)",
         records.len(), path.display(), started.elapsed());
     let (jobs, queue) = mpsc::channel();
@@ -154,7 +155,7 @@ pub fn open(dir: &Path, mode: Mode, server: &str) -> Result<Opened, String> {
 /// Every valid record of the table; invalid lines are logged and skipped.
 // redb's own error type, large but returned at most once per start.
 #[allow(clippy::result_large_err)]
-fn load(db: &Database) -> Result<Vec<Record>, redb::Error> {
+fn load(db: &Database, server: &str) -> Result<Vec<Record>, redb::Error> {
     // Creating the table on first use keeps a fresh database readable.
     let write = db.begin_write()?;
     write.open_table(RECORDS)?;
@@ -166,8 +167,10 @@ fn load(db: &Database) -> Result<Vec<Record>, redb::Error> {
         let (client, line) = entry?;
         match Record::from_at_line(line.value()) {
             Ok(record) if record.client() == client.value() => records.push(record),
-            _ => warn!(target: LOG, "skipping an invalid stored record: {}",
-                String::from_utf8_lossy(line.value())),
+            // Checked with the client rules like any line from outside: a
+            // bad record is never served, and shown escaped and clipped.
+            _ => warn!(target: LOG, "{server}: skipping an invalid stored record ({} bytes): {}",
+                line.value().len(), LogText::clipped(line.value(), 300)),
         }
     }
     Ok(records)

@@ -147,3 +147,21 @@ pub fn init(log_dir: &str, servers: &[String], file_level: &str) {
         }
     }
 }
+
+/// Logs every panic to the log of each server of this process (a panic
+/// names no server, and in one process they share it), with its thread and
+/// place, and lets the process go on: a panic ends only the task it
+/// happened in (one connection, one request), never the other connections
+/// or the other servers (SPEC §4).
+pub fn log_panics(servers: Vec<String>) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        for server in &servers {
+            log::error!(target: "herd", "{server}: panic in thread {thread}: {info}");
+        }
+        log::logger().flush();
+    }));
+}

@@ -62,23 +62,10 @@ fn main() -> ExitCode {
         &server_names,
         &settings.herd.file_log_level,
     );
-    exit_on_panic();
+    logging::log_panics(server_names);
     let code = run(plans);
     log::logger().flush();
     code
-}
-
-/// A panic in any actor thread ends the whole process (after logging it), so
-/// that a supervisor restarts a whole server rather than a server missing a
-/// thread carrying on.
-fn exit_on_panic() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default(info);
-        error!(target: "herd", "panic: {info}; exiting");
-        log::logger().flush();
-        std::process::exit(101);
-    }));
 }
 
 /// Runs the servers until SIGTERM or SIGINT. Each server of an all-in-one

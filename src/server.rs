@@ -93,9 +93,10 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
     let peers = bind(&plan.peer_addr, "peers").await?;
     let name: Arc<str> = plan.name.as_str().into();
     let metrics = Arc::new(Metrics::default());
-    if !plan.secret.is_set() && !plan.neighbours.is_empty() {
-        warn!(target: "herd", "{name}: NO HERD SECRET SET: peers are accepted by name alone. \
-            Set HERD_SECRET (or herd.secret_file) on every server of the herd.");
+    if !plan.secret.is_set() {
+        warn!(target: "herd", "{name}: INSECURE PEERS (herd.insecure_peers is set): \
+            neighbours are accepted by name alone and the peer wire is in clear. \
+            Remove the setting to use HERD_SECRET, herd.secret_file or ~/.herd.cookie.");
     }
 
     // With a data folder, the records are loaded before the store starts, so a
@@ -108,7 +109,14 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
         }
         None => (Vec::new(), None, None),
     };
-    let store = LocationStoreActor::new(name.clone(), records, journal, metrics.clone()).start();
+    let store = LocationStoreActor::new(
+        name.clone(),
+        records,
+        journal,
+        metrics.clone(),
+        plan.client_limits.max_future_skew,
+    )
+    .start();
     let (provider, policy) = places_provider(&name, &plan.places)?;
     let places = PlacesActor::new(name.clone(), provider, metrics.clone())
         .with_policy(policy)

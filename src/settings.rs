@@ -7,7 +7,9 @@
 //! `HERD_PLACES__PROVIDER=google`, `HERD_SERVERS__RILEY__HOST=riley`), then
 //! command-line flags. Secrets never come from the file: the herd secret is
 //! `HERD_SECRET` or the file named by `herd.secret_file`, the Google key is
-//! `GOOGLE_PLACES_API_KEY`.
+//! `GOOGLE_PLACES_API_KEY`. The admin token (see [`AdminSection`]) is
+//! `HERD_ADMIN_TOKEN` or the file named by `admin.token_file`; `admin.token`
+//! exists for a throwaway local file and an `HERD_ADMIN__TOKEN` override.
 //!
 //! Server tables are keyed by a lower-case id (environment variable names
 //! are case-insensitive) and carry the name used on the wire. A link listed
@@ -20,7 +22,11 @@ use std::time::Duration;
 use herd_actors::connection::ClientLimits;
 use herd_actors::handshake::Secret;
 use herd_actors::peer::PeerLimits;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::cookie;
+
+mod keys;
 
 /// What can go wrong reading the settings.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +41,7 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, SettingsError> {
     Err(SettingsError::Invalid(message.into()))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct HerdSection {
     /// Folder of the per-server logs (`<log_dir>/<Name>.log`); empty: none.
@@ -48,8 +54,12 @@ pub struct HerdSection {
     pub data_dir: String,
     /// `sync` (answer after fsync) or `async` (answer at once, fsync soon).
     pub durability: String,
-    /// A file holding the herd secret (used when `HERD_SECRET` is unset).
+    /// A file holding the herd secret (used when `HERD_SECRET` is unset),
+    /// created with a random secret if missing; empty: `~/.herd.cookie`.
     pub secret_file: String,
+    /// Peers by name alone, in clear, with no secret: only when an operator
+    /// asks for it, and warned about at every start.
+    pub insecure_peers: bool,
 }
 
 impl Default for HerdSection {
@@ -61,11 +71,12 @@ impl Default for HerdSection {
             data_dir: String::new(),
             durability: "sync".into(),
             secret_file: String::new(),
+            insecure_peers: false,
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct LimitsSection {
     pub max_line_bytes: usize,
@@ -79,6 +90,8 @@ pub struct LimitsSection {
     pub max_peer_handshakes: usize,
     pub backoff_first_ms: u64,
     pub backoff_max_ms: u64,
+    /// A client time further ahead of the server's clock is refused.
+    pub max_future_skew_ms: u64,
 }
 
 impl Default for LimitsSection {
@@ -95,11 +108,15 @@ impl Default for LimitsSection {
             max_peer_handshakes: 64,
             backoff_first_ms: 50,
             backoff_max_ms: 2_000,
+            max_future_skew_ms: u64::try_from(
+                herd_actors::protocol::DEFAULT_MAX_FUTURE_SKEW.as_millis(),
+            )
+            .unwrap_or(u64::MAX),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct PlacesSection {
     /// `offline`, `google` or `google-new`.
@@ -130,7 +147,7 @@ impl Default for PlacesSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ServerSection {
     pub name: String,
     /// Where the others reach this server.
@@ -160,6 +177,63 @@ fn loopback() -> String {
     "127.0.0.1".into()
 }
 
+/// `[admin]`: who may read the admin listeners (src/admin/guard.rs).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AdminSection {
+    /// The bearer token every admin path but `/` and `/healthz` asks for.
+    /// `HERD_ADMIN_TOKEN` wins over it; prefer that or `token_file`.
+    pub token: String,
+    /// A file holding the token (used when no token is set otherwise).
+    pub token_file: String,
+    /// More `Host` names the admin listeners answer to (besides loopback,
+    /// the address a request arrived on, and each server's `host`),
+    /// separated by commas or spaces: e.g. `"herd.example.com, 10.0.0.5"`.
+    pub allowed_hosts: String,
+}
+
+/// The shortest admin token accepted: shorter ones can be guessed.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// A token file's trouble in its own words (the cookie's speak of the
+/// herd secret).
+fn admin_token_file_error(error: cookie::CookieError) -> String {
+    use cookie::CookieError::*;
+    match error {
+        Read { path, source } => format!(
+            "cannot read the admin token file {}: {source}",
+            path.display()
+        ),
+        Create { path, source } => format!(
+            "cannot create the admin token file {}: {source}",
+            path.display()
+        ),
+        Empty { path } => format!("the admin token file {} is empty", path.display()),
+        Exposed { path, mode } => format!(
+            "the admin token file {path} can be read by others (mode {mode:o}); \
+             allow its owner only: chmod 600 {path}",
+            path = path.display()
+        ),
+        NoHome => "no admin token file named".into(),
+    }
+}
+
+/// Whether a listen address is every address (`0.0.0.0`, `::`): no name.
+fn is_wildcard(listen: &str) -> bool {
+    listen
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+}
+
+/// Whether a listen address stays on this machine.
+fn is_loopback(listen: &str) -> bool {
+    let bare = listen.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The whole file, after environment overrides.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -169,6 +243,8 @@ pub struct Settings {
     pub limits: LimitsSection,
     #[serde(default)]
     pub places: PlacesSection,
+    #[serde(default)]
+    pub admin: AdminSection,
     pub servers: BTreeMap<String, ServerSection>,
 }
 
@@ -188,6 +264,20 @@ pub struct NeighbourPlan {
     pub address: String,
 }
 
+/// Who may read one server's admin listener.
+#[derive(Debug, Clone)]
+pub struct AdminPlan {
+    /// The bearer token, when one is set.
+    pub token: Option<String>,
+    /// `Host` names answered besides loopback and the address a request
+    /// arrived on: the server's `host`, its `admin_listen` and
+    /// `admin.allowed_hosts`, lower-case.
+    pub names: Vec<String>,
+    /// The admin ports of every server of the herd: the origins the live
+    /// page may poll from.
+    pub herd_ports: Vec<u16>,
+}
+
 /// Everything one server needs to start.
 #[derive(Debug, Clone)]
 pub struct ServerPlan {
@@ -195,6 +285,7 @@ pub struct ServerPlan {
     pub client_addr: String,
     pub peer_addr: String,
     pub admin_addr: String,
+    pub admin: AdminPlan,
     pub neighbours: Vec<NeighbourPlan>,
     pub client_limits: ClientLimits,
     pub max_connections: usize,
@@ -207,10 +298,20 @@ pub struct ServerPlan {
 }
 
 impl Settings {
-    /// Reads `path` and the `HERD_*` environment.
+    /// Reads `path` and the `HERD_*` environment. A key of either that
+    /// names no setting is refused, with the closest one that does.
     pub fn load(path: &Path) -> Result<Settings, SettingsError> {
+        let file = config::File::from(path).format(config::FileFormat::Toml);
+        let tree: serde_json::Value = config::Config::builder()
+            .add_source(file.clone())
+            .build()?
+            .try_deserialize()?;
+        let known = Settings::known_keys();
+        keys::check_file(&tree, &known, &path.display().to_string())
+            .and_then(|()| keys::check_env(std::env::vars(), &known))
+            .map_err(SettingsError::Invalid)?;
         let settings = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(file)
             .add_source(
                 config::Environment::with_prefix("HERD")
                     .prefix_separator("_")
@@ -221,6 +322,21 @@ impl Settings {
             .try_deserialize::<Settings>()?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Every setting's key, from the setting structs and their defaults:
+    /// `{section: {key: default}}`, with `servers.*` for any server.
+    fn known_keys() -> serde_json::Value {
+        let server =
+            serde_json::from_value::<ServerSection>(serde_json::json!({"name": "", "port": 0}))
+                .ok();
+        serde_json::json!({
+            "herd": HerdSection::default(),
+            "limits": LimitsSection::default(),
+            "places": PlacesSection::default(),
+            "admin": AdminSection::default(),
+            "servers": { "*": server },
+        })
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
@@ -344,12 +460,14 @@ impl Settings {
             client_addr: format!("{}:{}", server.listen, server.port),
             peer_addr: format!("{}:{}", server.listen, peer_port),
             admin_addr: format!("{}:{}", server.admin_listen, admin_port),
+            admin: self.admin_plan(server)?,
             neighbours,
             client_limits: ClientLimits {
                 max_line: limits.max_line_bytes,
                 idle_timeout: ms(limits.idle_timeout_ms),
                 write_timeout: ms(limits.write_timeout_ms),
                 linger: ms(limits.linger_ms),
+                max_future_skew: ms(limits.max_future_skew_ms),
             },
             max_connections: limits.max_connections,
             peer_limits: PeerLimits {
@@ -370,24 +488,89 @@ impl Settings {
         })
     }
 
-    /// `HERD_SECRET`, else the secret file, else none.
+    /// The herd secret (SPEC §4), in this order: `HERD_SECRET`; none when
+    /// the operator set `herd.insecure_peers`; the file `herd.secret_file`;
+    /// the user's cookie `~/.herd.cookie`. A missing file is created with a
+    /// random secret, so a herd is authenticated with no configuration.
     fn secret(&self) -> Result<Secret, SettingsError> {
         if let Ok(secret) = std::env::var("HERD_SECRET") {
-            if !secret.is_empty() {
-                return Ok(Secret::new(secret.trim_end().as_bytes()));
+            if !secret.trim().is_empty() {
+                return Ok(Secret::new(secret.trim().as_bytes()));
             }
         }
-        if self.herd.secret_file.is_empty() {
+        if self.herd.insecure_peers {
             return Ok(Secret::none());
         }
-        match std::fs::read(&self.herd.secret_file) {
-            Ok(bytes) if !bytes.trim_ascii().is_empty() => Ok(Secret::new(bytes.trim_ascii())),
-            Ok(_) => invalid(format!("secret file {} is empty", self.herd.secret_file)),
-            Err(e) => invalid(format!(
-                "cannot read secret file {}: {e}",
-                self.herd.secret_file
-            )),
+        let path = if self.herd.secret_file.is_empty() {
+            cookie::default_path()
+        } else {
+            Ok(PathBuf::from(&self.herd.secret_file))
+        };
+        path.and_then(|path| cookie::read_or_create(&path))
+            .map(|secret| Secret::new(&secret))
+            .map_err(|e| SettingsError::Invalid(e.to_string()))
+    }
+
+    /// `HERD_ADMIN_TOKEN`, else `admin.token`, else the token file, else
+    /// none. The token file is kept as the herd secret's (`src/cookie.rs`):
+    /// owner-only, and created with a random token when missing, so servers
+    /// sharing a folder or volume share a token with nothing to set up. A
+    /// token is printable ASCII without spaces (it travels in an HTTP
+    /// header) and at least [`MIN_ADMIN_TOKEN_LEN`] long.
+    pub fn admin_token(&self) -> Result<Option<String>, SettingsError> {
+        let from_env = std::env::var("HERD_ADMIN_TOKEN").unwrap_or_default();
+        let token = if !from_env.trim().is_empty() {
+            from_env.trim().to_string()
+        } else if !self.admin.token.trim().is_empty() {
+            self.admin.token.trim().to_string()
+        } else if self.admin.token_file.is_empty() {
+            return Ok(None);
+        } else {
+            let bytes = cookie::read_or_create(Path::new(&self.admin.token_file))
+                .map_err(|e| SettingsError::Invalid(admin_token_file_error(e)))?;
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return invalid("the admin token must be printable ASCII without spaces");
         }
+        if token.len() < MIN_ADMIN_TOKEN_LEN {
+            return invalid(format!(
+                "the admin token is shorter than {MIN_ADMIN_TOKEN_LEN} characters"
+            ));
+        }
+        Ok(Some(token))
+    }
+
+    /// Who may read `server`'s admin listener. An admin listener bound
+    /// beyond loopback without a token is refused: it would hand every
+    /// client's position to anyone on the network.
+    fn admin_plan(&self, server: &ServerSection) -> Result<AdminPlan, SettingsError> {
+        let token = self.admin_token()?;
+        if token.is_none() && !is_loopback(&server.admin_listen) {
+            return invalid(format!(
+                "{}'s admin listener binds {} (beyond loopback) without an admin token: \
+                 set HERD_ADMIN_TOKEN or admin.token_file, or bind admin_listen to 127.0.0.1",
+                server.name, server.admin_listen
+            ));
+        }
+        let names = [server.host.as_str(), server.admin_listen.as_str()]
+            .into_iter()
+            .chain(self.admin.allowed_hosts.split([',', ' ']))
+            .map(|n| n.trim().trim_start_matches('[').trim_end_matches(']'))
+            .filter(|n| !n.is_empty() && !is_wildcard(n))
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let mut herd_ports: Vec<u16> = self
+            .servers
+            .values()
+            .map(|s| s.admin_port.unwrap_or(s.port.saturating_add(1000)))
+            .collect();
+        herd_ports.sort_unstable();
+        Ok(AdminPlan {
+            token,
+            names,
+            herd_ports,
+        })
     }
 
     fn places_plan(&self) -> Result<PlacesPlan, SettingsError> {
@@ -421,6 +604,57 @@ mod tests {
     }
 
     const ONE: &str = "[servers.riley]\nname = \"Riley\"\nport = 12665\n";
+
+    fn error_of(text: &str) -> String {
+        load(text).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_with_the_closest_known_one() {
+        let error = error_of(&format!("[places]\nprovidr = \"google\"\n{ONE}"));
+        assert!(
+            error.contains("unknown setting places.providr")
+                && error.contains("did you mean places.provider?"),
+            "{error}"
+        );
+        let error = error_of(&format!("{ONE}neighbors = [\"Jaquez\"]\n"));
+        assert!(
+            error.contains("servers.riley.neighbors")
+                && error.contains("did you mean servers.riley.neighbours?"),
+            "{error}"
+        );
+        let error = error_of(&format!("[limit]\nmax_line_bytes = 1\n{ONE}"));
+        assert!(error.contains("did you mean limits?"), "{error}");
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_refused_and_others_are_left_alone() {
+        let known = Settings::known_keys();
+        let vars = |list: &[&str]| {
+            list.iter()
+                .map(|v| (v.to_string(), "1".to_string()))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        let fine = vars(&[
+            "HERD_SECRET",
+            "HERD_CONFIG",
+            "HERD_PLACES__PROVIDER",
+            "HERD_SERVERS__RILEY__HOST",
+            "HERD_LIMITS__MAX_FUTURE_SKEW_MS",
+        ]);
+        assert_eq!(keys::check_env(fine, &known), Ok(()));
+        let error = keys::check_env(vars(&["HERD_PLACES__PROVIDR"]), &known).unwrap_err();
+        assert!(
+            error.contains("did you mean HERD_PLACES__PROVIDER?"),
+            "{error}"
+        );
+        let error = keys::check_env(vars(&["HERD_SERVERS__RILEY__HOTS"]), &known).unwrap_err();
+        assert!(
+            error.contains("did you mean HERD_SERVERS__RILEY__HOST?"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn a_zero_limit_is_refused_with_its_name() {

@@ -1,17 +1,30 @@
 //! The admin listener over real HTTP against running `herd` processes
-//! (SPEC §6): `/records`, `/healthz`, `/metrics`, `/status`, `/herd`, the
-//! page, and the `herdctl dump` / `herdctl status` subcommands built on them.
+//! (SPEC §6): `/records`, `/healthz`, `/metrics`, `/status`, `/herd`,
+//! `/places`, the page, and the `herdctl dump` / `herdctl status`
+//! subcommands built on them; and who may read it (SPEC §7): no wildcard
+//! CORS, unknown `Host` refused, the admin token.
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{iamat, wait_until, Herd};
 use herd::ctl::http::{self, Response};
 
 fn admin(herd: &Herd, name: &str) -> String {
     format!("127.0.0.1:{}", herd.ports(name).admin)
+}
+
+/// Waits until every server's admin listener answers (it is bound just after
+/// the client listener the harness waits for).
+fn wait_admin(herd: &Herd) {
+    for name in herd.names() {
+        wait_until(Duration::from_secs(10), &format!("{name}'s admin"), || {
+            http::get_ok(&admin(herd, &name), "/healthz").is_ok()
+        });
+    }
 }
 
 fn get(herd: &Herd, name: &str, path: &str) -> Response {
@@ -49,6 +62,7 @@ fn herdctl(herd: &Herd, args: &[&str]) -> std::process::Output {
 fn records_dump_every_record_sorted_and_herdctl_dump_prints_it() {
     let mut herd = Herd::with_topology(&[("Alpha", &["Beta"]), ("Beta", &["Alpha"])]).build();
     herd.start_each();
+    wait_admin(&herd);
     let empty = get(&herd, "Alpha", "/records");
     assert_eq!(empty.status, 200);
     assert_eq!(empty.header("content-type"), Some("text/plain"));
@@ -98,6 +112,7 @@ fn records_dump_every_record_sorted_and_herdctl_dump_prints_it() {
 fn healthz_metrics_status_and_herd_describe_a_running_herd() {
     let mut herd = Herd::with_topology(&[("Alpha", &["Beta"]), ("Beta", &["Alpha"])]).build();
     herd.start_each();
+    wait_admin(&herd);
 
     let health = get(&herd, "Alpha", "/healthz");
     assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
@@ -153,11 +168,12 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
         1.0
     );
     assert!(value("herd_sync_runs_total", "") >= 1.0);
-    // The wait above polled /status; /healthz was asked once; this scrape counts.
+    // The wait above polled /status; /healthz was answered twice (once to
+    // wait_admin, once above); this scrape counts.
     assert!(value("herd_admin_requests_total", ",path=\"/status\"") >= 1.0);
     assert_eq!(
         value("herd_admin_requests_total", ",path=\"/healthz\""),
-        1.0
+        2.0
     );
     assert_eq!(
         value("herd_admin_requests_total", ",path=\"/metrics\""),
@@ -203,10 +219,7 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
     );
 
     let status_answer = get(&herd, "Beta", "/status");
-    assert_eq!(
-        status_answer.header("access-control-allow-origin"),
-        Some("*")
-    );
+    assert_eq!(status_answer.header("access-control-allow-origin"), None);
     let s: serde_json::Value = serde_json::from_slice(&status_answer.body).unwrap();
     assert_eq!(s["server"], "Beta");
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
@@ -269,6 +282,7 @@ fn herdctl_status_shows_servers_and_links_and_a_dead_server() {
     ])
     .build();
     herd.start_each();
+    wait_admin(&herd);
     let run = |herd: &Herd| {
         let out = herdctl(herd, &["--server", "Alpha", "status"]);
         assert!(
@@ -326,4 +340,357 @@ fn every_server_of_an_all_in_one_process_has_its_own_admin_listener() {
         assert_eq!(topology["server"], name);
         assert_eq!(topology["servers"].as_array().map(Vec::len), Some(2));
     }
+}
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+/// `GET path` at `name` with extra headers (e.g. a `Host` of our choosing).
+fn get_with(herd: &Herd, name: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    http::request(&admin(herd, name), "GET", path, headers)
+        .unwrap_or_else(|e| panic!("GET {path} at {name}: {e}"))
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// `herd_admin_refused_total{reason=...}` of `name`, scraped with `token`.
+fn refused(herd: &Herd, name: &str, reason: &str, token: Option<&str>) -> f64 {
+    let text = http::get_with_token(&admin(herd, name), "/metrics", token)
+        .expect("scrape")
+        .text();
+    let labels = format!(",reason=\"{reason}\"");
+    sample(&text, "herd_admin_refused_total", &labels)
+        .unwrap_or_else(|| panic!("no refused count for {reason} in\n{text}"))
+}
+
+#[test]
+fn a_page_of_another_site_gets_no_cors_and_the_herds_own_pages_do() {
+    let mut herd = Herd::with_topology(&[("Alpha", &["Beta"]), ("Beta", &["Alpha"])]).build();
+    herd.start_each();
+    wait_admin(&herd);
+    herd.ask("Alpha", &iamat("kiwi", "1700000000"));
+
+    // Another site's page (or a file, or a sandboxed frame): refused, and
+    // never a wildcard that would let the browser hand over the answer.
+    for origin in [
+        "http://evil.example",
+        "http://evil.example:13665",
+        "null",
+        "http://127.0.0.1:1",
+    ] {
+        for path in ["/status", "/records", "/herd"] {
+            let r = get_with(&herd, "Alpha", path, &[("Origin", origin)]);
+            assert_eq!(r.status, 403, "{origin} {path}: {}", r.text());
+            assert_eq!(r.header("access-control-allow-origin"), None);
+            assert!(!r.text().contains("kiwi"), "{}", r.text());
+        }
+    }
+    // A same-site request without Origin (curl, herdctl) gets no CORS at all.
+    let plain = get(&herd, "Alpha", "/status");
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("access-control-allow-origin"), None);
+    assert_eq!(plain.header("vary"), Some("Origin"));
+
+    // The page served by Beta polls Alpha: its origin is echoed, not `*`.
+    let page = format!("http://127.0.0.1:{}", herd.ports("Beta").admin);
+    let r = get_with(&herd, "Alpha", "/status", &[("Origin", &page)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("access-control-allow-origin"), Some(page.as_str()));
+    assert_eq!(r.header("vary"), Some("Origin"));
+    // Its preflight (the page sends Authorization when it has a token).
+    let preflight = http::request(
+        &admin(&herd, "Alpha"),
+        "OPTIONS",
+        "/status",
+        &[
+            ("Origin", &page),
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "authorization"),
+        ],
+    )
+    .expect("preflight");
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some(page.as_str())
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some("Authorization")
+    );
+    let foreign = http::request(
+        &admin(&herd, "Alpha"),
+        "OPTIONS",
+        "/status",
+        &[("Origin", "http://evil.example")],
+    )
+    .expect("preflight");
+    assert_eq!(foreign.status, 403);
+    assert_eq!(foreign.header("access-control-allow-origin"), None);
+    assert_eq!(refused(&herd, "Alpha", "origin", None), 13.0);
+}
+
+#[test]
+fn a_request_for_another_host_name_is_refused_counted_and_logged() {
+    let mut herd = Herd::with_topology(&[("Alpha", &[])])
+        .setting("admin", "allowed_hosts = \"herd.example.com, 10.9.8.7\"")
+        .build();
+    herd.start_each();
+    wait_admin(&herd);
+    herd.ask("Alpha", &iamat("kiwi", "1700000000"));
+    let port = herd.ports("Alpha").admin;
+
+    // What a DNS-rebinding page sends: its own name, our address and port.
+    for host in [
+        format!("rebind.evil.example:{port}"),
+        "evil.example".to_string(),
+        format!("localhost.evil.example:{port}"),
+        format!("herd.example.com.evil.example:{port}"),
+        "10.9.8.6".to_string(),
+        "bad host".to_string(),
+        String::new(),
+    ] {
+        for path in ["/records", "/status", "/herd", "/healthz", "/"] {
+            let r = get_with(&herd, "Alpha", path, &[("Host", &host)]);
+            assert_eq!(r.status, 421, "Host {host:?} {path}: {}", r.text());
+            assert!(!r.text().contains("kiwi"), "{}", r.text());
+        }
+    }
+    // Names and addresses of this server.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "LOCALHOST".to_string(),
+        format!("[::1]:{port}"),
+        format!("herd.example.com:{port}"),
+        "10.9.8.7".to_string(),
+    ] {
+        let r = get_with(&herd, "Alpha", "/records", &[("Host", &host)]);
+        assert_eq!(r.status, 200, "Host {host:?}: {}", r.text());
+        assert!(r.text().contains("kiwi"), "{}", r.text());
+    }
+    assert_eq!(refused(&herd, "Alpha", "host", None), 35.0);
+    let log = std::fs::read_to_string(herd.log_path("Alpha")).expect("Alpha's log");
+    assert!(
+        log.contains("admin refused GET /records from 127.0.0.1:")
+            && log.contains("host \"rebind.evil.example:"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_admin_token_guards_every_path_but_the_page_and_healthz() {
+    let mut herd = Herd::with_topology(&[("Alpha", &["Beta"]), ("Beta", &["Alpha"])])
+        .env("HERD_ADMIN_TOKEN", TOKEN)
+        .build();
+    herd.start_each();
+    wait_admin(&herd);
+    let at = herd.ask("Alpha", &iamat("kiwi", "1700000000"));
+    herd.wait_for_at_line("Beta", "kiwi", &at);
+
+    for path in [
+        "/records",
+        "/status",
+        "/herd",
+        "/metrics",
+        "/places?south=0&west=0&north=1&east=1",
+    ] {
+        let none = get(&herd, "Alpha", path);
+        assert_eq!(none.status, 401, "{path}: {}", none.text());
+        assert_eq!(
+            none.header("www-authenticate"),
+            Some("Bearer realm=\"herd admin\"")
+        );
+        assert!(!none.text().contains("kiwi"));
+        for wrong in [
+            bearer("test-admin-token-012345678"),
+            bearer("test-admin-token-0123456789x"),
+            bearer("TEST-ADMIN-TOKEN-0123456789"),
+            format!("Basic {TOKEN}"),
+            TOKEN.to_string(),
+        ] {
+            let r = get_with(&herd, "Alpha", path, &[("Authorization", &wrong)]);
+            assert_eq!(r.status, 401, "{path} with {wrong:?}");
+        }
+        let right = get_with(&herd, "Alpha", path, &[("Authorization", &bearer(TOKEN))]);
+        assert_eq!(right.status, 200, "{path}: {}", right.text());
+    }
+    let records =
+        http::get_with_token(&admin(&herd, "Alpha"), "/records", Some(TOKEN)).expect("records");
+    assert_eq!(records.text(), format!("{at}\n"));
+    // Orchestrators probe /healthz and the page is static: both stay open.
+    assert_eq!(get(&herd, "Alpha", "/healthz").status, 200);
+    assert_eq!(get(&herd, "Alpha", "/").status, 200);
+    assert_eq!(refused(&herd, "Alpha", "token", Some(TOKEN)), 30.0);
+
+    // herdctl sends the token given by flag or by environment.
+    let address = admin(&herd, "Beta");
+    let without = herdctl(&herd, &["--server", &address, "dump"]);
+    assert!(!without.status.success());
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("--admin-token"),
+        "{}",
+        String::from_utf8_lossy(&without.stderr)
+    );
+    let by_flag = herdctl(
+        &herd,
+        &["--server", &address, "--admin-token", TOKEN, "dump"],
+    );
+    assert!(
+        by_flag.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_flag.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&by_flag.stdout), format!("{at}\n"));
+    let by_env = Command::new(env!("CARGO_BIN_EXE_herdctl"))
+        .args(["--config", &herd.config.display().to_string()])
+        .args(["--server", "Alpha", "status"])
+        .env("HERD_ADMIN_TOKEN", TOKEN)
+        .output()
+        .expect("run herdctl");
+    let text = String::from_utf8_lossy(&by_env.stdout);
+    assert!(
+        by_env.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_env.stderr)
+    );
+    assert!(text.contains("2/2 servers up"), "{text}");
+}
+
+/// Runs `herd` with `herd`'s settings and `env` until it exits (within 10 s).
+fn run_herd_to_exit(herd: &Herd, env: &[(&str, &str)]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .arg("--config")
+        .arg(&herd.config)
+        .current_dir(herd.dir.path())
+        .env_remove("HERD_ADMIN_TOKEN")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait for herd").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("herd started instead of refusing its settings");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("herd's output")
+}
+
+#[test]
+fn an_admin_listener_beyond_loopback_needs_a_token_which_a_created_file_can_hold() {
+    let wide = [("HERD_SERVERS__ALPHA__ADMIN_LISTEN", "0.0.0.0")];
+    let herd = Herd::with_topology(&[("Alpha", &[])]).build();
+    let out = run_herd_to_exit(&herd, &wide);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "Alpha's admin listener binds 0.0.0.0 (beyond loopback) without an admin token"
+        ),
+        "{stderr}"
+    );
+    // A token too short to be a secret is refused the same way.
+    let short = [wide[0], ("HERD_ADMIN_TOKEN", "short")];
+    let out = run_herd_to_exit(&herd, &short);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 16"));
+
+    // A token file others can read is refused, as the herd secret's is.
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let exposed = dir.path().join("exposed-token");
+    std::fs::write(&exposed, format!("{TOKEN}\n")).expect("write the token file");
+    std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let exposed_path = exposed.display().to_string();
+    let out = run_herd_to_exit(
+        &herd,
+        &[wide[0], ("HERD_ADMIN__TOKEN_FILE", exposed_path.as_str())],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the admin token file") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+
+    // Given a token file that does not exist yet (on a volume the servers
+    // share, say), the server creates it with a random token, owner-only;
+    // the token guards the records, and herdctl finds it through the
+    // settings.
+    let file = dir.path().join("shared").join("admin-token");
+    let mut herd = Herd::with_topology(&[("Alpha", &[])])
+        .setting(
+            "admin",
+            &format!("token_file = {:?}", file.display().to_string()),
+        )
+        .env(wide[0].0, wide[0].1)
+        .build();
+    herd.start_each();
+    wait_admin(&herd);
+    let token = std::fs::read_to_string(&file).expect("the token file was created");
+    let token = token.trim();
+    assert!(
+        token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token:?}"
+    );
+    let mode = std::fs::metadata(&file)
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let at = herd.ask("Alpha", &iamat("kiwi", "1700000000"));
+    assert_eq!(get(&herd, "Alpha", "/records").status, 401);
+    let records = http::get_with_token(&admin(&herd, "Alpha"), "/records", Some(token));
+    assert_eq!(records.map(|r| r.text()), Ok(format!("{at}\n")));
+    let dump = herdctl(&herd, &["--server", "Alpha", "dump"]);
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&dump.stdout), format!("{at}\n"));
+}
+
+#[test]
+fn places_answers_the_base_map_of_a_box_and_refuses_a_bad_one() {
+    let mut herd = Herd::with_topology(&[("Alpha", &[])]).build();
+    herd.start_each();
+    wait_admin(&herd);
+    let la = "/places?south=33.8&west=-118.7&north=34.3&east=-118.0";
+    let mut layer = serde_json::Value::Null;
+    wait_until(Duration::from_secs(20), "the places table to load", || {
+        let r = get(&herd, "Alpha", la);
+        assert_eq!(r.status, 200, "{}", r.text());
+        layer = serde_json::from_slice(&r.body).expect("places JSON");
+        layer["loaded"] == true
+    });
+    let names = layer["names"].as_array().expect("names");
+    assert!(
+        names.iter().any(|n| n[2] == "Santa Monica"),
+        "{} names",
+        names.len()
+    );
+    assert!(!layer["dots"].as_array().expect("dots").is_empty());
+    let world = get(
+        &herd,
+        "Alpha",
+        "/places?south=-90&west=-180&north=90&east=180",
+    );
+    let world: serde_json::Value = serde_json::from_slice(&world.body).expect("JSON");
+    let dots = world["dots"].as_array().map_or(0, Vec::len);
+    assert!((5_000..40_000).contains(&dots), "{dots} dots");
+    assert_eq!(world["names"].as_array().map(Vec::len), Some(0));
+    for bad in [
+        "/places",
+        "/places?south=1&west=0&north=0&east=1",
+        "/places?south=NaN&west=0&north=1&east=1",
+        "/places?south=0&west=0&north=1&east=1e999",
+    ] {
+        assert_eq!(get(&herd, "Alpha", bad).status, 400, "{bad}");
+    }
+    assert_eq!(refused(&herd, "Alpha", "query", None), 4.0);
 }

@@ -6,12 +6,21 @@
 //!   the map; after one server is SIGKILLed the same page, by its own
 //!   polling, must turn that server and its three links down, keep the
 //!   others up, and list the change.
+//! - The map: with three clients in Los Angeles the view is a city's, the
+//!   base layer (the herd's own places, from `/places`) drawn, and the names
+//!   of the places by the clients shown; once clients in Tokyo and Cape Town
+//!   join, the view is the world's, without names.
 //! - A fresh `--dump-dom` load checks the first drawing, with all up and
 //!   again with the server dead.
+//! - The herd has an admin token: the page given it in its fragment draws;
+//!   without it, it says it needs it and draws nothing. A page of another
+//!   origin cannot read `/status` even with the token, and a DNS-rebinding
+//!   name (mapped to 127.0.0.1 by the browser's resolver) gets no page.
 //!
-//! Screenshots of both pictures are kept as `target/test-artifacts/herd-page.png`
-//! and `herd-page-bernard-down.png`. There is no skipping: without Chromium on
-//! PATH (or in `HERD_CHROMIUM`) the test fails and says how to install it.
+//! Screenshots are kept as `target/test-artifacts/herd-page-city.png`,
+//! `herd-page.png` and `herd-page-bernard-down.png`. There is no skipping:
+//! without Chromium on PATH (or in `HERD_CHROMIUM`) the test fails and says
+//! how to install it.
 
 mod common;
 
@@ -54,9 +63,15 @@ fn artifacts() -> PathBuf {
 /// `--screenshot=...`), giving the page a few seconds of (virtual) time to
 /// poll the herd. Returns standard output.
 fn browse(browser: &str, url: &str, what: &str) -> String {
+    browse_with(browser, url, what, &[])
+}
+
+/// [`browse`] with more Chromium flags.
+fn browse_with(browser: &str, url: &str, what: &str, flags: &[&str]) -> String {
     let profile = tempfile::tempdir().expect("a browser profile folder");
     let out = Command::new(browser)
         .args(FLAGS)
+        .args(flags)
         .arg("--virtual-time-budget=4000")
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(what)
@@ -208,6 +223,30 @@ impl Browser {
         result["result"]["value"].clone()
     }
 
+    /// The value a JavaScript promise resolves to in the page.
+    fn eval_promise(&mut self, expression: &str) -> serde_json::Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({
+                "expression": expression,
+                "returnByValue": true,
+                "awaitPromise": true,
+            }),
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// A `data-*` attribute of the map (`view`, `places`, `labels`).
+    fn map(&mut self, attribute: &str) -> serde_json::Value {
+        self.eval(&format!(
+            "document.getElementById('map').dataset.{attribute}"
+        ))
+    }
+
+    fn clients_drawn(&mut self) -> serde_json::Value {
+        self.eval("document.querySelectorAll('#clients [data-client]').length")
+    }
+
     /// The `data-state` of every server and link drawn, keyed by server
     /// name or `A|B`.
     fn states(&mut self) -> serde_json::Value {
@@ -289,11 +328,14 @@ fn link(a: &str, b: &str) -> String {
     format!("data-link=\"{a}|{b}\"")
 }
 
+/// The herd's admin token.
+const TOKEN: &str = "page-test-token-0123456789";
+
 /// Whether every server answers `/status` with every link up.
 fn all_links_up(herd: &Herd) -> bool {
     herd.names().iter().all(|name| {
         let address = format!("127.0.0.1:{}", herd.ports(name).admin);
-        http::get_ok(&address, "/status")
+        http::get_ok_with_token(&address, "/status", Some(TOKEN))
             .ok()
             .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
             .and_then(|s| {
@@ -308,23 +350,30 @@ fn all_links_up(herd: &Herd) -> bool {
 #[test]
 fn the_live_page_draws_five_servers_then_turns_a_killed_one_and_its_links_down() {
     let browser = chromium();
-    let mut herd = Herd::five().build();
+    let mut herd = Herd::five().env("HERD_ADMIN_TOKEN", TOKEN).build();
     herd.start_each();
     wait_until(Duration::from_secs(15), "every link of the herd up", || {
         all_links_up(&herd)
     });
-    for (i, (client, place)) in [
-        ("kiwi.cs.ucla.edu", "+34.068930-118.445127"),
-        ("tokyo.phone", "+35.6762+139.6503"),
-        ("cape.town", "-33.9249+18.4241"),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let answer = herd.ask("Juzang", &format!("IAMAT {client} {place} 170000000{i}"));
-        assert!(answer.starts_with("AT Juzang "), "{answer}");
-    }
-    let url = format!("http://127.0.0.1:{}/", herd.ports("Riley").admin);
+    let report = |herd: &Herd, clients: &[(&str, &str)], first: usize| {
+        for (i, (client, place)) in clients.iter().enumerate() {
+            let time = format!("17000000{:02}", first + i);
+            let answer = herd.ask("Juzang", &format!("IAMAT {client} {place} {time}"));
+            assert!(answer.starts_with("AT Juzang "), "{answer}");
+        }
+    };
+    // Three clients in one city first.
+    report(
+        &herd,
+        &[
+            ("kiwi.cs.ucla.edu", "+34.068930-118.445127"),
+            ("santa.monica", "+34.0195-118.4912"),
+            ("culver.city", "+34.0211-118.3965"),
+        ],
+        0,
+    );
+    let page = format!("http://127.0.0.1:{}/", herd.ports("Riley").admin);
+    let url = format!("{page}#token={TOKEN}");
     let links = [
         ("Riley", "Jaquez"),
         ("Riley", "Juzang"),
@@ -352,7 +401,7 @@ fn the_live_page_draws_five_servers_then_turns_a_killed_one_and_its_links_down()
                 && links
                     .iter()
                     .all(|(a, b)| states[key(a, b).as_str()] == "up")
-                && live.eval("document.querySelectorAll('#clients [data-client]').length") == 3
+                && live.clients_drawn() == 3
         },
     );
     let states = live.states();
@@ -361,6 +410,43 @@ fn the_live_page_draws_five_servers_then_turns_a_killed_one_and_its_links_down()
         Some(5 + links.len()),
         "{states}"
     );
+    // The view zooms to the city, draws its places and names those by the
+    // clients.
+    wait_until(Duration::from_secs(20), "the map to show the city", || {
+        live.map("view") == "city"
+            && live
+                .map("places")
+                .as_str()
+                .and_then(|n| n.parse::<u32>().ok())
+                > Some(20)
+            && live.eval("document.querySelectorAll('[data-place=\"Santa Monica\"]').length") == 1
+    });
+    let labels = live.map("labels");
+    assert!(
+        labels.as_str().and_then(|n| n.parse::<u32>().ok()) >= Some(5),
+        "{labels}"
+    );
+    live.screenshot(&artifacts().join("herd-page-city.png"));
+
+    // Clients across the world: the view is the world's, without names.
+    report(
+        &herd,
+        &[
+            ("tokyo.phone", "+35.6762+139.6503"),
+            ("cape.town", "-33.9249+18.4241"),
+        ],
+        3,
+    );
+    wait_until(Duration::from_secs(20), "the map to show the world", || {
+        live.clients_drawn() == 5
+            && live.map("view") == "world"
+            && live.map("labels") == "0"
+            && live
+                .map("places")
+                .as_str()
+                .and_then(|n| n.parse::<u32>().ok())
+                > Some(5_000)
+    });
     live.screenshot(&artifacts().join("herd-page.png"));
 
     let dom = browse(&browser, &url, "--dump-dom");
@@ -381,8 +467,14 @@ fn the_live_page_draws_five_servers_then_turns_a_killed_one_and_its_links_down()
     for (a, b) in links {
         assert_eq!(state_of(&dom, &link(a, b)), "up", "{a}-{b}");
     }
-    // The three clients are on the map (everyone holds them by now).
-    for client in ["kiwi.cs.ucla.edu", "tokyo.phone", "cape.town"] {
+    // The five clients are on the map (everyone holds them by now).
+    for client in [
+        "kiwi.cs.ucla.edu",
+        "santa.monica",
+        "culver.city",
+        "tokyo.phone",
+        "cape.town",
+    ] {
         assert!(
             !tags_with(&dom, &format!("data-client=\"{client}\"")).is_empty(),
             "{client} not drawn:\n{dom}"
@@ -418,6 +510,7 @@ fn the_live_page_draws_five_servers_then_turns_a_killed_one_and_its_links_down()
     );
     live.screenshot(&artifacts().join("herd-page-bernard-down.png"));
     drop(live);
+    the_page_needs_the_token_and_other_origins_read_nothing(&browser, &herd, &page);
 
     // A fresh load draws the dead server down from the start.
     let dom = browse(&browser, &url, "--dump-dom");
@@ -432,5 +525,85 @@ fn the_live_page_draws_five_servers_then_turns_a_killed_one_and_its_links_down()
             "up"
         };
         assert_eq!(state_of(&dom, &link(a, b)), expected, "{a}-{b}:\n{dom}");
+    }
+}
+
+/// Without the token the page draws nothing and says what it needs; a page
+/// of another origin cannot read `/status` even holding the token; a
+/// DNS-rebinding name gets no page at all.
+fn the_page_needs_the_token_and_other_origins_read_nothing(browser: &str, herd: &Herd, page: &str) {
+    let dom = browse(browser, page, "--dump-dom");
+    assert!(dom.contains("data-auth=\"needed\""), "{dom}");
+    assert!(dom.contains("#token=&lt;token&gt;"), "{dom}");
+    assert!(!dom.contains("data-ready=\"1\""), "{dom}");
+    assert!(tags_with(&dom, "data-client=\"").is_empty(), "{dom}");
+
+    let status = format!("{page}status");
+    let mut elsewhere = Browser::open(browser, "data:text/html,<title>elsewhere</title>");
+    for headers in ["{}", &format!("{{ Authorization: 'Bearer {TOKEN}' }}")] {
+        let outcome = elsewhere.eval_promise(&format!(
+            "fetch('{status}', {{ headers: {headers} }})\
+             .then(r => r.text().then(t => 'read ' + r.status + ' ' + t), e => 'blocked')"
+        ));
+        assert_eq!(outcome, "blocked", "another origin read {status}");
+    }
+    drop(elsewhere);
+
+    let port = herd.ports("Riley").admin;
+    let rebound = format!("http://rebind.test:{port}/#token={TOKEN}");
+    let dom = browse_with(
+        browser,
+        &rebound,
+        "--dump-dom",
+        &["--host-resolver-rules=MAP rebind.test 127.0.0.1"],
+    );
+    assert!(dom.contains("not a name of this server"), "{dom}");
+    assert!(!dom.contains("data-ready"), "{dom}");
+}
+
+#[test]
+fn the_page_reaches_a_member_known_by_a_container_name_through_its_own_host() {
+    let browser = chromium();
+    // Alpha's admin listener binds every address and the herd knows it as
+    // "alpha", as docker's network would: /herd gives http://alpha:<port>,
+    // which a browser outside that network cannot resolve.
+    let mut herd = Herd::with_topology(&[("Alpha", &[]), ("Beta", &[])])
+        .env("HERD_ADMIN_TOKEN", TOKEN)
+        .env("HERD_SERVERS__ALPHA__HOST", "alpha")
+        .env("HERD_SERVERS__ALPHA__ADMIN_LISTEN", "0.0.0.0")
+        .build();
+    herd.start_each();
+    let beta = format!("127.0.0.1:{}", herd.ports("Beta").admin);
+    let mut topology = serde_json::Value::Null;
+    wait_until(Duration::from_secs(10), "Beta's /herd", || {
+        let answer = http::get_ok_with_token(&beta, "/herd", Some(TOKEN));
+        topology = answer
+            .ok()
+            .and_then(|r| serde_json::from_slice(&r.body).ok())
+            .unwrap_or_default();
+        !topology.is_null()
+    });
+    let alpha_url = topology["servers"]
+        .as_array()
+        .and_then(|servers| servers.iter().find(|s| s["name"] == "Alpha"))
+        .map(|alpha| alpha["admin_url"].clone());
+    assert_eq!(
+        alpha_url,
+        Some(format!("http://alpha:{}", herd.ports("Alpha").admin).into()),
+        "{topology}"
+    );
+    wait_until(Duration::from_secs(10), "Alpha's admin", || {
+        let alpha = format!("127.0.0.1:{}", herd.ports("Alpha").admin);
+        http::get_ok(&alpha, "/healthz").is_ok()
+    });
+    // Opened by another name, the page reaches Alpha by that name.
+    let dom = browse(
+        &browser,
+        &format!("http://{beta}/#token={TOKEN}"),
+        "--dump-dom",
+    );
+    for name in ["Alpha", "Beta"] {
+        let tag = format!("<g class=\"server\" data-server=\"{name}\"");
+        assert_eq!(state_of(&dom, &tag), "up", "{name}:\n{dom}");
     }
 }

@@ -342,3 +342,35 @@ fn random_bytes_are_answered_line_by_line_and_the_server_keeps_serving() {
     assert!(after.starts_with("AT Riley "), "{after}");
     assert_eq!(herd.whatsat_at_line("Riley", "after.noise"), Some(after));
 }
+
+/// `herd` with the test herd's settings plus `extra` TOML and `env`; what
+/// it printed and its exit code, when it exits at once as it must.
+fn start_refused(extra: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let herd = Herd::with_topology(&[("Riley", &[])]).build();
+    let mut settings = std::fs::read_to_string(&herd.config).expect("settings");
+    settings.push_str(extra);
+    std::fs::write(&herd.config, settings).expect("settings");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herd"));
+    cmd.arg("--config").arg(&herd.config).arg("Riley");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let out = cmd.output().expect("run herd");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_misspelt_setting_is_refused_at_start_naming_the_key() {
+    let (code, stderr) = start_refused("[cache]\nttl_ms = 5\n", &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("unknown setting cache"), "{stderr}");
+    let (code, stderr) = start_refused("", &[("HERD_PLACES__PROVIDR", "google")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("HERD_PLACES__PROVIDR") && stderr.contains("HERD_PLACES__PROVIDER"),
+        "{stderr}"
+    );
+}

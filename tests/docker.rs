@@ -184,16 +184,12 @@ impl Compose {
             .iter()
             .map(|(_, service)| (service.to_string(), common::free_port()))
             .collect();
-        let secret = unique("secret");
-        std::fs::write(
-            dir.path().join("herd.env"),
-            format!("HERD_SECRET={secret}\nRUST_LOG=info\n"),
-        )
-        .expect("write the env file");
+        // No secret and no env file for the containers: as on a fresh
+        // clone, the herd makes its own secret on the shared volume. Only
+        // the image and free host ports are set, for this test's isolation.
         let mut vars = format!(
-            "HERD_IMAGE={}\nHERD_ENV_FILE={}\nHERD_PUBLISH_ADDR=127.0.0.1\nHERD_PLACES__PROVIDER=offline\n",
+            "HERD_IMAGE={}\nHERD_PUBLISH_ADDR=127.0.0.1\nHERD_PLACES__PROVIDER=offline\n",
             image.tag,
-            dir.path().join("herd.env").display()
         );
         for (service, port) in &ports {
             vars.push_str(&format!("HERD_{}_PORT={port}\n", service.to_uppercase()));
@@ -353,6 +349,26 @@ fn compose_lifecycle(tool: &[&str], image: &Image) {
         format!("12667/tcp -> 127.0.0.1:{}", herd.port("juzang")),
         "juzang publishes only its client port"
     );
+
+    // The links authenticate with the secret the herd made itself: no
+    // server runs without one (that would be logged at its start).
+    for (_, service) in SERVERS {
+        let logs = run(
+            Command::new("docker").args(["logs", &herd.container(service)]),
+            true,
+        );
+        let logs = format!("{}{}", stdout(&logs), String::from_utf8_lossy(&logs.stderr));
+        assert!(
+            !logs.contains("INSECURE"),
+            "{service} runs without a secret: {logs}"
+        );
+    }
+
+    // The admin listeners bind beyond loopback in their containers, so they
+    // need the token the herd made on the shared volume: herdctl inside a
+    // container finds it through the settings.
+    let status = herd.herdctl("riley", &["status"]);
+    assert!(status.contains("Jaquez"), "{status}");
 
     // IAMAT at one container, WHATSAT at another.
     let answer = exchange(
@@ -546,9 +562,8 @@ fn swarm_stack_deploy() {
     labels.push(&node);
     docker(&labels);
 
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let env_file = dir.path().join("herd.env");
-    std::fs::write(&env_file, format!("HERD_SECRET={}\n", unique("secret"))).expect("env file");
+    // Volumes are per node on a Swarm, so a Swarm herd is given its secret.
+    let secret = unique("secret");
     let ports: Vec<(&str, u16)> = SERVERS
         .iter()
         .map(|(_, s)| (*s, common::free_port()))
@@ -561,7 +576,7 @@ fn swarm_stack_deploy() {
         .arg(root().join("docker/swarm.yml"))
         .arg(&swarm.stack)
         .env("HERD_IMAGE", &image.tag)
-        .env("HERD_ENV_FILE", &env_file)
+        .env("HERD_SECRET", &secret)
         .env_remove("GOOGLE_PLACES_API_KEY")
         .env_remove("HERD_PLACES__PROVIDER");
     for (service, port) in &ports {

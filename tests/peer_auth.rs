@@ -368,9 +368,13 @@ fn records_without_a_handshake_are_rejected() {
 }
 
 #[test]
-fn without_a_secret_the_server_warns_and_accepts_neighbours_by_name() {
-    let herd = riley(None);
-    wait_for_log(&herd, &["NO HERD SECRET SET"]);
+fn with_insecure_peers_asked_for_the_server_warns_and_accepts_neighbours_by_name() {
+    let mut herd = Herd::with_topology(TOPOLOGY)
+        .setting("herd", "file_log_level = \"info\"")
+        .setting("herd", "insecure_peers = true")
+        .build();
+    herd.start("Riley");
+    wait_for_log(&herd, &["INSECURE PEERS"]);
     // Still only neighbours...
     let mut stranger = Wire::connect(herd.ports("Riley").peer);
     assert!(stranger.send(&format!("HELLO Bernard Riley {}", nonce())));

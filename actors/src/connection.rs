@@ -33,6 +33,7 @@ use crate::places::{Nearby, PlacesActor};
 use crate::protocol::{self, Command, Timestamp};
 use crate::record::{Record, SharedRecord};
 use crate::store::{LocationStoreActor, Lookup, Source, Update};
+use crate::text::LogText;
 
 const LOG: &str = "connection";
 
@@ -47,6 +48,8 @@ pub struct ClientLimits {
     pub write_timeout: Duration,
     /// How long to keep reading (and dropping) input after closing our side.
     pub linger: Duration,
+    /// An IAMAT time further ahead of our clock than this is invalid.
+    pub max_future_skew: Duration,
 }
 
 impl Default for ClientLimits {
@@ -56,19 +59,7 @@ impl Default for ClientLimits {
             idle_timeout: Duration::from_secs(300),
             write_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(2),
-        }
-    }
-}
-
-/// A line as log text: written straight through when it is UTF-8 (almost
-/// always), with U+FFFD for invalid bytes otherwise. No copy either way.
-struct LineText<'a>(&'a [u8]);
-
-impl std::fmt::Display for LineText<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match std::str::from_utf8(self.0) {
-            Ok(text) => f.write_str(text),
-            Err(_) => f.write_str(&String::from_utf8_lossy(self.0)),
+            max_future_skew: protocol::DEFAULT_MAX_FUTURE_SKEW,
         }
     }
 }
@@ -148,7 +139,7 @@ impl ConnectionActor {
         if self.shared.log_lines {
             let line = line.strip_suffix(b"\n").unwrap_or(line);
             info!(target: LOG, "{}: {} {} {}", self.shared.server, self.peer_label, direction,
-                LineText(line));
+                LogText::new(line));
         }
     }
 
@@ -196,13 +187,28 @@ impl ConnectionActor {
     }
 
     fn handle_line(&mut self, line: Bytes, ctx: &mut Context<Self>) {
+        let command = protocol::parse_line(&line);
+        if matches!(command, Command::Blank) {
+            // Not a request: it neither counts as activity (a client cannot
+            // hold a slot with blank lines) nor is answered.
+            return;
+        }
         self.last_line = Instant::now();
         self.log_line("<", &line);
-        match protocol::parse_line(&line) {
+        match command {
             Command::Blank => {}
             Command::IAmAt(cmd) => {
-                let record = Record::from_iamat(&self.shared.server, Timestamp::now(), &cmd);
-                self.iamat(Arc::new(record), ctx);
+                let now = Timestamp::now();
+                if cmd
+                    .time
+                    .too_far_ahead_of(now, self.shared.limits.max_future_skew)
+                {
+                    return self.invalid(&line, ctx);
+                }
+                match Record::from_iamat(&self.shared.server, now, &cmd) {
+                    Ok(record) => self.iamat(Arc::new(record), ctx),
+                    Err(_) => self.invalid(&line, ctx),
+                }
             }
             Command::WhatsAt(cmd) => {
                 let client = line.slice_ref(cmd.client);

@@ -32,3 +32,4 @@ pub mod protocol;
 pub mod record;
 pub mod seal;
 pub mod store;
+pub mod text;

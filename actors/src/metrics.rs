@@ -40,6 +40,9 @@ pub struct Metrics {
     /// Sealed peer frames refused (tampered, replayed, reordered, cut off,
     /// wrong key); each one closed its link.
     pub peer_seal_failures: AtomicU64,
+    /// Records from neighbours, syncs or the journal refused because they
+    /// break a client rule (SPEC §4, §7): never stored.
+    pub records_refused: AtomicU64,
     /// Unauthenticated peer connections dropped to make room for newer ones.
     pub peer_handshakes_dropped: AtomicU64,
     /// Places answers by provider and status, e.g. ("offline", "OK").

@@ -18,6 +18,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Longest client name accepted, in bytes.
 pub const MAX_CLIENT_BYTES: usize = 255;
 
+/// Longest location, time or diff text accepted, in bytes. With the client
+/// name and the server name bounded too, a stored `AT` line is at most
+/// [`MAX_AT_LINE_BYTES`] long, whichever way it came in (client, neighbour,
+/// sync or journal), and padding such as 65,500 leading zeros is refused.
+pub const MAX_FIELD_BYTES: usize = 255;
+
+/// Longest server name, in bytes.
+pub const MAX_SERVER_NAME_BYTES: usize = 64;
+
+/// Longest `AT` line that any valid update can make: `AT`, five fields and
+/// five spaces.
+pub const MAX_AT_LINE_BYTES: usize =
+    2 + 5 + MAX_SERVER_NAME_BYTES + MAX_CLIENT_BYTES + 3 * MAX_FIELD_BYTES;
+
+/// How far ahead of the server's clock a client's time may be, unless
+/// `limits.max_future_skew_ms` says otherwise: one day.
+pub const DEFAULT_MAX_FUTURE_SKEW: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 /// Largest WHATSAT radius, in kilometres.
 pub const MAX_RADIUS_KM: u64 = 50;
 
@@ -90,6 +108,15 @@ impl Timestamp {
 
     fn as_nanos(self) -> i128 {
         i128::from(self.secs) * NANOS_PER_SEC + i128::from(self.nanos)
+    }
+
+    /// Whether this time is further ahead of `now` than `max_skew` (SPEC §3,
+    /// `limits.max_future_skew_ms`). Such a time is refused from clients and
+    /// peers alike: no later real update could ever be newer, so it would
+    /// pin the client's record for good.
+    pub fn too_far_ahead_of(self, now: Timestamp, max_skew: std::time::Duration) -> bool {
+        Diff::between(self, now).as_nanos()
+            > i128::try_from(max_skew.as_nanos()).unwrap_or(i128::MAX)
     }
 }
 
@@ -388,11 +415,17 @@ pub fn parse_line(line: &[u8]) -> Command<'_> {
     parsed.unwrap_or(Command::Invalid)
 }
 
+/// Whether every field is within [`MAX_FIELD_BYTES`] (the client name has
+/// its own, equal, bound): one length rule for every way a line comes in.
+fn fields_within_bound(args: &[&[u8]]) -> bool {
+    args.iter().all(|field| field.len() <= MAX_FIELD_BYTES)
+}
+
 fn parse_iamat<'a>(args: &[&'a [u8]]) -> Option<IAmAt<'a>> {
     let [client, location_text, time_text] = *args else {
         return None;
     };
-    if !valid_client(client) {
+    if !valid_client(client) || !fields_within_bound(args) {
         return None;
     }
     Some(IAmAt {
@@ -421,7 +454,7 @@ fn parse_at<'a>(args: &[&'a [u8]]) -> Option<At<'a>> {
     let [origin, diff, client, location_text, time_text] = *args else {
         return None;
     };
-    if !valid_client(client) || !valid_server_name(origin) {
+    if !valid_client(client) || !valid_server_name(origin) || !fields_within_bound(args) {
         return None;
     }
     Some(At {
@@ -436,7 +469,7 @@ fn parse_at<'a>(args: &[&'a [u8]]) -> Option<At<'a>> {
 
 /// A server name: 1 to 64 bytes of ASCII letters, digits, `-`, `_` or `.`.
 pub fn valid_server_name(name: &[u8]) -> bool {
-    (1..=64).contains(&name.len())
+    (1..=MAX_SERVER_NAME_BYTES).contains(&name.len())
         && name
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
@@ -800,5 +833,49 @@ mod tests {
                 prop_assert_eq!(Diff::from_nanos(nanos).to_string(), expected);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod bounds_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn padded_fields_beyond_the_bound_are_invalid_from_clients_and_peers() {
+        let zeros = "0".repeat(65_500);
+        let iamat = format!("IAMAT k +{zeros}1-1 1");
+        assert_eq!(parse_line(iamat.as_bytes()), Command::Invalid);
+        let at = format!("AT Riley +0.000000000 k +{zeros}1-1 1");
+        assert_eq!(parse_line(at.as_bytes()), Command::Invalid);
+        let time = format!("IAMAT k +1-1 {zeros}1");
+        assert_eq!(parse_line(time.as_bytes()), Command::Invalid);
+    }
+
+    #[test]
+    fn fields_at_the_bound_are_valid_and_make_a_bounded_line() {
+        let location = format!("+{}1-1", "0".repeat(MAX_FIELD_BYTES - 4));
+        let time = format!("{}1", "0".repeat(MAX_FIELD_BYTES - 1));
+        let client = "c".repeat(MAX_CLIENT_BYTES);
+        let origin = "S".repeat(MAX_SERVER_NAME_BYTES);
+        let line = format!("AT {origin} +0.000000000 {client} {location} {time}");
+        assert!(matches!(parse_line(line.as_bytes()), Command::At(_)));
+        assert!(line.len() <= MAX_AT_LINE_BYTES);
+        let longer = format!("IAMAT {client} +0{} {time}", &location[1..]);
+        assert_eq!(parse_line(longer.as_bytes()), Command::Invalid);
+    }
+
+    #[test]
+    fn times_beyond_the_skew_are_too_far_ahead() {
+        let now = Timestamp::new(1_000_000, 0).unwrap();
+        let day = Duration::from_secs(86_400);
+        let at_limit = Timestamp::new(1_000_000 + 86_400, 0).unwrap();
+        let beyond = Timestamp::new(1_000_000 + 86_400, 1).unwrap();
+        assert!(!at_limit.too_far_ahead_of(now, day));
+        assert!(beyond.too_far_ahead_of(now, day));
+        assert!(!Timestamp::new(0, 0).unwrap().too_far_ahead_of(now, day));
+        let pin = Timestamp::new(u64::MAX, 999_999_999).unwrap();
+        assert!(pin.too_far_ahead_of(now, day));
+        assert!(!pin.too_far_ahead_of(now, Duration::MAX));
     }
 }

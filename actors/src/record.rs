@@ -20,6 +20,8 @@ pub struct Record {
     /// The client's own time: the first key of the winner order.
     time: Timestamp,
     /// Where each field starts in `line`: origin, diff, client, location, time.
+    /// `u16` is wide enough: no valid line exceeds
+    /// [`protocol::MAX_AT_LINE_BYTES`], and longer ones are refused.
     starts: [u16; 5],
     /// `AT <origin> <diff> <client> <location> <time>`, no newline.
     line: Box<[u8]>,
@@ -35,7 +37,13 @@ pub struct InvalidRecord;
 
 impl Record {
     /// Makes the record of an IAMAT received by server `origin` at `received`.
-    pub fn from_iamat(origin: &str, received: Timestamp, cmd: &protocol::IAmAt<'_>) -> Record {
+    /// Fails only for a line no parser could have produced (a server name
+    /// beyond the protocol's bound), never with a record that misreads.
+    pub fn from_iamat(
+        origin: &str,
+        received: Timestamp,
+        cmd: &protocol::IAmAt<'_>,
+    ) -> Result<Record, InvalidRecord> {
         let diff = Diff::between(received, cmd.time);
         let line = protocol::format_at(
             origin.as_bytes(),
@@ -44,10 +52,12 @@ impl Record {
             cmd.location_text,
             cmd.time_text,
         );
-        Record::from_line_unchecked(cmd.time, line)
+        Record::from_canonical(cmd.time, line)
     }
 
-    /// Parses a flooded `AT` line (without newline), checking every field.
+    /// Parses a flooded `AT` line (without newline), checking every field
+    /// with the client rules: neighbours, syncs and the journal all come in
+    /// through here.
     pub fn from_at_line(line: &[u8]) -> Result<Record, InvalidRecord> {
         let Command::At(at) = protocol::parse_line(line) else {
             return Err(InvalidRecord);
@@ -60,25 +70,33 @@ impl Record {
             at.location_text,
             at.time_text,
         );
-        Ok(Record::from_line_unchecked(at.time, canonical))
+        Record::from_canonical(at.time, canonical)
     }
 
-    /// Builds a record from a canonical line that is known to be valid.
-    fn from_line_unchecked(time: Timestamp, line: Vec<u8>) -> Record {
-        let mut starts = [0u16; 5];
-        let mut field = 0;
-        for (i, pair) in line.windows(2).enumerate() {
-            if pair[0] == b' ' && field < 5 {
-                // Lines are bounded far below 64 KiB by the field limits.
-                starts[field] = (i + 1) as u16;
-                field += 1;
-            }
+    /// Builds a record from a canonical line (single spaces, five fields),
+    /// finding where each field starts. A line too long for the offsets,
+    /// or without five fields, is refused rather than stored misread.
+    fn from_canonical(time: Timestamp, line: Vec<u8>) -> Result<Record, InvalidRecord> {
+        if line.len() > protocol::MAX_AT_LINE_BYTES {
+            return Err(InvalidRecord);
         }
-        Record {
+        let mut starts = [0u16; 5];
+        let mut spaces = line
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b' ')
+            .map(|(i, _)| u16::try_from(i + 1));
+        for start in &mut starts {
+            *start = spaces.next().and_then(Result::ok).ok_or(InvalidRecord)?;
+        }
+        if spaces.next().is_some() {
+            return Err(InvalidRecord);
+        }
+        Ok(Record {
             time,
             starts,
             line: line.into_boxed_slice(),
-        }
+        })
     }
 
     fn field(&self, index: usize) -> &[u8] {
@@ -87,7 +105,9 @@ impl Record {
             .starts
             .get(index + 1)
             .map_or(self.line.len(), |&next| usize::from(next) - 1);
-        &self.line[start..end]
+        // Offsets were found in this very line and are increasing; `get`
+        // keeps even a broken invariant from becoming a panic.
+        self.line.get(start..end).unwrap_or_default()
     }
 
     /// The whole `AT` line, as the origin answered it (no newline).
@@ -126,12 +146,19 @@ impl Record {
     }
 
     /// The winner order of SPEC §3: the client's time, exactly; equal times
-    /// are broken by the rest of the line (origin, then diff, location and the
-    /// time's own text), a fixed total order every server computes alike.
+    /// are broken by the origin, the location text and the time's own text,
+    /// a fixed total order every server computes alike. Two records equal in
+    /// all of those are the same update (one IAMAT sent twice to its origin,
+    /// received at two moments): the first receipt, the smaller diff, wins,
+    /// so a repeat is never new and is neither stored nor flooded, and
+    /// servers that somehow hold both receipts still agree on one.
     pub fn newness(&self, other: &Record) -> Ordering {
         self.time
             .cmp(&other.time)
-            .then_with(|| self.line.cmp(&other.line))
+            .then_with(|| self.origin().cmp(other.origin()))
+            .then_with(|| self.location_text().cmp(other.location_text()))
+            .then_with(|| self.time_text().cmp(other.time_text()))
+            .then_with(|| other.diff().cmp(&self.diff()))
     }
 
     /// Whether this record should replace `current`.
@@ -250,13 +277,46 @@ mod tests {
     }
 
     #[test]
+    fn the_same_update_received_again_is_not_new() {
+        let first = record("AT Riley +0.100000000 k +1+1 10");
+        let again = record("AT Riley +5.300000000 k +1+1 10");
+        assert!(!again.supersedes(&first), "a repeat is stale");
+        assert!(
+            first.supersedes(&again),
+            "the first receipt wins everywhere"
+        );
+        let elsewhere = record("AT Bernard +5.300000000 k +1+1 10");
+        assert_ne!(
+            elsewhere.newness(&first),
+            Ordering::Equal,
+            "another origin is another update"
+        );
+    }
+
+    #[test]
+    fn the_exact_crash_line_is_refused_and_long_fields_never_misread() {
+        let zeros = "0".repeat(65_500);
+        let crash = format!("AT Riley +0.000000000 pin +{zeros}1-1 1");
+        assert_eq!(Record::from_at_line(crash.as_bytes()), Err(InvalidRecord));
+        let location = format!("+{}1-1", "0".repeat(protocol::MAX_FIELD_BYTES - 4));
+        let time = format!("{}7", "0".repeat(protocol::MAX_FIELD_BYTES - 1));
+        let client = "c".repeat(protocol::MAX_CLIENT_BYTES);
+        let line = format!("AT Riley +0.000000000 {client} {location} {time}");
+        let r = record(&line);
+        assert_eq!(r.client(), client.as_bytes());
+        assert_eq!(r.location_text(), location.as_bytes());
+        assert_eq!(r.time_text(), time.as_bytes());
+        assert_eq!(r.time(), Timestamp::new(7, 0).unwrap());
+    }
+
+    #[test]
     fn iamat_record_carries_exact_diff() {
         let line = b"IAMAT kiwi +34.068930-118.445127 1621464827.959498503";
         let Command::IAmAt(cmd) = protocol::parse_line(line) else {
             panic!("not IAMAT");
         };
         let received = Timestamp::new(1621464828, 223371889).unwrap();
-        let r = Record::from_iamat("Riley", received, &cmd);
+        let r = Record::from_iamat("Riley", received, &cmd).unwrap();
         assert_eq!(
             r.at_line(),
             b"AT Riley +0.263873386 kiwi +34.068930-118.445127 1621464827.959498503"

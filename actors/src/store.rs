@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use log::{debug, info, warn};
@@ -23,7 +24,13 @@ use tokio::sync::oneshot;
 
 use crate::digest::{leaf_of, leaves_under, Digest, LEAVES};
 use crate::metrics::Metrics;
+use crate::protocol::Timestamp;
 use crate::record::{ByClient, Record, RecordSet, SharedRecord};
+use crate::text::LogText;
+
+/// How much of a refused line is logged: enough to recognise it, never a
+/// 64 KiB line per refusal.
+const LOGGED_BYTES: usize = 300;
 
 const LOG: &str = "store";
 
@@ -190,15 +197,20 @@ pub struct LocationStoreActor {
     floods_scheduled: bool,
     journal: Option<Box<dyn Journal>>,
     metrics: Arc<Metrics>,
+    /// `limits.max_future_skew_ms`: a neighbour's or the journal's record
+    /// further ahead of our clock than this is refused, as a client's is.
+    max_future_skew: Duration,
 }
 
 impl LocationStoreActor {
     /// A store that starts with `records` (for example, loaded from disk).
+    /// A loaded record that breaks the client rules is skipped and logged.
     pub fn new(
         server: Arc<str>,
         records: Vec<Record>,
         journal: Option<Box<dyn Journal>>,
         metrics: Arc<Metrics>,
+        max_future_skew: Duration,
     ) -> LocationStoreActor {
         let mut store = LocationStoreActor {
             server,
@@ -210,8 +222,14 @@ impl LocationStoreActor {
             floods_scheduled: false,
             journal,
             metrics,
+            max_future_skew,
         };
+        let now = Timestamp::now();
         for record in records {
+            if record.time().too_far_ahead_of(now, max_future_skew) {
+                store.refuse(record.at_line(), "the journal", "time too far ahead");
+                continue;
+            }
             store.insert_if_newer(record);
         }
         // Loaded records are not updates (only `apply` notes those): the
@@ -287,13 +305,28 @@ impl LocationStoreActor {
             self.metrics.count_update(source_kind(source), false);
             return;
         }
+        let from = source.peer().unwrap_or("?");
         match Record::from_at_line(line) {
+            Ok(record)
+                if record
+                    .time()
+                    .too_far_ahead_of(Timestamp::now(), self.max_future_skew) =>
+            {
+                self.refuse(line, from, "time too far ahead");
+            }
             Ok(record) => {
                 self.apply(record, source, ctx);
             }
-            Err(_) => warn!(target: LOG, "{}: invalid AT line from {}: {}", self.server,
-                source.peer().unwrap_or("?"), String::from_utf8_lossy(line)),
+            Err(_) => self.refuse(line, from, "breaks the client rules"),
         }
+    }
+
+    /// A line from a neighbour, a sync or the journal that is not stored:
+    /// counted and logged (escaped, at most [`LOGGED_BYTES`] of it).
+    fn refuse(&self, line: &[u8], from: &str, why: &str) {
+        Metrics::bump(&self.metrics.records_refused);
+        warn!(target: LOG, "{}: refused a record from {from} ({why}, {} bytes): {}",
+            self.server, line.len(), LogText::clipped(line, LOGGED_BYTES));
     }
 
     /// The `limit` records of the newest client times, oldest first.
@@ -502,6 +535,7 @@ impl Handler<Dump> for LocationStoreActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::DEFAULT_MAX_FUTURE_SKEW as DAY;
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::Mutex;
 
@@ -530,7 +564,7 @@ mod tests {
 
     fn store() -> (Addr<LocationStoreActor>, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
-        let store = LocationStoreActor::new("Riley".into(), Vec::new(), None, metrics.clone());
+        let store = LocationStoreActor::new("Riley".into(), Vec::new(), None, metrics.clone(), DAY);
         (store.start(), metrics)
     }
 
@@ -586,7 +620,7 @@ mod tests {
     fn only_a_byte_for_byte_copy_of_the_held_record_skips_the_parse() {
         let held = Record::from_at_line(KIWI_1.as_bytes()).unwrap();
         let metrics = Arc::new(Metrics::default());
-        let store = LocationStoreActor::new("Riley".into(), vec![held], None, metrics);
+        let store = LocationStoreActor::new("Riley".into(), vec![held], None, metrics, DAY);
         assert!(store.holds_copy_of(KIWI_1.as_bytes()));
         // The same record spelled otherwise, another record, garbage: parsed.
         assert!(!store.holds_copy_of(KIWI_1.replacen(' ', "  ", 1).as_bytes()));
@@ -607,7 +641,7 @@ mod tests {
                 })
                 .collect();
             let metrics = Arc::new(Metrics::default());
-            let store = LocationStoreActor::new("Riley".into(), loaded, None, metrics).start();
+            let store = LocationStoreActor::new("Riley".into(), loaded, None, metrics, DAY).start();
             let overview = store.send(GetOverview).await.unwrap();
             let names: Vec<&[u8]> = overview.recent.iter().map(|r| r.client()).collect();
             assert_eq!(names, vec![&b"a"[..], b"c", b"b"]);

@@ -39,7 +39,14 @@ fn size() -> usize {
 }
 
 fn store(name: &str, records: Vec<Record>) -> Addr<LocationStoreActor> {
-    LocationStoreActor::new(name.into(), records, None, Arc::new(Metrics::default())).start()
+    LocationStoreActor::new(
+        name.into(),
+        records,
+        None,
+        Arc::new(Metrics::default()),
+        herd_actors::protocol::DEFAULT_MAX_FUTURE_SKEW,
+    )
+    .start()
 }
 
 /// Starts `acceptor`'s peer port, dials it as `dialer` and runs the sync.

@@ -114,7 +114,8 @@ fn check_line(line: &[u8]) {
             assert!((-90.0..=90.0).contains(&location.lat));
             assert!((-180.0..=180.0).contains(&location.lon));
             let received = Timestamp::new(1_700_000_000, 123_456_789).expect("valid");
-            let record = Record::from_iamat("Riley", received, &cmd);
+            let record =
+                Record::from_iamat("Riley", received, &cmd).expect("a parsed IAMAT makes a record");
             assert_eq!(record.client(), cmd.client);
             assert_eq!(record.location_text(), cmd.location_text);
             assert_eq!(record.time_text(), cmd.time_text);

@@ -65,13 +65,15 @@ impl Out {
 
 /// The whole `/metrics` text of server `server`, whose configured neighbours
 /// are `neighbours` (each gets link series even before its first attempt).
-/// `admin_requests` are the admin listener's own requests by path.
+/// `admin_requests` are the admin listener's own requests by path,
+/// `admin_refused` those it refused, by reason.
 pub fn render(
     server: &str,
     m: &Metrics,
     neighbours: &[String],
     uptime_seconds: f64,
     admin_requests: &[(&str, u64)],
+    admin_refused: &[(&str, u64)],
 ) -> String {
     let get = Metrics::get;
     let mut out = Out {
@@ -246,6 +248,12 @@ pub fn render(
         get(&m.peer_seal_failures),
     );
     out.single(
+        "herd_records_refused_total",
+        "counter",
+        "Records from neighbours, syncs or the journal refused for breaking a client rule.",
+        get(&m.records_refused),
+    );
+    out.single(
         "herd_peer_handshakes_dropped_total",
         "counter",
         "Unauthenticated peer connections dropped for a newer one: limits.max_peer_handshakes were in progress.",
@@ -319,6 +327,15 @@ pub fn render(
     );
     for (path, count) in admin_requests {
         out.sample("herd_admin_requests_total", &[("path", path)], count);
+    }
+    out.family(
+        "herd_admin_refused_total",
+        "counter",
+        "Admin requests refused, by reason: host (not a name of this server), \
+         origin (not a page of this herd), token (missing or wrong), query (unreadable).",
+    );
+    for (reason, count) in admin_refused {
+        out.sample("herd_admin_refused_total", &[("reason", reason)], count);
     }
     out.text
 }

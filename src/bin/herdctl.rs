@@ -24,6 +24,10 @@ struct Cli {
         env = "HERD_CONFIG"
     )]
     config: PathBuf,
+    /// The admin token, for `dump` and `status` when the herd has one
+    /// (default: the settings' own when --server is a name).
+    #[arg(long, global = true, env = "HERD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -131,8 +135,14 @@ fn main() -> ExitCode {
                 println!("ok {address} {}us", took.as_micros());
                 Ok(())
             }
-            Command::Dump => ctl::dump::run(&cli.server, &cli.config),
-            Command::Status => ctl::status::run(&cli.server, &cli.config),
+            Command::Dump => {
+                let token = ctl::admin_token(cli.admin_token, &cli.server, &cli.config)?;
+                ctl::dump::run(&cli.server, &cli.config, token.as_deref())
+            }
+            Command::Status => {
+                let token = ctl::admin_token(cli.admin_token, &cli.server, &cli.config)?;
+                ctl::status::run(&cli.server, &cli.config, token.as_deref())
+            }
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.0 GET for the admin subcommands (`dump`, `status`) and
+//! A minimal HTTP/1.0 client for the admin subcommands (`dump`, `status`) and
 //! the admin tests: one request per connection, the answer read until the
 //! server closes. The admin listener is ours and loopback by default, so
 //! nothing more (TLS, redirects, keep-alive) is worth a client crate here.
@@ -38,6 +38,28 @@ impl Response {
 
 /// `GET path` from `address` (`host:port`).
 pub fn get(address: &str, path: &str) -> Result<Response, String> {
+    get_with_token(address, path, None)
+}
+
+/// `GET path` from `address`, with `Authorization: Bearer <token>` when a
+/// token is given (the admin token, see docs/operations.md).
+pub fn get_with_token(address: &str, path: &str, token: Option<&str>) -> Result<Response, String> {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("Authorization", b.as_str()))
+        .collect();
+    request(address, "GET", path, &headers)
+}
+
+/// `method path` from `address` with `headers`; `Host` is `address` unless
+/// `headers` name one.
+pub fn request(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
     let targets: Vec<SocketAddr> = address
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {address}: {e}"))?
@@ -50,7 +72,22 @@ pub fn get(address: &str, path: &str) -> Result<Response, String> {
     stream
         .set_read_timeout(Some(ANSWER_TIMEOUT))
         .map_err(|e| e.to_string())?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\nAccept: */*\r\n\r\n");
+    let breaks_line = |t: &str| t.bytes().any(|b| b.is_ascii_control());
+    if breaks_line(path)
+        || headers
+            .iter()
+            .any(|(n, v)| breaks_line(n) || breaks_line(v))
+    {
+        return Err("a request line or header with a control character".into());
+    }
+    let mut request = format!("{method} {path} HTTP/1.0\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {address}\r\n"));
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Accept: */*\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("cannot send to {address}: {e}"))?;
@@ -102,7 +139,28 @@ fn parse(raw: &[u8]) -> Option<Response> {
 
 /// `GET path`, wanting a 200.
 pub fn get_ok(address: &str, path: &str) -> Result<Response, String> {
-    let response = get(address, path)?;
+    get_ok_with_token(address, path, None)
+}
+
+/// `GET path` with the admin token (if any), wanting a 200. A 401 says how
+/// to give the token.
+pub fn get_ok_with_token(
+    address: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<Response, String> {
+    let response = get_with_token(address, path, token)?;
+    if response.status == 401 {
+        return Err(format!(
+            "{address}{path} wants the admin token: give it with --admin-token or \
+             HERD_ADMIN_TOKEN{}",
+            if token.is_some() {
+                " (the one given is wrong)"
+            } else {
+                ""
+            }
+        ));
+    }
     if response.status != 200 {
         return Err(format!(
             "{address}{path} answered {}: {}",

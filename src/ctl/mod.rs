@@ -43,5 +43,25 @@ pub fn resolve_server(server: &str, config: &std::path::Path) -> Result<String, 
     Ok(format!("{host}:{}", found.port))
 }
 
+/// The admin token for `server`: the one given (`--admin-token` or
+/// `HERD_ADMIN_TOKEN`), else, when `server` is a name from the settings,
+/// the settings' own (`admin.token`, `admin.token_file`), else none.
+pub fn admin_token(
+    given: Option<String>,
+    server: &str,
+    config: &std::path::Path,
+) -> Result<Option<String>, String> {
+    if let Some(token) = given.filter(|t| !t.trim().is_empty()) {
+        return Ok(Some(token.trim().to_string()));
+    }
+    if server.contains(':') {
+        return Ok(None);
+    }
+    let settings = Settings::load(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    settings
+        .admin_token()
+        .map_err(|e| format!("{}: {e}", config.display()))
+}
+
 /// Default deadline for one answer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -53,23 +53,25 @@ struct LinkView {
     since: u64,
 }
 
-/// Prints the herd as seen from `server` (a name, or any admin `host:port`).
-pub fn run(server: &str, config: &Path) -> Result<(), String> {
+/// Prints the herd as seen from `server` (a name, or any admin `host:port`),
+/// asking with the admin `token` if there is one (the same for the herd).
+pub fn run(server: &str, config: &Path, token: Option<&str>) -> Result<(), String> {
     let address = http::resolve_admin(server, config)?;
-    print!("{}", render(&address)?);
+    print!("{}", render(&address, token)?);
     Ok(())
 }
 
 /// The whole picture as text.
-pub fn render(address: &str) -> Result<String, String> {
-    let herd: HerdView = serde_json::from_slice(&http::get_ok(address, "/herd")?.body)
+pub fn render(address: &str, token: Option<&str>) -> Result<String, String> {
+    let herd_answer = http::get_ok_with_token(address, "/herd", token)?;
+    let herd: HerdView = serde_json::from_slice(&herd_answer.body)
         .map_err(|e| format!("{address}/herd is not the herd's JSON: {e}"))?;
     let statuses: BTreeMap<&str, Option<StatusView>> = herd
         .servers
         .iter()
         .map(|m| {
             let host = m.admin_url.trim_start_matches("http://");
-            let status = http::get_ok(host, "/status")
+            let status = http::get_ok_with_token(host, "/status", token)
                 .ok()
                 .and_then(|r| serde_json::from_slice(&r.body).ok());
             (m.name.as_str(), status)

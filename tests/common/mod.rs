@@ -216,6 +216,10 @@ impl Herd {
             )
             .env_remove("HERD_SECRET")
             .env_remove("GOOGLE_PLACES_API_KEY")
+            // Zero configuration, as on a user's machine: the herd's own
+            // folder stands in for the user's home, so each test herd makes
+            // (and shares among its servers) a cookie of its own.
+            .env("HOME", self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

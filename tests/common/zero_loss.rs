@@ -26,7 +26,7 @@ pub fn dump(herd: &Herd, name: &str) -> Option<Vec<String>> {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .ok()?;
     stream
-        .write_all(b"GET /records HTTP/1.0\r\nHost: herd\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /records HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;

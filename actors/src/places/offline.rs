@@ -239,6 +239,18 @@ pub fn load_in_background() {
     }
 }
 
+/// Every place of the table as `(lat, lng, name)`, or `None` until it is
+/// loaded: a read-only view (the admin page draws its base map from it).
+pub fn loaded_places() -> Option<impl Iterator<Item = (f64, f64, &'static str)>> {
+    let index = INDEX.get()?;
+    Some(
+        index
+            .places
+            .iter()
+            .map(|p| (p.lat(), p.lng(), index.name(p))),
+    )
+}
+
 /// The offline provider.
 #[derive(Debug, Default)]
 pub struct Offline;

@@ -1,0 +1,358 @@
+//! Trust (SPEC §3, §4, §7): what a client, a neighbour or a stored record
+//! can no longer do to the herd, each against real `herd` processes.
+//!
+//! - the line that once crashed every server (an AT line whose location has
+//!   65,500 leading zeros) through a client, a neighbour and the journal;
+//! - a time far in the future, which would pin a client's record for good;
+//! - the same IAMAT sent twice, stored and flooded once;
+//! - blank lines, which must not keep an idle connection alive;
+//! - control bytes, which must reach the log escaped;
+//! - zero configuration: servers of one user share a secret that they make
+//!   themselves, and a name alone no longer gets a neighbour in.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{dir_of, iamat, wait_until, Herd, RawClient};
+use herd::ctl::http;
+
+const PAIR: &[(&str, &[&str])] = &[("Riley", &["Jaquez"]), ("Jaquez", &["Riley"])];
+
+/// `+` 65,500 zeros `1-1`: the location of the line that crashed the herd.
+fn padded_location() -> String {
+    format!("+{}1-1", "0".repeat(65_500))
+}
+
+/// The value of the unlabelled-but-for-server sample `name` at `server`.
+fn metric(herd: &Herd, server: &str, name: &str, labels: &str) -> f64 {
+    let admin = format!("127.0.0.1:{}", herd.ports(server).admin);
+    let text = http::get(&admin, "/metrics")
+        .map(|r| r.text().to_string())
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let rest = series.strip_prefix(name)?.strip_prefix("{server=\"")?;
+            let (_, after) = rest.split_once('"')?;
+            (after == format!("{labels}}}")).then(|| value.parse().ok())?
+        })
+        .unwrap_or(-1.0)
+}
+
+fn log_of(herd: &Herd, server: &str) -> Vec<u8> {
+    std::fs::read(herd.log_path(server)).unwrap_or_default()
+}
+
+fn wait_for_log(herd: &Herd, server: &str, needle: &str) {
+    wait_until(Duration::from_secs(10), needle, || {
+        String::from_utf8_lossy(&log_of(herd, server)).contains(needle)
+    });
+}
+
+/// The server still serves: a fresh IAMAT is answered and found by WHATSAT.
+fn assert_serving(herd: &Herd, server: &str, client: &str) {
+    let at = herd.ask(server, &iamat(client, "1700000000.5"));
+    assert!(at.starts_with(&format!("AT {server} ")), "{at:?}");
+    assert_eq!(herd.whatsat_at_line(server, client).as_deref(), Some(&*at));
+}
+
+#[test]
+fn the_crash_line_from_a_client_is_refused_even_when_lines_may_be_long() {
+    let mut herd = Herd::with_topology(PAIR)
+        .setting("limits", "max_line_bytes = 100000")
+        .build();
+    herd.start_each();
+    let line = format!("IAMAT pin.client {} 1", padded_location());
+    let mut client = RawClient::connect(herd.ports("Riley").client);
+    client.send(format!("{line}\n").as_bytes());
+    assert_eq!(client.line(), Some(format!("? {line}").into_bytes()));
+    client.send(b"WHATSAT pin.client 10 5\n");
+    assert_eq!(
+        client.text_line().as_deref(),
+        Some("? WHATSAT pin.client 10 5")
+    );
+    assert_serving(&herd, "Riley", "after.client");
+    assert_serving(&herd, "Jaquez", "after.client.j");
+    assert!(herd.is_running("Riley") && herd.is_running("Jaquez"));
+}
+
+/// A neighbour's link in the explicit insecure mode (names only, plain
+/// lines), so the test can speak it without the herd secret: what a
+/// neighbour sends is checked whatever the link's security.
+fn insecure_link_to_riley(herd: &Herd) -> TcpStream {
+    let mut wire = TcpStream::connect(("127.0.0.1", herd.ports("Riley").peer)).expect("peer port");
+    wire.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    wire.write_all(b"HELLO Jaquez Riley 00112233445566778899aabbccddeeff\n")
+        .expect("HELLO");
+    let mut reader = BufReader::new(wire.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("CHALLENGE");
+    assert!(line.starts_with("CHALLENGE "), "{line:?}");
+    wire.write_all(b"PROOF -\n").expect("PROOF");
+    line.clear();
+    reader.read_line(&mut line).expect("WELCOME");
+    assert_eq!(line.trim_end(), "WELCOME");
+    wire
+}
+
+#[test]
+fn the_crash_line_from_a_neighbour_is_refused_counted_and_logged() {
+    let mut herd = Herd::with_topology(PAIR)
+        .setting("herd", "insecure_peers = true")
+        .build();
+    herd.start("Riley");
+    let mut wire = insecure_link_to_riley(&herd);
+    let crash = format!("AT Jaquez +0.000000000 pin.peer {} 1\n", padded_location());
+    let short = format!(
+        "AT Jaquez +0.000000000 pin.short +{}1-1 1\n",
+        "0".repeat(1000)
+    );
+    let good = "AT Jaquez +0.000000000 good.peer +1-1 1700000000\n";
+    wire.write_all(short.as_bytes()).expect("send");
+    wire.write_all(good.as_bytes()).expect("send");
+    herd.wait_for_at_line("Riley", "good.peer", good.trim_end());
+    assert_eq!(herd.whatsat_at_line("Riley", "pin.short"), None);
+    assert_eq!(
+        metric(&herd, "Riley", "herd_records_refused_total", ""),
+        1.0
+    );
+    wait_for_log(&herd, "Riley", "refused a record from Jaquez");
+    // The very line, over a fresh link (a line this long may end the link).
+    let mut wire = insecure_link_to_riley(&herd);
+    let _ = wire.write_all(crash.as_bytes());
+    let _ = wire.write_all(b"AT Jaquez +0.000000000 after.crash +1-1 1700000000\n");
+    wait_until(
+        Duration::from_secs(10),
+        "the crash line to be dealt with",
+        || metric(&herd, "Riley", "herd_records_refused_total", "") >= 2.0,
+    );
+    assert_eq!(herd.whatsat_at_line("Riley", "pin.peer"), None);
+    assert_serving(&herd, "Riley", "after.peer");
+}
+
+#[test]
+fn the_crash_line_in_the_journal_is_skipped_and_logged_at_start() {
+    let mut herd = Herd::with_topology(PAIR)
+        .setting("herd", "data_dir = \"data\"")
+        .build();
+    herd.start("Riley");
+    herd.ask("Riley", &iamat("kept", "1700000000"));
+    herd.terminate("Riley");
+    // What a server of an older version, or a corrupted disk, left behind.
+    let path = dir_of(&herd).join("data/Riley/records.redb");
+    {
+        const RECORDS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("records");
+        let db = redb::Database::open(&path).expect("open the journal");
+        let tx = db.begin_write().expect("write");
+        {
+            let mut table = tx.open_table(RECORDS).expect("table");
+            let crash = format!("AT Jaquez +0.000000000 pin.disk {} 1", padded_location());
+            table
+                .insert(&b"pin.disk"[..], crash.as_bytes())
+                .expect("insert");
+            let future = "AT Jaquez +0.000000000 pin.future +1-1 18446744073709551615";
+            table
+                .insert(&b"pin.future"[..], future.as_bytes())
+                .expect("insert");
+        }
+        tx.commit().expect("commit");
+    }
+    herd.restart("Riley");
+    assert_eq!(herd.whatsat_at_line("Riley", "pin.disk"), None);
+    assert_eq!(herd.whatsat_at_line("Riley", "pin.future"), None);
+    assert!(herd.whatsat_at_line("Riley", "kept").is_some());
+    wait_for_log(&herd, "Riley", "skipping an invalid stored record");
+    wait_for_log(
+        &herd,
+        "Riley",
+        "refused a record from the journal (time too far ahead",
+    );
+    assert_serving(&herd, "Riley", "after.journal");
+}
+
+#[test]
+fn a_time_far_ahead_cannot_pin_a_client() {
+    let mut herd = Herd::with_topology(PAIR)
+        .setting("limits", "max_future_skew_ms = 60000")
+        .build();
+    herd.start_each();
+    let pin = "IAMAT pin.client +1+1 18446744073709551615.999999999";
+    assert_eq!(herd.ask("Riley", pin), format!("? {pin}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let soon = format!("IAMAT pin.client +1+1 {}", now + 30);
+    let later = format!("IAMAT pin.client +1+1 {}", now + 120);
+    assert!(
+        herd.ask("Riley", &soon).starts_with("AT Riley -"),
+        "within the skew"
+    );
+    assert_eq!(herd.ask("Riley", &later), format!("? {later}"));
+    // A neighbour's record is held to the same rule: the real one floods.
+    let real = herd.ask("Riley", &format!("IAMAT pin.client +2+2 {}", now + 31));
+    herd.wait_for_at_line("Jaquez", "pin.client", &real);
+}
+
+#[test]
+fn the_same_iamat_twice_is_stored_and_flooded_once() {
+    let mut herd = Herd::with_topology(PAIR).build();
+    herd.start_each();
+    let line = iamat("twice", "1700000000.25");
+    let first = herd.ask("Riley", &line);
+    herd.wait_for_at_line("Jaquez", "twice", &first);
+    let mut client = herd.client("Riley");
+    for _ in 0..20 {
+        client.send(&line);
+    }
+    for _ in 0..20 {
+        assert!(
+            client.read_line().starts_with("AT Riley "),
+            "each is answered"
+        );
+    }
+    let stale = r#"source="client",result="stale""#;
+    wait_until(Duration::from_secs(10), "20 stale repeats", || {
+        metric(&herd, "Riley", "herd_updates_total", &format!(",{stale}")) == 20.0
+    });
+    let new = r#",source="client",result="new""#;
+    assert_eq!(metric(&herd, "Riley", "herd_updates_total", new), 1.0);
+    assert_eq!(metric(&herd, "Riley", "herd_floods_sent_total", ""), 1.0);
+    // The first answer stays the record everywhere.
+    assert_eq!(herd.whatsat_at_line("Riley", "twice"), Some(first.clone()));
+    assert_eq!(herd.whatsat_at_line("Jaquez", "twice"), Some(first));
+}
+
+#[test]
+fn blank_lines_do_not_keep_an_idle_connection_open() {
+    let mut herd = Herd::with_topology(PAIR)
+        .setting("limits", "idle_timeout_ms = 500")
+        .build();
+    herd.start("Riley");
+    let mut idler = RawClient::connect(herd.ports("Riley").client);
+    idler
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .ok();
+    let started = Instant::now();
+    let mut closed = false;
+    // A blank line every 100 ms, as the slot-holding attack sent them.
+    while started.elapsed() < Duration::from_secs(5) {
+        if idler.stream.write_all(b"\n").is_err() {
+            closed = true;
+            break;
+        }
+        let mut byte = [0u8; 1];
+        match std::io::Read::read(&mut idler.stream, &mut byte) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => panic!("a blank line is not answered"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                closed = true;
+                break;
+            }
+            Err(_) => {} // the 100 ms read timeout: nothing yet
+        }
+    }
+    assert!(closed, "blank lines kept the connection open for 5 s");
+    assert!(started.elapsed() >= Duration::from_millis(450));
+}
+
+#[test]
+fn control_bytes_reach_the_log_escaped() {
+    let mut herd = Herd::with_topology(PAIR)
+        .setting("herd", "file_log_level = \"info\"")
+        .build();
+    herd.start("Riley");
+    let mut client = RawClient::connect(herd.ports("Riley").client);
+    client.send(b"IAMAT esc\x1b[2Jape\rhidden +1+1 1\n");
+    assert!(client.line().is_some_and(|l| l.starts_with(b"? IAMAT")));
+    wait_for_log(&herd, "Riley", "esc\\x1b[2Jape\\rhidden");
+    let log = log_of(&herd, "Riley");
+    assert!(!log.contains(&0x1b), "a raw ESC reached the log");
+    assert!(!log.contains(&b'\r'), "a raw CR reached the log");
+}
+
+/// `herd NAME` with the herd's settings, started from `cwd`, with `home`.
+fn spawn_in(herd: &Herd, name: &str, cwd: &std::path::Path, home: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_herd"))
+        .arg("--config")
+        .arg(&herd.config)
+        .arg(name)
+        .current_dir(cwd)
+        .env_remove("HERD_SECRET")
+        .env("HOME", home)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn herd")
+}
+
+#[test]
+fn servers_of_one_user_share_a_secret_they_made_and_names_alone_get_nowhere() {
+    let herd = Herd::five().build();
+    let home = tempfile::tempdir().expect("home");
+    let folders: Vec<tempfile::TempDir> =
+        (0..5).map(|_| tempfile::tempdir().expect("cwd")).collect();
+    // Five processes from five folders, all at once: they race to make the cookie.
+    let _children = Processes(
+        herd.names()
+            .iter()
+            .zip(&folders)
+            .map(|(name, cwd)| spawn_in(&herd, name, cwd.path(), home.path()))
+            .collect(),
+    );
+    for name in herd.names() {
+        herd.wait_accepting(&name);
+    }
+    let cookie = home.path().join(".herd.cookie");
+    let mode = std::fs::metadata(&cookie)
+        .expect("the cookie")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "only its owner may read the cookie");
+    // Riley and Campbell share no link: the update crosses authenticated links.
+    let at = herd.ask("Riley", &iamat("zero.config", "1700000000"));
+    herd.wait_for_at_line("Campbell", "zero.config", &at);
+
+    // A neighbour's name and a `-` proof no longer get in.
+    let mut wire = TcpStream::connect(("127.0.0.1", herd.ports("Riley").peer)).expect("peer");
+    wire.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    wire.write_all(b"HELLO Jaquez Riley 00112233445566778899aabbccddeeff\n")
+        .expect("HELLO");
+    let mut reader = BufReader::new(wire.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("CHALLENGE");
+    assert!(
+        line.starts_with("CHALLENGE ") && !line.trim_end().ends_with(" -"),
+        "{line:?}"
+    );
+    wire.write_all(b"PROOF -\n").expect("PROOF");
+    line.clear();
+    let _ = reader.read_line(&mut line);
+    assert!(!line.starts_with("WELCOME"), "{line:?}");
+    let _ = wire.write_all(b"AT Jaquez +0.000000000 forged +1-1 1800000000\n");
+    assert_eq!(herd.whatsat_at_line("Riley", "forged"), None);
+}
+
+/// Processes started by a test itself, killed however the test ends.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
