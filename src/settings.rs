@@ -492,7 +492,21 @@ impl Settings {
     /// the operator set `herd.insecure_peers`; the file `herd.secret_file`;
     /// the user's cookie `~/.herd.cookie`. A missing file is created with a
     /// random secret, so a herd is authenticated with no configuration.
+    ///
+    /// `HERD_SECRET_EXTRA` names one more secret that this server accepts
+    /// from the neighbours it dials, while the herd changes its secret
+    /// (docs/security.md, "Changing the secret").
     fn secret(&self) -> Result<Secret, SettingsError> {
+        let secret = self.main_secret()?;
+        match std::env::var("HERD_SECRET_EXTRA") {
+            Ok(extra) if !extra.trim().is_empty() && secret.is_set() => {
+                Ok(secret.also_accepting(extra.trim().as_bytes()))
+            }
+            _ => Ok(secret),
+        }
+    }
+
+    fn main_secret(&self) -> Result<Secret, SettingsError> {
         if let Ok(secret) = std::env::var("HERD_SECRET") {
             if !secret.trim().is_empty() {
                 return Ok(Secret::new(secret.trim().as_bytes()));

@@ -356,3 +356,44 @@ impl Drop for Processes {
         }
     }
 }
+
+/// Changing the secret (docs/security.md): a herd on the old secret is
+/// moved to the new one server by server, in two rolling steps, and every
+/// update still reaches every server at every moment.
+#[test]
+fn the_secret_changes_server_by_server_and_updates_keep_flowing() {
+    const CHAIN: &[(&str, &[&str])] = &[
+        ("Riley", &["Jaquez"]),
+        ("Jaquez", &["Riley", "Bernard"]),
+        ("Bernard", &["Jaquez"]),
+    ];
+    let mut herd = Herd::with_topology(CHAIN)
+        .env("HERD_SECRET", "the old secret")
+        .build();
+    herd.start_each();
+    let mut time = 1_700_000_000u64;
+    let mut flows = |herd: &Herd| {
+        time += 1;
+        let at = herd.ask("Riley", &iamat("rotating", &time.to_string()));
+        herd.wait_for_at_line("Bernard", "rotating", &at);
+        time += 1;
+        let at = herd.ask("Bernard", &iamat("rotating", &time.to_string()));
+        herd.wait_for_at_line("Riley", "rotating", &at);
+    };
+    flows(&herd);
+    // (secret, extra) of each step; each server restarted in turn, and the
+    // herd checked between every two restarts.
+    for (secret, extra) in [
+        ("the old secret", "the new secret"),
+        ("the new secret", "the old secret"),
+        ("the new secret", ""),
+    ] {
+        for name in ["Jaquez", "Riley", "Bernard"] {
+            herd.terminate(name);
+            herd.set_env("HERD_SECRET", secret);
+            herd.set_env("HERD_SECRET_EXTRA", extra);
+            herd.restart(name);
+            flows(&herd);
+        }
+    }
+}

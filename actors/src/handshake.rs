@@ -35,32 +35,54 @@ use crate::codec::Frame;
 use crate::protocol::fields;
 use crate::seal::{End, LinkKeys, PeerCodec};
 
-/// The herd secret, or none (names only).
+/// The herd secret, or none (names only); optionally a second secret that
+/// this server also accepts from the neighbours it dials, for changing the
+/// secret without downtime (docs/security.md, "Changing the secret").
 #[derive(Clone, Default)]
-pub struct Secret(Option<Arc<[u8]>>);
+pub struct Secret(Option<Arc<[u8]>>, Option<Arc<[u8]>>);
 
 impl std::fmt::Debug for Secret {
     /// Never shows the secret itself.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Secret(set)"
-        } else {
-            "Secret(none)"
+        f.write_str(match (&self.0, &self.1) {
+            (None, _) => "Secret(none)",
+            (Some(_), None) => "Secret(set)",
+            (Some(_), Some(_)) => "Secret(set, and one more accepted)",
         })
     }
 }
 
 impl Secret {
     pub fn new(bytes: &[u8]) -> Secret {
-        Secret(Some(bytes.into()))
+        Secret(Some(bytes.into()), None)
     }
 
     pub fn none() -> Secret {
-        Secret(None)
+        Secret(None, None)
+    }
+
+    /// Also accepts `extra` from acceptors this server dials. An acceptor
+    /// always proves itself with its own (first) secret, and the dialer
+    /// answers with whichever of its two that proof used; so servers that
+    /// hold the old secret and servers that hold the new one (each also
+    /// accepting the other) keep every link up while they change over.
+    pub fn also_accepting(self, extra: &[u8]) -> Secret {
+        Secret(self.0, Some(extra.into()))
     }
 
     pub fn is_set(&self) -> bool {
         self.0.is_some()
+    }
+
+    /// Which of this server's secrets made the acceptor's `claimed` MAC:
+    /// the secret to prove itself and seal the link with.
+    fn matching(&self, message: &str, claimed: &[u8]) -> Option<Secret> {
+        [&self.0, &self.1]
+            .into_iter()
+            .flatten()
+            .map(|key| Secret(Some(key.clone()), None))
+            .find(|single| single.verify(message, claimed))
+            .or_else(|| self.0.is_none().then(Secret::none))
     }
 
     /// The MAC of `message`, as hex, or `-` without a secret.
@@ -235,12 +257,12 @@ pub async fn dial(
         if !is_nonce(&nonce_a) {
             return Err(HandshakeError::BadNonce(nonce_a));
         }
-        if !secret.verify(
+        let Some(secret) = secret.matching(
             &accept_message(them, me, &nonce_d, &nonce_a),
             mac_a.as_bytes(),
-        ) {
+        ) else {
             return Err(HandshakeError::BadSecret);
-        }
+        };
         let mac_d = secret.mac(&dial_message(me, them, &nonce_a, &nonce_d));
         send_line(framed, format!("PROOF {mac_d}")).await?;
         expect::<0>(&read_line(framed).await?, b"WELCOME")?;
@@ -398,6 +420,53 @@ mod tests {
         assert_eq!(read_line(&mut d).await.unwrap(), "SUMS 0 0");
         send_line(&mut d, "SYNCED 0".into()).await.unwrap();
         assert_eq!(read_line(&mut a).await.unwrap(), "SYNCED 0");
+    }
+
+    /// Every step of changing the secret from `old` to `new` (docs/security.md):
+    /// servers one step apart keep their links, both ways; two steps apart,
+    /// or with no secret in common, they do not.
+    #[tokio::test]
+    async fn links_stay_up_through_every_step_of_changing_the_secret() {
+        fn old() -> Secret {
+            Secret::new(b"old secret")
+        }
+        fn new() -> Secret {
+            Secret::new(b"new secret")
+        }
+        fn step1() -> Secret {
+            old().also_accepting(b"new secret")
+        }
+        fn step2() -> Secret {
+            new().also_accepting(b"old secret")
+        }
+        let neighbours: [(&str, fn() -> Secret, fn() -> Secret); 4] = [
+            ("before and step 1", old, step1),
+            ("step 1 and step 2", step1, step2),
+            ("step 2 and after", step2, new),
+            ("step 1 and step 1", step1, step1),
+        ];
+        for (what, a, b) in neighbours {
+            for (dialer, acceptor) in [(a(), b()), (b(), a())] {
+                let (dialed, accepted, mut d, mut a) =
+                    handshake_pair(dialer, acceptor, "Jaquez").await;
+                assert!(
+                    dialed.is_ok() && accepted.is_ok(),
+                    "{what}: {dialed:?} {accepted:?}"
+                );
+                send_line(&mut d, "SYNCED 0".into()).await.unwrap();
+                assert_eq!(read_line(&mut a).await.unwrap(), "SYNCED 0", "{what}");
+            }
+        }
+        let (dialed, _, _, _) = handshake_pair(old(), new(), "Jaquez").await;
+        assert!(
+            matches!(dialed, Err(HandshakeError::BadSecret)),
+            "{dialed:?}"
+        );
+        let (_, accepted, _, _) = handshake_pair(new(), step1(), "Jaquez").await;
+        assert!(
+            accepted.is_err(),
+            "before and after share no secret: {accepted:?}"
+        );
     }
 
     #[tokio::test]

@@ -190,6 +190,12 @@ impl Herd {
         }
     }
 
+    /// Sets an environment variable for the servers started from now on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     pub fn ports(&self, name: &str) -> &ServerPorts {
         self.servers
             .iter()
