@@ -439,7 +439,8 @@ mod tests {
         fn step2() -> Secret {
             new().also_accepting(b"old secret")
         }
-        let neighbours: [(&str, fn() -> Secret, fn() -> Secret); 4] = [
+        type Step = fn() -> Secret;
+        let neighbours: [(&str, Step, Step); 4] = [
             ("before and step 1", old, step1),
             ("step 1 and step 2", step1, step2),
             ("step 2 and after", step2, new),
