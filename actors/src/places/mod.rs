@@ -25,9 +25,12 @@
 //! docs/places.md describes the behaviour for operators.
 
 pub mod cache;
+pub mod feature_types;
+pub mod geonames;
 pub mod google;
 pub mod google_new;
 pub mod http;
+pub mod kdtree;
 pub mod offline;
 pub mod rate_limit;
 
