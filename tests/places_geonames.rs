@@ -190,3 +190,98 @@ fn the_listener_answers_while_a_large_file_loads() {
     assert_eq!(answer["results"][0]["types"][0], "lodging");
     assert_eq!(answer["results"][0]["vicinity"], "11, FR");
 }
+
+/// The figures of BENCHMARKS.md, "Places", for a GeoNames file. Not a test:
+/// make a file with `bench/gen_geonames.py`, then run
+/// `HERD_BENCH_GEONAMES=/path/allCountries.txt cargo test --release --test
+/// places_geonames -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_geonames_file() {
+    let Ok(file) = std::env::var("HERD_BENCH_GEONAMES") else {
+        eprintln!("set HERD_BENCH_GEONAMES to a GeoNames file");
+        return;
+    };
+    let herd = herd_reading(&file, &["timeout_ms = 600000"]);
+    let port = herd.ports("Riley").client;
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .arg("--config")
+        .arg(&herd.config)
+        .arg("Riley")
+        .current_dir(herd.dir.path())
+        .env("HERD_HERD__LOG_LINES", "false")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(10), "the listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let listening = started.elapsed();
+    let mut client = Client::connect(port);
+    let at = iamat_anacapa(&mut client);
+    // The first WHATSAT waits for the load (timeout_ms is ten minutes).
+    let _ = whatsat(&mut client, &at, "10", 20);
+    let loaded = started.elapsed();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let memory = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let log = std::fs::read_to_string(herd.log_path("Riley")).unwrap_or_default();
+    let line = log
+        .lines()
+        .find(|l| l.contains("offline places loaded"))
+        .unwrap_or_default();
+    println!("listening after {listening:?}; WHATSAT answered after {loaded:?}");
+    println!("{line}");
+    println!("{} / {}", memory("VmRSS"), memory("VmHWM"));
+
+    // Query points: the town centres the generator wrote, else Anacapa.
+    let points: Vec<String> = std::fs::read_to_string(format!("{file}.queries"))
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| {
+                    let (lat, lng) = l.split_once(' ')?;
+                    let (lat, lng): (f64, f64) = (lat.parse().ok()?, lng.parse().ok()?);
+                    Some(format!("{lat:+.5}{lng:+.5}"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let points = if points.is_empty() {
+        vec![ANACAPA.to_string()]
+    } else {
+        points
+    };
+    for (i, point) in points.iter().enumerate() {
+        client.send(&format!("IAMAT q{i} {point} 1621464827.0"));
+        client.read_line();
+    }
+    for radius in ["1", "10", "50"] {
+        let mut micros = Vec::new();
+        let mut results = 0;
+        for n in 0..5000 {
+            let i = n % points.len();
+            let begun = Instant::now();
+            client.send(&format!("WHATSAT q{i} {radius} 20"));
+            client.read_line();
+            let json = client.read_until_blank();
+            micros.push(begun.elapsed().as_micros());
+            results += json.matches("\"place_id\"").count();
+        }
+        micros.sort_unstable();
+        println!(
+            "WHATSAT radius {radius} km bound 20: p50 {} us, p99 {} us, {:.1} results on average",
+            micros[micros.len() / 2],
+            micros[micros.len() * 99 / 100],
+            results as f64 / 5000.0
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
