@@ -56,7 +56,10 @@ fn places_provider(
         // waits for it up to the deadline, then hears it is still loading.
         "offline" if !section.geonames_file.is_empty() => {
             let file = std::path::Path::new(&section.geonames_file);
-            return Ok((Box::new(GeoNames::new(file, deadline)), Policy::local()));
+            return Ok((
+                Box::new(GeoNames::new(server.clone(), file, deadline)),
+                Policy::local(),
+            ));
         }
         "offline" => return Ok((Box::new(Offline::new()), Policy::local())),
         "google" => &section.google_base_url,

@@ -103,6 +103,13 @@ fn a_geonames_file_gives_islands_parks_and_lighthouses_closest_first() {
     assert_eq!(types("Oxnard High School"), "school");
     assert_eq!(types("Oxnard"), "locality");
     assert_eq!(names(&whatsat(&mut client, &at, "40", 2)).len(), 2);
+
+    // The load is in the server's log, with its size.
+    wait_until(Duration::from_secs(5), "the load in the log", || {
+        std::fs::read_to_string(herd.log_path("Riley"))
+            .unwrap_or_default()
+            .contains("Riley: offline places loaded from")
+    });
 }
 
 #[test]

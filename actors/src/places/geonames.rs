@@ -475,8 +475,8 @@ impl Loading {
 
 /// What to do when the file turns out malformed: the process cannot serve
 /// the places it was told to, so it stops with the settings-error status.
-fn refuse(error: &GeoNamesError) -> ! {
-    log::error!(target: LOG, "places.geonames_file refused: {error}; exiting");
+fn refuse(server: &str, error: &GeoNamesError) -> ! {
+    log::error!(target: LOG, "{server}: places.geonames_file refused: {error}; exiting");
     eprintln!("herd: places.geonames_file refused: {error}");
     log::logger().flush();
     std::process::exit(2)
@@ -484,8 +484,9 @@ fn refuse(error: &GeoNamesError) -> ! {
 
 /// Starts loading `file` in a background thread, once per process, and
 /// returns its handle. A malformed or unreadable file ends the process
-/// with status 2, naming the file and line.
-pub fn load_in_background(file: &Path) -> Arc<Loading> {
+/// with status 2, naming the file and line. `server`, the first server to
+/// ask for the file, names the log lines (and so picks their log file).
+pub fn load_in_background(server: Arc<str>, file: &Path) -> Arc<Loading> {
     static LOADS: Mutex<Vec<Arc<Loading>>> = Mutex::new(Vec::new());
     let mut loads = LOADS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(loading) = loads.iter().find(|l| l.file == file) {
@@ -506,21 +507,24 @@ pub fn load_in_background(file: &Path) -> Arc<Loading> {
             match GeoIndex::load(&shared.file, &shared.rows) {
                 Ok(index) => {
                     log::info!(target: LOG,
-                        "offline places loaded from {}: {} places in {:.2} s, {} MB \
+                        "{server}: offline places loaded from {}: {} places in {:.2} s, {} MB \
                          ({} bytes per place)",
                         shared.file.display(), index.len(), started.elapsed().as_secs_f64(),
                         index.bytes() >> 20, index.bytes() / index.len().max(1));
                     let _ = shared.index.set(index);
                     shared.ready.send_replace(true);
                 }
-                Err(error) => refuse(&error),
+                Err(error) => refuse(&server, &error),
             }
         });
     if let Err(e) = spawned {
-        refuse(&GeoNamesError::Read {
-            file: file.display().to_string(),
-            error: e,
-        });
+        refuse(
+            "places",
+            &GeoNamesError::Read {
+                file: file.display().to_string(),
+                error: e,
+            },
+        );
     }
     loading
 }
@@ -533,9 +537,9 @@ pub struct GeoNames {
 }
 
 impl GeoNames {
-    pub fn new(file: &Path, wait: Duration) -> GeoNames {
+    pub fn new(server: Arc<str>, file: &Path, wait: Duration) -> GeoNames {
         GeoNames {
-            loading: load_in_background(file),
+            loading: load_in_background(server, file),
             wait,
         }
     }
