@@ -212,26 +212,37 @@ fn bench_geonames_file() {
     let herd = herd_reading(&file, &["timeout_ms = 600000"]);
     let port = herd.ports("Riley").client;
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_herd"))
         .arg("--config")
         .arg(&herd.config)
         .arg("Riley")
         .current_dir(herd.dir.path())
         .env("HERD_HERD__LOG_LINES", "false")
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    /// Stops the server however the measurement ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Stop(child);
     wait_until(Duration::from_secs(10), "the listener", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     let listening = started.elapsed();
-    let mut client = Client::connect(port);
-    let at = iamat_anacapa(&mut client);
-    // The first WHATSAT waits for the load (timeout_ms is ten minutes).
-    let _ = whatsat(&mut client, &at, "10", 20);
+    let log = || std::fs::read_to_string(herd.log_path("Riley")).unwrap_or_default();
+    wait_until(Duration::from_secs(1200), "the file to load", || {
+        log().contains("offline places loaded")
+    });
     let loaded = started.elapsed();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let mut client = Client::connect(port);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
     let memory = |key: &str| {
         status
             .lines()
@@ -239,12 +250,12 @@ fn bench_geonames_file() {
             .unwrap_or_default()
             .to_string()
     };
-    let log = std::fs::read_to_string(herd.log_path("Riley")).unwrap_or_default();
+    let log = log();
     let line = log
         .lines()
         .find(|l| l.contains("offline places loaded"))
         .unwrap_or_default();
-    println!("listening after {listening:?}; WHATSAT answered after {loaded:?}");
+    println!("listening after {listening:?}; loaded after {loaded:?}");
     println!("{line}");
     println!("{} / {}", memory("VmRSS"), memory("VmHWM"));
 
@@ -289,6 +300,5 @@ fn bench_geonames_file() {
             results as f64 / 5000.0
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }
