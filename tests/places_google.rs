@@ -594,6 +594,20 @@ fn a_connection_the_upstream_closed_is_retried_once_on_a_new_one() {
         wait_until(Duration::from_secs(5), "the retries in the log", || {
             log_of(&herd).matches("retried on a new connection").count() == fake.dropped()
         });
+        // Concurrent misses over several pooled connections: none lost.
+        let mut clients: Vec<Client> = (0..8).map(|_| herd.client("Riley")).collect();
+        for (c, client) in clients.iter_mut().enumerate() {
+            for i in 0..5 {
+                client.send(&format!("WHATSAT kiwi 2{c}.{i} 3"));
+            }
+        }
+        for client in &mut clients {
+            for _ in 0..5 {
+                let answer = read_answer(client, &at);
+                assert_eq!(answer["status"], "OK", "{provider}: {answer}");
+            }
+        }
+        assert_eq!(fake.count(), 50, "{provider}");
     }
 }
 
