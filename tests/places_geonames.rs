@@ -131,13 +131,18 @@ fn a_malformed_geonames_file_stops_the_server_naming_file_and_line() {
         "{stderr}"
     );
 
-    // A file that is not there is a settings error, before anything starts.
-    let herd = herd_reading("/nonexistent/allCountries.txt", &[]);
+    // A file that is not there is a settings error, before anything starts
+    // (named here through the environment, as an operator may).
+    let herd = Herd::with_topology(&[("Riley", &[])]).build();
     let output = Command::new(env!("CARGO_BIN_EXE_herd"))
         .arg("--config")
         .arg(&herd.config)
         .arg("Riley")
         .current_dir(herd.dir.path())
+        .env(
+            "HERD_PLACES__GEONAMES_FILE",
+            "/nonexistent/allCountries.txt",
+        )
         .stdin(Stdio::null())
         .output()
         .unwrap();
