@@ -598,6 +598,34 @@ mod tests {
         assert_eq!(std::mem::size_of::<Entry>(), 24);
     }
 
+    /// A file of `lines` in a folder of its own (no admin name files).
+    fn file_of(tag: &str, lines: &[&[u8]]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("geonames-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("US.txt");
+        std::fs::write(&path, lines.join(&b'\n')).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_file_loads_with_code_vicinities_and_reports_the_bad_line_number() {
+        let path = file_of("good", &[ANACAPA, b"", ANACAPA]);
+        let index = GeoIndex::load(&path, &AtomicU64::new(0)).unwrap();
+        assert_eq!(index.len(), 2, "the empty line is skipped");
+        let place = index.place_json(&index.entries[0]);
+        assert_eq!(place["vicinity"], "CA, US");
+        assert_eq!(place["place_id"], "geonames-5325223");
+        assert_eq!(place["types"], json!(["natural_feature", "establishment"]));
+
+        let path = file_of("bad", &[ANACAPA, b"", ANACAPA, b"1\tTwo columns"]);
+        let error = GeoIndex::load(&path, &AtomicU64::new(0)).err().unwrap();
+        let shown = error.to_string();
+        assert!(
+            shown.starts_with(&format!("{}:4: 2 tab-separated columns", path.display())),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn malformed_rows_say_why() {
         let with = |column: usize, value: &str| {
