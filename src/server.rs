@@ -11,6 +11,7 @@ use herd_actors::connection::ClientContext;
 use herd_actors::listener::{self, PeerGate};
 use herd_actors::metrics::Metrics;
 use herd_actors::peer::PeerActor;
+use herd_actors::places::geonames::GeoNames;
 use herd_actors::places::google::Google;
 use herd_actors::places::google_new::GoogleNew;
 use herd_actors::places::http::Upstream;
@@ -50,7 +51,16 @@ fn places_provider(
     let deadline = std::time::Duration::from_millis(section.timeout_ms.max(1));
     let base_url = match section.provider.as_str() {
         // Offline answers from memory: no deadline (its first answers may
-        // wait for the data to load, which is bounded and must not fail).
+        // wait for the embedded data to load, which is bounded and must not
+        // fail). A GeoNames file may take many seconds to load: a WHATSAT
+        // waits for it up to the deadline, then hears it is still loading.
+        "offline" if !section.geonames_file.is_empty() => {
+            let file = std::path::Path::new(&section.geonames_file);
+            return Ok((
+                Box::new(GeoNames::new(server.clone(), file, deadline)),
+                Policy::local(),
+            ));
+        }
         "offline" => return Ok((Box::new(Offline::new()), Policy::local())),
         "google" => &section.google_base_url,
         "google-new" => &section.google_new_base_url,

@@ -129,6 +129,9 @@ pub struct PlacesSection {
     pub max_wait_ms: u64,
     pub cache_ttl_ms: u64,
     pub cache_entries: usize,
+    /// A GeoNames dump (tab-separated) the offline provider loads instead of
+    /// its embedded towns; empty: the embedded table (docs/places.md).
+    pub geonames_file: String,
 }
 
 impl Default for PlacesSection {
@@ -143,6 +146,7 @@ impl Default for PlacesSection {
             max_wait_ms: 1_000,
             cache_ttl_ms: 30_000,
             cache_entries: 10_000,
+            geonames_file: String::new(),
         }
     }
 }
@@ -588,14 +592,33 @@ impl Settings {
     }
 
     fn places_plan(&self) -> Result<PlacesPlan, SettingsError> {
+        let places = &self.places;
         let api_key = std::env::var("GOOGLE_PLACES_API_KEY")
             .ok()
             .filter(|k| !k.is_empty());
-        if self.places.provider != "offline" && api_key.is_none() {
+        if places.provider != "offline" && api_key.is_none() {
             return invalid(format!(
                 "places provider {} needs a Google API key in GOOGLE_PLACES_API_KEY",
-                self.places.provider
+                places.provider
             ));
+        }
+        let base_url = match places.provider.as_str() {
+            "google" => Some(&places.google_base_url),
+            "google-new" => Some(&places.google_new_base_url),
+            _ => None,
+        };
+        if let Some(url) = base_url {
+            herd_actors::places::http::check_base_url(url).map_err(SettingsError::Invalid)?;
+        }
+        if places.provider == "offline" && !places.geonames_file.is_empty() {
+            // Readable now; its contents are checked as it loads (in the
+            // background, so the listener is not delayed).
+            let file = &places.geonames_file;
+            match std::fs::File::open(file).and_then(|f| f.metadata()) {
+                Ok(meta) if meta.is_file() => {}
+                Ok(_) => return invalid(format!("places.geonames_file {file} is not a file")),
+                Err(e) => return invalid(format!("places.geonames_file {file}: {e}")),
+            }
         }
         Ok(PlacesPlan {
             section: self.places.clone(),

@@ -7,6 +7,10 @@
 //! thread per connection, one request per connection (`Connection: close`).
 //! A reply can be held back until the test opens a gate, or withheld
 //! forever, to exercise coalescing and the deadline without sleeping.
+//! In its other style it answers HTTP/1.0 without `Connection: close` (so
+//! awc keeps the connection for reuse) and closes each connection after
+//! its one answer, at the worst moment: when the next request on it has
+//! arrived, which it drops unanswered.
 
 mod common;
 
@@ -92,7 +96,20 @@ enum Reply {
 
 type Responder = Box<dyn Fn(&Request) -> Reply + Send + Sync>;
 
+/// How the fake server treats its connections.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Style {
+    /// HTTP/1.1 with `Connection: close`: the client never reuses one.
+    Http11Close,
+    /// HTTP/1.0 with a length and no `Connection` header, then a close
+    /// once the next request on the connection has arrived (unanswered).
+    Http10ClosesAfterAnswer,
+}
+
 struct State {
+    style: Style,
+    /// Requests that came on a connection after its answer, dropped unanswered.
+    dropped: Mutex<usize>,
     requests: Mutex<Vec<Request>>,
     responder: Responder,
     /// (open, closed-for-good)
@@ -108,9 +125,18 @@ struct FakeGoogle {
 
 impl FakeGoogle {
     fn start(responder: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> FakeGoogle {
+        FakeGoogle::start_styled(Style::Http11Close, responder)
+    }
+
+    fn start_styled(
+        style: Style,
+        responder: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> FakeGoogle {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(State {
+            style,
+            dropped: Mutex::new(0),
             requests: Mutex::new(Vec::new()),
             responder: Box::new(responder),
             gate: Mutex::new((false, false)),
@@ -140,6 +166,10 @@ impl FakeGoogle {
 
     fn count(&self) -> usize {
         self.state.requests.lock().unwrap().len()
+    }
+
+    fn dropped(&self) -> usize {
+        *self.state.dropped.lock().unwrap()
     }
 
     fn open_gate(&self) {
@@ -222,13 +252,27 @@ fn serve(stream: TcpStream, state: &State) {
         _ => "Whatever",
     };
     let mut writer = stream;
+    let (version, connection) = match state.style {
+        Style::Http11Close => ("1.1", "Connection: close\r\n"),
+        Style::Http10ClosesAfterAnswer => ("1.0", ""),
+    };
     let _ = write!(
         writer,
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json; charset=UTF-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/{version} {code} {reason}\r\nContent-Type: application/json; charset=UTF-8\r\n\
+         Content-Length: {}\r\n{connection}\r\n{body}",
         body.len()
     );
     let _ = writer.flush();
+    if state.style == Style::Http10ClosesAfterAnswer {
+        // Wait for the client to send again (or go), then close. Whatever
+        // came is read first, so the close is a clean FIN, as a server's
+        // would be when its idle timeout and a new request cross.
+        let mut next = [0u8; 4096];
+        let _ = writer.set_read_timeout(Some(Duration::from_secs(10)));
+        if matches!(reader.read(&mut next), Ok(n) if n > 0) {
+            *state.dropped.lock().unwrap() += 1;
+        }
+    }
 }
 
 /// One server asking `fake` through `provider`, with extra `[places]` lines,
@@ -290,16 +334,21 @@ fn legacy_request_is_sent_right_and_the_answer_cut_shaped_and_key_kept_out_of_lo
 
     let google: Value = serde_json::from_str(&fixture("legacy_ok_20.json")).unwrap();
     assert_eq!(answer["status"], "OK");
-    assert_eq!(answer["next_page_token"], google["next_page_token"]);
+    // Results 6 to 20 were cut: the token (to result 21 on) would skip them.
+    assert!(google["next_page_token"].is_string());
+    assert!(answer.get("next_page_token").is_none(), "{answer}");
     assert_eq!(answer["html_attributions"], json!([]));
     let results = answer["results"].as_array().unwrap();
     assert_eq!(results.len(), 5);
     // Passed through as Google gave it: the first five, whole, in order.
     assert_eq!(results[..], google["results"].as_array().unwrap()[..5]);
 
-    // Bound 20 gets all 20; the connection carries on after the blank line.
+    // Bound 20 gets all 20, and the token with them, from the same upstream
+    // answer; the connection carries on after the blank line.
     let all = whatsat(&mut client, "10", 20, &at);
     assert_eq!(all["results"].as_array().unwrap().len(), 20);
+    assert_eq!(all["next_page_token"], google["next_page_token"]);
+    assert_eq!(fake.count(), 1);
     client.send("HELLO");
     assert_eq!(client.read_line(), "? HELLO");
 
@@ -375,6 +424,14 @@ fn a_silent_or_absent_upstream_is_answered_within_the_deadline() {
         "{elapsed:?}"
     );
     assert_eq!(fake.count(), 1);
+    // The call cut short by the deadline still leaves its log line.
+    wait_until(
+        Duration::from_secs(5),
+        "the abandoned call in the log",
+        || log_of(&herd).contains("places GET"),
+    );
+    let log = log_of(&herd);
+    assert!(log.contains("abandoned unanswered"), "{log}");
 
     // Nothing listening at all: refused at once.
     let closed = format!("http://127.0.0.1:{}", free_port());
@@ -473,10 +530,85 @@ fn identical_requests_share_one_upstream_call_then_hit_the_cache() {
     let again = whatsat(&mut clients[0], "10", 4, &at);
     assert_eq!(again, answers[0]);
     assert_eq!(fake.count(), 1);
-    // ...while another bound or radius is another question.
-    let _ = whatsat(&mut clients[0], "10", 3, &at);
+    // ...and so is any other bound (the same upstream question), while
+    // another radius is another question.
+    let three = whatsat(&mut clients[0], "10", 3, &at);
+    assert_eq!(
+        three["results"].as_array().unwrap()[..],
+        answers[0]["results"].as_array().unwrap()[..3]
+    );
+    assert_eq!(fake.count(), 1);
     let _ = whatsat(&mut clients[0], "11", 4, &at);
-    assert_eq!(fake.count(), 3);
+    assert_eq!(fake.count(), 2);
+}
+
+#[test]
+fn every_bound_at_one_place_and_radius_costs_one_upstream_call() {
+    for (provider, answer, found) in [
+        ("google", "legacy_ok_20.json", 20),
+        ("google-new", "new_ok.json", 3),
+    ] {
+        let fake = FakeGoogle::start(move |_| Reply::Json(200, fixture(answer)));
+        let (herd, at) = herd_with(provider, &fake.base_url(), &[]);
+        let mut client = herd.client("Riley");
+        for bound in 1..=20u8 {
+            let answer = whatsat(&mut client, "10", bound, &at);
+            let results = answer["results"].as_array().unwrap();
+            assert_eq!(results.len(), usize::from(bound).min(found), "{provider}");
+        }
+        assert_eq!(
+            fake.count(),
+            1,
+            "{provider}: one upstream call for 20 bounds"
+        );
+        if provider == "google-new" {
+            // Asked for the most a WHATSAT may want, whatever the bound.
+            assert_eq!(fake.requests()[0].json()["maxResultCount"], 20);
+        }
+    }
+}
+
+#[test]
+fn a_connection_the_upstream_closed_is_retried_once_on_a_new_one() {
+    for (provider, answer) in [
+        ("google", "legacy_ok_20.json"),
+        ("google-new", "new_ok.json"),
+    ] {
+        let fake = FakeGoogle::start_styled(Style::Http10ClosesAfterAnswer, move |_| {
+            Reply::Json(200, fixture(answer))
+        });
+        let (herd, at) = herd_with(provider, &fake.base_url(), &[]);
+        let mut client = herd.client("Riley");
+        // Sequential cache misses: every one after the first finds the
+        // previous connection in the pool, which the upstream then closes.
+        for km in 1..=10 {
+            let answer = whatsat(&mut client, &km.to_string(), 3, &at);
+            assert_eq!(answer["status"], "OK", "{provider}, {km} km: {answer}");
+        }
+        assert_eq!(fake.count(), 10, "{provider}: each answered once");
+        assert!(
+            fake.dropped() >= 3,
+            "{provider}: the fault did not happen ({} dropped)",
+            fake.dropped()
+        );
+        wait_until(Duration::from_secs(5), "the retries in the log", || {
+            log_of(&herd).matches("retried on a new connection").count() == fake.dropped()
+        });
+        // Concurrent misses over several pooled connections: none lost.
+        let mut clients: Vec<Client> = (0..8).map(|_| herd.client("Riley")).collect();
+        for (c, client) in clients.iter_mut().enumerate() {
+            for i in 0..5 {
+                client.send(&format!("WHATSAT kiwi 2{c}.{i} 3"));
+            }
+        }
+        for client in &mut clients {
+            for _ in 0..5 {
+                let answer = read_answer(client, &at);
+                assert_eq!(answer["status"], "OK", "{provider}: {answer}");
+            }
+        }
+        assert_eq!(fake.count(), 50, "{provider}");
+    }
 }
 
 #[test]
@@ -509,7 +641,7 @@ fn google_new_posts_search_nearby_and_answers_in_legacy_format() {
         .is_some_and(|t| t.starts_with("application/json")));
     assert_eq!(
         request.json(),
-        json!({"maxResultCount": 2, "locationRestriction": {"circle": {
+        json!({"maxResultCount": 20, "locationRestriction": {"circle": {
             "center": {"latitude": 34.06893, "longitude": -118.445127},
             "radius": 1500.0}}})
     );
@@ -570,6 +702,31 @@ fn a_google_provider_without_a_key_refuses_to_start() {
     assert!(stderr.contains("GOOGLE_PLACES_API_KEY"), "{stderr}");
     // Nothing is listening: it did not start half-configured.
     assert!(TcpStream::connect(("127.0.0.1", herd.ports("Riley").client)).is_err());
+}
+
+#[test]
+fn a_malformed_base_url_is_a_settings_error_with_status_2() {
+    for (provider, key) in [
+        ("google", "google_base_url"),
+        ("google-new", "google_new_base_url"),
+    ] {
+        let herd = Herd::with_topology(&[("Riley", &[])])
+            .setting("places", &format!("provider = {provider:?}"))
+            .setting("places", &format!("{key} = \"ftp://maps.example\""))
+            .build();
+        let output = Command::new(env!("CARGO_BIN_EXE_herd"))
+            .arg("--config")
+            .arg(&herd.config)
+            .arg("Riley")
+            .current_dir(herd.dir.path())
+            .env("GOOGLE_PLACES_API_KEY", KEY)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{provider}: {stderr}");
+        assert!(stderr.contains("ftp://maps.example"), "{stderr}");
+    }
 }
 
 /// Latencies of `count` sequential WHATSATs on one connection, radius from

@@ -10,15 +10,11 @@
 //! body, a body that is not JSON, no answer at all) becomes an error answer
 //! in the same format (see [`super::http`]).
 
-use std::time::Instant;
-
 use futures_util::future::{FutureExt, LocalBoxFuture};
 use serde_json::Value;
 
 use super::http::{self, Upstream};
 use super::{error_answer, Provider, Query};
-
-const LOG: &str = "places";
 
 /// Path of the legacy Nearby Search endpoint.
 pub const PATH: &str = "/maps/api/place/nearbysearch/json";
@@ -26,13 +22,13 @@ pub const PATH: &str = "/maps/api/place/nearbysearch/json";
 /// The legacy Google provider of one server.
 pub struct Google {
     upstream: Upstream,
-    client: awc::Client,
+    clients: http::Clients,
 }
 
 impl Google {
     pub fn new(upstream: Upstream) -> Google {
-        let client = http::client(upstream.timeout);
-        Google { upstream, client }
+        let clients = http::Clients::new(upstream.timeout);
+        Google { upstream, clients }
     }
 
     /// The request URL for `query`; it holds the key, so it is never logged
@@ -71,18 +67,18 @@ impl Provider for Google {
 
     fn nearby(&self, query: Query) -> LocalBoxFuture<'static, Value> {
         let url = self.url(&query);
-        let request = self
-            .client
-            .get(&url)
-            .insert_header(("Accept", "application/json"));
         let upstream = self.upstream.clone();
+        let clients = self.clients.clone();
         async move {
-            let started = Instant::now();
-            let shown = upstream.redact(&url);
-            let answer = upstream.receive(request.send().await, answer_from).await;
-            log::info!(target: LOG, "{}: places GET {shown} -> {} in {} ms",
-                upstream.server, super::status_of(&answer), http::elapsed_ms(started));
-            answer
+            let request = |client: &awc::Client| {
+                client
+                    .get(&url)
+                    .insert_header(("Accept", "application/json"))
+            };
+            let what = format!("GET {url}");
+            upstream
+                .exchange(&clients, &what, request, |r| r.send(), answer_from)
+                .await
         }
         .boxed_local()
     }

@@ -25,15 +25,12 @@
 //! gRPC status name, mapped to the nearest legacy status; the message is
 //! kept as `error_message`.
 
-use std::time::Instant;
-
 use futures_util::future::{FutureExt, LocalBoxFuture};
 use serde_json::{json, Map, Value};
 
 use super::http::{self, Upstream};
 use super::{error_answer, Provider, Query};
-
-const LOG: &str = "places";
+use crate::protocol::MAX_BOUND;
 
 /// Path of the New Nearby Search method.
 pub const PATH: &str = "/v1/places:searchNearby";
@@ -47,20 +44,23 @@ places.userRatingCount,places.businessStatus,places.iconMaskBaseUri,places.iconB
 /// The Places API (New) provider of one server.
 pub struct GoogleNew {
     upstream: Upstream,
-    client: awc::Client,
+    clients: http::Clients,
 }
 
 impl GoogleNew {
     pub fn new(upstream: Upstream) -> GoogleNew {
-        let client = http::client(upstream.timeout);
-        GoogleNew { upstream, client }
+        let clients = http::Clients::new(upstream.timeout);
+        GoogleNew { upstream, clients }
     }
 }
 
-/// The request body for `query`.
+/// The request body for `query`. It always asks for the most places a
+/// WHATSAT may want ([`MAX_BOUND`], also Google's own maximum), whatever
+/// the bound: Google bills per request, not per place, so one answer is cut
+/// to every bound and cached for all of them (docs/places.md).
 pub fn request_body(query: &Query) -> Value {
     json!({
-        "maxResultCount": query.bound,
+        "maxResultCount": MAX_BOUND,
         "locationRestriction": {
             "circle": {
                 "center": {
@@ -194,22 +194,26 @@ impl Provider for GoogleNew {
 
     fn nearby(&self, query: Query) -> LocalBoxFuture<'static, Value> {
         let url = format!("{}{PATH}", self.upstream.base_url);
-        let request = self
-            .client
-            .post(&url)
-            .insert_header(("X-Goog-Api-Key", self.upstream.api_key.as_str()))
-            .insert_header(("X-Goog-FieldMask", FIELD_MASK));
         let body = request_body(&query);
         let upstream = self.upstream.clone();
+        let clients = self.clients.clone();
         async move {
-            let started = Instant::now();
-            let answer = upstream
-                .receive(request.send_json(&body).await, answer_from)
-                .await;
-            log::info!(target: LOG, "{}: places POST {} {body} -> {} in {} ms",
-                upstream.server, upstream.redact(&url), super::status_of(&answer),
-                http::elapsed_ms(started));
-            answer
+            let request = |client: &awc::Client| {
+                client
+                    .post(&url)
+                    .insert_header(("X-Goog-Api-Key", upstream.api_key.as_str()))
+                    .insert_header(("X-Goog-FieldMask", FIELD_MASK))
+            };
+            let what = format!("POST {url} {body}");
+            upstream
+                .exchange(
+                    &clients,
+                    &what,
+                    request,
+                    |r| r.send_json(&body),
+                    answer_from,
+                )
+                .await
         }
         .boxed_local()
     }
@@ -221,7 +225,7 @@ mod tests {
     use crate::protocol::{Location, Radius};
 
     #[test]
-    fn the_request_asks_for_bound_results_in_a_circle_in_metres() {
+    fn the_request_asks_for_20_results_whatever_the_bound_in_a_circle_in_metres() {
         let query = Query {
             location: Location {
                 lat: 34.06893,
@@ -232,7 +236,7 @@ mod tests {
         };
         assert_eq!(
             request_body(&query),
-            json!({"maxResultCount": 7, "locationRestriction": {"circle": {
+            json!({"maxResultCount": 20, "locationRestriction": {"circle": {
                 "center": {"latitude": 34.06893, "longitude": -118.445127},
                 "radius": 1500.0}}})
         );

@@ -1,7 +1,19 @@
-//! What the two Google providers share: the awc client (rustls, never
-//! OpenSSL), the upstream settings, redaction of the API key, and turning
-//! every way an HTTP exchange can fail into a legacy-format error answer
-//! with one of Google's statuses.
+//! What the two Google providers share: the awc clients (rustls, never
+//! OpenSSL), the upstream settings, redaction of the API key, one log line
+//! per upstream call, the one retry of a request whose pooled connection
+//! turned out dead, and turning every way an HTTP exchange can fail into a
+//! legacy-format error answer with one of Google's statuses.
+//!
+//! The retry: a kept-alive connection can be closed by the upstream just
+//! as it is taken from the pool (the upstream's idle timeout, or an
+//! HTTP/1.0 server that closes after each answer while awc reuses the
+//! connection). The request then fails before any byte of an answer
+//! arrives. Both Nearby Search requests are pure reads, so such a request
+//! is sent once more, on a new connection (a client that never reuses one),
+//! within the same deadline. awc does not say whether a connection was
+//! taken from the pool, so the same failure on a new connection is retried
+//! too (harmless for a read); a connection that could not be made at all
+//! (refused, DNS, TLS) is not, nor is anything after answer bytes arrived.
 //!
 //! The API key is a secret: it is only ever put into the request itself.
 //! Everything that is logged or answered goes through [`Upstream::redact`],
@@ -9,11 +21,17 @@
 //! error message that happens to quote a URL cannot leak it either.
 
 use std::sync::{Arc, Once};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use awc::error::{ConnectError, SendRequestError};
 use serde_json::Value;
 
-use super::error_answer;
+use super::{error_answer, status_of};
+
+const LOG: &str = "places";
+
+/// What sending a request gives.
+pub type Sent = <awc::SendClientRequest as std::future::Future>::Output;
 
 /// Largest upstream body read; Google's answers are a few kilobytes.
 pub const MAX_BODY: usize = 4 << 20;
@@ -40,15 +58,7 @@ impl Upstream {
         api_key: &str,
         timeout: Duration,
     ) -> Result<Upstream, String> {
-        let base_url = base_url.trim_end_matches('/').to_owned();
-        let uri: awc::http::Uri = base_url
-            .parse()
-            .map_err(|e| format!("places base URL {base_url:?} is not a URL: {e}"))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(format!(
-                "places base URL {base_url:?} must be http:// or https:// with a host"
-            ));
-        }
+        let base_url = check_base_url(base_url)?;
         if api_key.is_empty() {
             return Err("a Google places provider needs GOOGLE_PLACES_API_KEY".into());
         }
@@ -96,6 +106,31 @@ impl Upstream {
         }
     }
 
+    /// Sends the request made by `request` and `send` on the pooled client;
+    /// if that fails on a dead connection ([`stale_connection`]), once more
+    /// on a new connection. Leaves one log line, `what` the call (redacted
+    /// here), whatever happens (see [`CallLog`]).
+    pub async fn exchange(
+        &self,
+        clients: &Clients,
+        what: &str,
+        request: impl Fn(&awc::Client) -> awc::ClientRequest,
+        send: impl Fn(awc::ClientRequest) -> awc::SendClientRequest,
+        convert: fn(u16, &[u8]) -> Value,
+    ) -> Value {
+        let mut log = CallLog::start(self.server.clone(), self.redact(what));
+        let mut sent = send(request(&clients.pooled)).await;
+        if let Err(error) = &sent {
+            if stale_connection(error) {
+                log.retried(self.redact(&error.to_string()));
+                sent = send(request(&clients.fresh).force_close()).await;
+            }
+        }
+        let answer = self.receive(sent, convert).await;
+        log.finish(&answer);
+        answer
+    }
+
     /// The answer for a request that did not get an HTTP response.
     pub fn send_error(&self, error: &awc::error::SendRequestError) -> Value {
         use awc::error::SendRequestError as E;
@@ -111,19 +146,122 @@ impl Upstream {
     }
 }
 
-/// A client for one server's thread. Installs ring as rustls' crypto
-/// provider first (awc builds its TLS configuration when the client is
-/// made, and rustls refuses to guess when no provider is chosen).
-pub fn client(timeout: Duration) -> awc::Client {
-    static PROVIDER: Once = Once::new();
-    PROVIDER.call_once(|| {
-        // Err means another part of the process chose one already: fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    awc::Client::builder()
+/// `base_url` without trailing slashes, if it is `http://` or `https://`
+/// with a host; the reason otherwise. Checked with the settings, so a typo
+/// stops the server at start (exit status 2) rather than failing every
+/// request.
+pub fn check_base_url(base_url: &str) -> Result<String, String> {
+    let base_url = base_url.trim_end_matches('/').to_owned();
+    let uri: awc::http::Uri = base_url
+        .parse()
+        .map_err(|e| format!("places base URL {base_url:?} is not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(format!(
+            "places base URL {base_url:?} must be http:// or https:// with a host"
+        ));
+    }
+    Ok(base_url)
+}
+
+/// Whether a request failed in a way that means its connection died
+/// before any byte of an answer: closed (end of stream where the answer's
+/// head should be), broken or reset while the request was written or the
+/// answer awaited, or an HTTP/2 connection going away. Never a failure to
+/// connect, a timeout, or an answer that was malformed.
+pub fn stale_connection(error: &SendRequestError) -> bool {
+    use actix_web::error::ParseError;
+    match error {
+        SendRequestError::Connect(ConnectError::Disconnected) => true,
+        SendRequestError::Send(_) => true,
+        SendRequestError::Response(ParseError::Io(_)) => true,
+        SendRequestError::H2(e) => e.is_go_away() || e.is_io(),
+        _ => false,
+    }
+}
+
+/// The two clients of a Google provider: `pooled` for every first attempt
+/// (connections kept alive), `fresh` for the one retry (never reuses a
+/// connection, and the retry closes its own).
+#[derive(Clone)]
+pub struct Clients {
+    pub pooled: awc::Client,
+    pub fresh: awc::Client,
+}
+
+impl Clients {
+    /// The clients of one server's thread. Installs ring as rustls' crypto
+    /// provider first (awc builds its TLS configuration when a client is
+    /// made, and rustls refuses to guess when no provider is chosen).
+    pub fn new(timeout: Duration) -> Clients {
+        static PROVIDER: Once = Once::new();
+        PROVIDER.call_once(|| {
+            // Err means another part of the process chose one already: fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        });
         // A backstop only: the PlacesActor's deadline fires first.
-        .timeout(timeout + Duration::from_secs(1))
-        .finish()
+        let backstop = timeout + Duration::from_secs(1);
+        let pooled = awc::Client::builder().timeout(backstop).finish();
+        let never_reused = awc::Connector::new()
+            .conn_keep_alive(Duration::ZERO)
+            .conn_lifetime(Duration::ZERO);
+        let fresh = awc::Client::builder()
+            .connector(never_reused)
+            .timeout(backstop)
+            .finish();
+        Clients { pooled, fresh }
+    }
+}
+
+/// The log line of one upstream call (target `places`, level info): what
+/// was asked, the status, the time, and the retry if there was one. It is
+/// written when the call ends, or, if the call is dropped unfinished (the
+/// PlacesActor's deadline passed, or the server is stopping), when it is
+/// dropped: every call leaves exactly one line.
+pub struct CallLog {
+    server: Arc<str>,
+    what: String,
+    started: Instant,
+    retried: Option<String>,
+    done: bool,
+}
+
+impl CallLog {
+    /// `what` must already be redacted.
+    pub fn start(server: Arc<str>, what: String) -> CallLog {
+        CallLog {
+            server,
+            what,
+            started: Instant::now(),
+            retried: None,
+            done: false,
+        }
+    }
+
+    /// Notes that the first attempt failed with `why` and was sent again.
+    pub fn retried(&mut self, why: String) {
+        self.retried = Some(why);
+    }
+
+    pub fn finish(mut self, answer: &Value) {
+        self.done = true;
+        self.write(status_of(answer));
+    }
+
+    fn write(&self, outcome: &str) {
+        let retry = self.retried.as_ref().map_or(String::new(), |why| {
+            format!(" (retried on a new connection after: {why})")
+        });
+        log::info!(target: LOG, "{}: places {} -> {outcome} in {} ms{retry}",
+            self.server, self.what, elapsed_ms(self.started));
+    }
+}
+
+impl Drop for CallLog {
+    fn drop(&mut self) {
+        if !self.done {
+            self.write("UNKNOWN_ERROR (abandoned unanswered: deadline passed)");
+        }
+    }
 }
 
 /// The legacy status for an HTTP error code without a usable body.
@@ -179,12 +317,35 @@ mod tests {
 
     #[test]
     fn base_urls_are_checked_and_trimmed() {
+        assert_eq!(check_base_url("https://x/").as_deref(), Ok("https://x"));
         assert_eq!(upstream("k").base_url, "http://127.0.0.1:9");
         let bad = |url| Upstream::new("R".into(), url, "k", Duration::from_secs(1)).is_err();
         assert!(bad("maps.googleapis.com"));
         assert!(bad("ftp://maps.googleapis.com"));
         assert!(bad("not a url"));
         assert!(Upstream::new("R".into(), "https://x", "", Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn only_a_connection_dying_before_the_answer_is_worth_a_retry() {
+        use actix_web::error::ParseError;
+        use std::io::{Error, ErrorKind};
+        let reset = || Error::new(ErrorKind::ConnectionReset, "reset");
+        assert!(stale_connection(&SendRequestError::Connect(
+            ConnectError::Disconnected
+        )));
+        assert!(stale_connection(&SendRequestError::Send(reset())));
+        assert!(stale_connection(&SendRequestError::Response(
+            ParseError::Io(reset())
+        )));
+        // A connection never made, a deadline, a malformed answer: no.
+        assert!(!stale_connection(&SendRequestError::Connect(
+            ConnectError::Io(Error::new(ErrorKind::ConnectionRefused, "refused"))
+        )));
+        assert!(!stale_connection(&SendRequestError::Timeout));
+        assert!(!stale_connection(&SendRequestError::Response(
+            ParseError::Header
+        )));
     }
 
     #[test]

@@ -8,11 +8,14 @@
 //!   in time yields an `UNKNOWN_ERROR` answer, never a hang;
 //! - for upstream providers, a [`rate_limit::TokenBucket`] with a bounded
 //!   wait (beyond it: `OVER_QUERY_LIMIT` at once), a [`cache::TtlCache`] of
-//!   answers keyed by provider, location, radius and bound, and coalescing:
-//!   identical requests that arrive while one is in flight wait for that one
-//!   instead of calling again;
-//! - cutting `results` to the WHATSAT bound and shaping the JSON as SPEC §3
-//!   asks (no blank line inside, two newlines after);
+//!   answers keyed by what the upstream is asked (provider, location,
+//!   radius: never the bound, so one answer serves every bound), and
+//!   coalescing: requests for the same upstream question that arrive while
+//!   one is in flight wait for that one instead of calling again;
+//! - cutting `results` to the WHATSAT bound (dropping `next_page_token`
+//!   when that cut drops results, since following it would skip them) and
+//!   shaping the JSON as SPEC §3 asks (no blank line inside, two newlines
+//!   after);
 //! - counting answers by provider and status, upstream calls, cache hits,
 //!   coalesced and rate-limited requests in [`Metrics`].
 //!
@@ -22,9 +25,12 @@
 //! docs/places.md describes the behaviour for operators.
 
 pub mod cache;
+pub mod feature_types;
+pub mod geonames;
 pub mod google;
 pub mod google_new;
 pub mod http;
+pub mod kdtree;
 pub mod offline;
 pub mod rate_limit;
 
@@ -35,7 +41,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
-use serde::Serialize;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -125,19 +131,55 @@ pub fn error_answer(status: &str, message: &str) -> Value {
     })
 }
 
-/// Cuts `results` to `bound` entries and writes the JSON as Google does
-/// (three-space indentation), shaped by [`protocol::places_body`].
-pub fn format_answer(mut answer: Value, bound: u8) -> Bytes {
-    if let Some(results) = answer.get_mut("results").and_then(Value::as_array_mut) {
-        results.truncate(usize::from(bound));
+/// An answer as the client gets it: `results` cut to `bound`, and
+/// `next_page_token` left out when the cut dropped results (the token
+/// leads to result 21 onwards, so passing it on would skip the dropped
+/// ones). Serialized in place, so a cached answer is never copied.
+struct Cut<'a> {
+    answer: &'a Value,
+    bound: usize,
+}
+
+impl Serialize for Cut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some(members) = self.answer.as_object() else {
+            return self.answer.serialize(serializer);
+        };
+        let results = members.get("results").and_then(Value::as_array);
+        let cut = results.is_some_and(|r| r.len() > self.bound);
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in members {
+            match (name.as_str(), results) {
+                ("next_page_token", _) if cut => {}
+                ("results", Some(results)) => {
+                    map.serialize_entry(name, &results[..results.len().min(self.bound)])?
+                }
+                _ => map.serialize_entry(name, value)?,
+            }
+        }
+        map.end()
     }
+}
+
+/// Writes `answer` cut to `bound` (see [`Cut`]) as Google does
+/// (three-space indentation), shaped by [`protocol::places_body`].
+pub fn shape(answer: &Value, bound: u8) -> Bytes {
+    let cut = Cut {
+        answer,
+        bound: usize::from(bound),
+    };
     let mut json = Vec::with_capacity(1024);
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"   ");
     let mut serializer = serde_json::Serializer::with_formatter(&mut json, formatter);
-    if answer.serialize(&mut serializer).is_err() {
+    if cut.serialize(&mut serializer).is_err() {
         json = br#"{"html_attributions":[],"results":[],"status":"UNKNOWN_ERROR"}"#.to_vec();
     }
     Bytes::from(protocol::places_body(&json))
+}
+
+/// [`shape`] for an answer the caller no longer needs.
+pub fn format_answer(answer: Value, bound: u8) -> Bytes {
+    shape(&answer, bound)
 }
 
 /// The status field of an answer, for metrics and logs.
@@ -165,19 +207,19 @@ async fn within(deadline: Option<Duration>, call: LocalBoxFuture<'static, Value>
     }
 }
 
-/// What the cache and coalescing share: identical requests (same key, so
-/// the same bound) get byte-identical bodies, so the body is shaped once.
+/// An upstream answer as the cache and coalescing share it: whole, not
+/// cut, so it serves every bound; each client's body is shaped from it.
 #[derive(Debug, Clone)]
-struct Answer {
-    body: Bytes,
+struct Fetched {
+    value: Arc<Value>,
     status: Arc<str>,
 }
 
-impl Answer {
-    fn of(value: Value, bound: u8) -> Answer {
-        Answer {
+impl Fetched {
+    fn of(value: Value) -> Fetched {
+        Fetched {
             status: status_of(&value).into(),
-            body: format_answer(value, bound),
+            value: Arc::new(value),
         }
     }
 
@@ -187,15 +229,33 @@ impl Answer {
     }
 }
 
-/// The cache key (SPEC §5): provider, location, radius (in the metres sent
-/// upstream) and bound. Coordinates are compared by their exact bits.
+/// One client's answer: its body, and the status for the metrics.
+#[derive(Debug, Clone)]
+struct Answer {
+    body: Bytes,
+    status: Arc<str>,
+}
+
+impl Answer {
+    fn of(fetched: &Fetched, bound: u8) -> Answer {
+        Answer {
+            body: shape(&fetched.value, bound),
+            status: fetched.status.clone(),
+        }
+    }
+}
+
+/// The cache key (SPEC §5): what the upstream is asked, which is provider,
+/// location and radius (in the metres sent upstream) and never the bound:
+/// the legacy API has no result count, and `google-new` always asks for
+/// [`protocol::MAX_BOUND`] places. Coordinates are compared by their exact
+/// bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
     provider: &'static str,
     lat: u64,
     lon: u64,
     radius_m: u32,
-    bound: u8,
 }
 
 impl Key {
@@ -205,7 +265,6 @@ impl Key {
             lat: query.location.lat.to_bits(),
             lon: query.location.lon.to_bits(),
             radius_m: query.radius.metres(),
-            bound: query.bound,
         }
     }
 }
@@ -214,9 +273,9 @@ impl Key {
 struct Guard {
     bucket: Option<TokenBucket>,
     sharing: Sharing,
-    cache: TtlCache<Key, Answer>,
-    /// Requests in flight, with everyone waiting for each.
-    in_flight: HashMap<Key, Vec<oneshot::Sender<Answer>>>,
+    cache: TtlCache<Key, Fetched>,
+    /// Requests in flight, with everyone waiting for each and their bounds.
+    in_flight: HashMap<Key, Vec<(u8, oneshot::Sender<Answer>)>>,
 }
 
 /// Owns the provider of one server.
@@ -260,19 +319,29 @@ impl PlacesActor {
         self
     }
 
-    /// Hands a finished upstream answer to everyone waiting for it and
-    /// caches it if it is worth reusing.
-    fn finish(&mut self, key: Key, answer: Value, bound: u8) {
-        let answer = Answer::of(answer, bound);
+    /// Hands a finished upstream answer to everyone waiting for it, each
+    /// cut to its own bound, and caches it if it is worth reusing.
+    fn finish(&mut self, key: Key, answer: Value) {
+        let fetched = Fetched::of(answer);
         let Some(guard) = self.guard.as_mut() else {
             return;
         };
-        if answer.cacheable() {
-            guard.cache.insert(key, answer.clone(), Instant::now());
+        if fetched.cacheable() {
+            guard.cache.insert(key, fetched.clone(), Instant::now());
         }
-        for waiter in guard.in_flight.remove(&key).unwrap_or_default() {
+        // Shaped once per distinct bound among the waiters.
+        let mut shaped: Vec<(u8, Answer)> = Vec::new();
+        for (bound, waiter) in guard.in_flight.remove(&key).unwrap_or_default() {
+            let answer = match shaped.iter().find(|(b, _)| *b == bound) {
+                Some((_, answer)) => answer.clone(),
+                None => {
+                    let answer = Answer::of(&fetched, bound);
+                    shaped.push((bound, answer.clone()));
+                    answer
+                }
+            };
             // A waiter whose client left has dropped its receiver: fine.
-            let _ = waiter.send(answer.clone());
+            let _ = waiter.send(answer);
         }
     }
 }
@@ -323,7 +392,7 @@ impl Handler<Nearby> for PlacesActor {
         if let Some(hit) = guard.cache.get(&key, now) {
             Metrics::bump(&metrics.places_cache_hits);
             metrics.count_places(provider, &hit.status);
-            let body = hit.body.clone();
+            let body = shape(&hit.value, query.bound);
             return Box::pin(std::future::ready(body));
         }
         let (tx, rx) = oneshot::channel();
@@ -331,7 +400,7 @@ impl Handler<Nearby> for PlacesActor {
             Metrics::bump(&metrics.places_coalesced);
             log::debug!(target: LOG, "{}: places request joins the identical one in flight",
                 self.server);
-            waiters.push(tx);
+            waiters.push((query.bound, tx));
         } else {
             let wait = match guard.bucket.as_mut().map(|b| b.admit(now)) {
                 None | Some(Admission::Now) => Duration::ZERO,
@@ -352,7 +421,7 @@ impl Handler<Nearby> for PlacesActor {
                     return Box::pin(std::future::ready(format_answer(answer, query.bound)));
                 }
             };
-            guard.in_flight.insert(key, vec![tx]);
+            guard.in_flight.insert(key, vec![(query.bound, tx)]);
             Metrics::bump(&metrics.places_upstream_calls);
             let call = self.provider.nearby(query);
             let upstream = async move {
@@ -364,7 +433,7 @@ impl Handler<Nearby> for PlacesActor {
             ctx.spawn(
                 upstream
                     .into_actor(self)
-                    .map(move |answer, act, _| act.finish(key, answer, query.bound)),
+                    .map(move |answer, act, _| act.finish(key, answer)),
             );
         }
         Box::pin(async move {
@@ -372,7 +441,10 @@ impl Handler<Nearby> for PlacesActor {
                 Ok(answer) => answer,
                 // Only if the actor stopped mid-request.
                 Err(_) => Answer::of(
-                    error_answer("UNKNOWN_ERROR", "the places request was abandoned"),
+                    &Fetched::of(error_answer(
+                        "UNKNOWN_ERROR",
+                        "the places request was abandoned",
+                    )),
                     query.bound,
                 ),
             };
@@ -399,6 +471,47 @@ mod tests {
             text.contains("\n   \"results\""),
             "three-space indent: {text}"
         );
+    }
+
+    #[test]
+    fn the_page_token_goes_when_the_cut_drops_results() {
+        let answer = json!({"html_attributions": [], "next_page_token": "t",
+            "results": [1, 2, 3], "status": "OK"});
+        let cut = parse(&shape(&answer, 2));
+        assert!(cut.get("next_page_token").is_none(), "{cut}");
+        assert_eq!(cut["results"], json!([1, 2]));
+        // Nothing dropped: the token leads to the next page, kept in place.
+        for bound in [3, 20] {
+            let whole = shape(&answer, bound);
+            let text = std::str::from_utf8(&whole).unwrap();
+            assert!(
+                text.find("next_page_token") < text.find("results"),
+                "{text}"
+            );
+            assert_eq!(parse(&whole), answer);
+        }
+    }
+
+    #[actix_rt::test]
+    async fn requests_of_different_bounds_in_flight_share_one_call() {
+        let (actor, calls, metrics) = start(Some(Duration::from_millis(50)), shared(100.0, 10, 0));
+        let asks: Vec<_> = [1, 7, 3, 7]
+            .into_iter()
+            .map(|b| actor.send(nearby("5", b)))
+            .collect();
+        let bodies = futures_util::future::join_all(asks).await;
+        let lengths: Vec<usize> = bodies
+            .iter()
+            .map(|b| {
+                parse(b.as_ref().unwrap())["results"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
+            .collect();
+        assert_eq!(lengths, [1, 5, 3, 5]);
+        assert_eq!(calls.get(), 1);
+        assert_eq!(Metrics::get(&metrics.places_coalesced), 3);
     }
 
     use std::cell::Cell;
@@ -498,13 +611,20 @@ mod tests {
         assert_eq!(&again, bodies[0].as_ref().unwrap());
         assert_eq!(calls.get(), 1);
         assert_eq!(Metrics::get(&metrics.places_cache_hits), 1);
-        // Another bound is another key.
-        let other = actor.send(nearby("5", 2)).await.unwrap();
-        assert_eq!(parse(&other)["results"].as_array().unwrap().len(), 2);
+        // Every other bound is the same upstream question: cut from the
+        // cached answer, no new call.
+        for bound in 1..=20u8 {
+            let other = actor.send(nearby("5", bound)).await.unwrap();
+            let expected = usize::from(bound).min(5);
+            assert_eq!(parse(&other)["results"].as_array().unwrap().len(), expected);
+        }
+        assert_eq!(calls.get(), 1);
+        assert_eq!(Metrics::get(&metrics.places_upstream_calls), 1);
+        // Another radius is another question.
+        let _ = actor.send(nearby("6", 3)).await.unwrap();
         assert_eq!(calls.get(), 2);
-        assert_eq!(Metrics::get(&metrics.places_upstream_calls), 2);
         let counted = metrics.places.lock().unwrap().clone();
-        assert_eq!(counted[&("counting".to_string(), "OK".to_string())], 10);
+        assert_eq!(counted[&("counting".to_string(), "OK".to_string())], 30);
     }
 
     #[actix_rt::test]

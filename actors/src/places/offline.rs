@@ -21,7 +21,7 @@ use super::{Provider, Query};
 use crate::record::fnv1a;
 
 /// Mean Earth radius, in metres.
-const EARTH_RADIUS_M: f64 = 6_371_008.8;
+pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
 
 /// Side of a grid cell, in degrees.
 const CELL_DEG: f64 = 0.25;
