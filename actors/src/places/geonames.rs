@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 
 use super::feature_types::types_for;
 use super::kdtree::{self, Located};
-use super::offline::ATTRIBUTION;
+use super::offline::nearby_answer;
 use super::{error_answer, Provider, Query};
 
 const LOG: &str = "places";
@@ -435,20 +435,12 @@ impl GeoIndex {
             query.radius.km() * 1000.0,
             usize::from(query.bound),
         );
-        let results: Vec<Value> = found
-            .iter()
-            .map(|&(_, i)| self.place_json(&self.entries[i]))
-            .collect();
-        let status = if results.is_empty() {
-            "ZERO_RESULTS"
-        } else {
-            "OK"
-        };
-        json!({
-            "html_attributions": [ATTRIBUTION],
-            "results": results,
-            "status": status,
-        })
+        nearby_answer(
+            found
+                .iter()
+                .map(|&(_, i)| self.place_json(&self.entries[i]))
+                .collect(),
+        )
     }
 }
 

@@ -188,20 +188,12 @@ impl PlaceIndex {
             query.radius.km() * 1000.0,
             usize::from(query.bound),
         );
-        let results: Vec<Value> = places
-            .iter()
-            .map(|(_, place)| self.place_json(place))
-            .collect();
-        let status = if results.is_empty() {
-            "ZERO_RESULTS"
-        } else {
-            "OK"
-        };
-        json!({
-            "html_attributions": [ATTRIBUTION],
-            "results": results,
-            "status": status,
-        })
+        nearby_answer(
+            places
+                .iter()
+                .map(|(_, place)| self.place_json(place))
+                .collect(),
+        )
     }
 
     fn place_json(&self, place: &Place) -> Value {
@@ -219,6 +211,22 @@ impl PlaceIndex {
 }
 
 /// Starts building the index in the background (once per process).
+/// A Nearby Search answer of GeoNames places, closest first: `OK`, or
+/// `ZERO_RESULTS` when there are none (the embedded table and a GeoNames
+/// file answer alike).
+pub fn nearby_answer(results: Vec<Value>) -> Value {
+    let status = if results.is_empty() {
+        "ZERO_RESULTS"
+    } else {
+        "OK"
+    };
+    json!({
+        "html_attributions": [ATTRIBUTION],
+        "results": results,
+        "status": status,
+    })
+}
+
 pub fn load_in_background() {
     if INDEX.get().is_some() {
         return;
