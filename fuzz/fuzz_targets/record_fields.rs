@@ -54,9 +54,17 @@ impl Fields {
     fn location(&self) -> Vec<u8> {
         let sign = |negative: bool| if negative { b'-' } else { b'+' };
         let mut text = vec![sign(self.lat_negative)];
-        text.extend(number(self.lat_zeros, u64::from(self.lat), self.lat_fraction));
+        text.extend(number(
+            self.lat_zeros,
+            u64::from(self.lat),
+            self.lat_fraction,
+        ));
         text.push(sign(self.lon_negative));
-        text.extend(number(self.lon_zeros, u64::from(self.lon), self.lon_fraction));
+        text.extend(number(
+            self.lon_zeros,
+            u64::from(self.lon),
+            self.lon_fraction,
+        ));
         text
     }
 
@@ -73,13 +81,25 @@ impl Fields {
 }
 
 fuzz_target!(|fields: Fields| {
+    // Names are single fields: white space inside one would only shift the
+    // fields (the byte-level targets cover that), so it is taken out here.
+    let mut fields = fields;
+    fields.origin.retain(|&b| !protocol::is_space(b));
+    fields.client.retain(|&b| !protocol::is_space(b));
     let location = fields.location();
     let time = number(fields.time_zeros, fields.time, fields.time_fraction);
     let diff = Diff::from_nanos(i128::from(fields.diff)).to_string();
-    let too_long = location.len() > protocol::MAX_FIELD_BYTES
-        || time.len() > protocol::MAX_FIELD_BYTES;
+    let too_long =
+        location.len() > protocol::MAX_FIELD_BYTES || time.len() > protocol::MAX_FIELD_BYTES;
 
-    let at = fields.line(&[b"AT", &fields.origin, diff.as_bytes(), &fields.client, &location, &time]);
+    let at = fields.line(&[
+        b"AT",
+        &fields.origin,
+        diff.as_bytes(),
+        &fields.client,
+        &location,
+        &time,
+    ]);
     match Record::from_at_line(&at) {
         Ok(record) => {
             assert!(!too_long, "a field beyond the bound was stored");
@@ -98,7 +118,8 @@ fuzz_target!(|fields: Fields| {
     if let Command::IAmAt(cmd) = protocol::parse_line(&iamat) {
         assert!(!too_long, "a field beyond the bound was accepted");
         let received = Timestamp::new(1_700_000_000, 0).expect("valid");
-        let record = Record::from_iamat("Riley", received, &cmd).expect("a parsed IAMAT makes a record");
+        let record =
+            Record::from_iamat("Riley", received, &cmd).expect("a parsed IAMAT makes a record");
         assert_eq!(record.client(), cmd.client);
         assert_eq!(record.location_text(), &location[..]);
         assert_eq!(record.time_text(), &time[..]);
