@@ -19,7 +19,7 @@
 //! `4 * 16 * d` sums and the fingerprints of `d` leaves: a few kilobytes for
 //! ten differences among a million records. [`Plan`] is the comparing side's
 //! bookkeeping; it is pure and tested here, the network rounds live in
-//! `peer.rs` and `peer_session.rs`.
+//! `sync.rs`.
 //!
 //! Two short cuts keep whole-store differences cheap too: where the
 //! comparing side's node is empty it has nothing to send, so it does not

@@ -12,7 +12,8 @@
 //! | §3 answering in order, closing | `connection.rs` |
 //! | §4 handshake and secret | `handshake.rs` |
 //! | §4 sealed peer wire | `seal.rs` |
-//! | §4 links, backoff, buffering, sync | `peer.rs`, `peer_session.rs`, `digest.rs` |
+//! | §4 links, backoff, buffering | `peer.rs`, `peer_session.rs`, `listener.rs` |
+//! | §4 catch-up sync | `sync.rs`, `digest.rs` |
 //! | §5 places | `places/` |
 //!
 //! This crate reads no files and no command line: the `herd` binary turns
@@ -32,4 +33,5 @@ pub mod protocol;
 pub mod record;
 pub mod seal;
 pub mod store;
+pub mod sync;
 pub mod text;

@@ -20,9 +20,10 @@ use crate::connection::{ClientContext, ConnectionActor, ConnectionSlot};
 use crate::handshake::{self, Secret};
 use crate::metrics::Metrics;
 use crate::peer::PEER_MAX_LINE;
-use crate::peer_session::{answer_sync, PeerSession};
+use crate::peer_session::PeerSession;
 use crate::seal::PeerCodec;
 use crate::store::LocationStoreActor;
+use crate::sync::answer_sync;
 
 /// Accepts clients until the listener fails or the arbiter stops.
 pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_connections: usize) {

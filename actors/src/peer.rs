@@ -13,18 +13,8 @@
 //! through the connection's codec, the floods through the [`Output`], which
 //! seals each write (a burst of floods) as one frame.
 //!
-//! Catch-up sync (wire format in docs/peer-protocol.md): after WELCOME the
-//! acceptor sends the sums of its digest tree's first level; this side
-//! compares them with its own ([`crate::digest::Plan`]) and asks, round by
-//! round, for the children of the nodes that differ (`WANT`), then for the
-//! record fingerprints of the leaves that differ (`KEYS`). It then sends, as
-//! ordinary `AT` lines, exactly the records the acceptor lacks or holds in
-//! another version, ending with `SYNCED <count>`; the far store keeps what is
-//! newer and ignores the rest. Since both ends dial each other, each end
-//! pushes what the other lacks, and a server that restarted empty is refilled
-//! without waiting for new traffic. The cost follows the difference: ten
-//! differing records among a million cost a few kilobytes and five round
-//! trips (BENCHMARKS.md, "Sync and durability").
+//! The catch-up sync itself, both sides, lives in [`crate::sync`]; this
+//! file runs the dialer's side ([`dial_sync`]) once per connection.
 //!
 //! Floods never wait for the link, and a dead or slow neighbour never slows
 //! the store or a client's answer: the store hands floods over with
@@ -44,30 +34,30 @@
 //! same way: every (re)connect syncs, so a flapping link converges as soon
 //! as it stays up for one sync.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
 use log::{debug, info, warn};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedRead};
 
 use crate::codec::Frame;
-use crate::digest::{self, nodes_at, Plan, DEPTH, LEAVES};
 use crate::handshake::{self, PeerFramed, Secret};
 use crate::metrics::Metrics;
 use crate::output::{Drain, HasOutput, Output};
-use crate::protocol::fields;
 use crate::record::{ByClient, RecordSet, SharedRecord};
 use crate::seal::PeerCodec;
-use crate::store::{Flood, GetDigest, LocationStoreActor, SyncRecords};
+use crate::store::{Flood, LocationStoreActor};
+/// The dialer's side of the sync, which every link runs after its handshake.
+pub use crate::sync::{dial_sync, SyncStats};
 
 const LOG: &str = "peer";
 
-/// Longest line on a peer connection (a digest line is 64 KiB).
+/// Longest line on a peer connection. The longest a sync sends are a `KEYS`
+/// line naming every leaf (65,536 numbers: under 400 KiB) and one leaf's
+/// `FPS` line (16 hex digits per record: 1 MiB holds some 65,000 records in
+/// one leaf, where a million-record store averages 15 per leaf).
 pub const PEER_MAX_LINE: usize = 1 << 20;
 
 /// Tunables of a peer link.
@@ -135,7 +125,6 @@ pub struct PeerActor {
 }
 
 impl PeerActor {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         me: Arc<str>,
         neighbour: Arc<str>,
@@ -438,192 +427,4 @@ impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
         self.reader = None;
         self.drop_link("closed by peer", ctx);
     }
-}
-
-/// What one catch-up sync cost, as seen by one side.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncStats {
-    /// Request-answer round trips (the acceptor's first `SUMS` counts as one).
-    pub rounds: u32,
-    /// Bytes this side wrote, records included.
-    pub bytes_out: u64,
-    /// Bytes this side read.
-    pub bytes_in: u64,
-    /// Records sent.
-    pub records: usize,
-    pub elapsed: Duration,
-}
-
-/// A sync's line-level I/O, with a deadline on every step and byte counts.
-pub(crate) struct SyncWire<'a> {
-    pub framed: &'a mut PeerFramed,
-    pub timeout: Duration,
-    pub stats: SyncStats,
-}
-
-impl<'a> SyncWire<'a> {
-    /// Starts either side of a sync: the store's digest as it is now (one
-    /// snapshot, so every answer describes the same store) and the wire.
-    pub async fn open(
-        framed: &'a mut PeerFramed,
-        store: &Addr<LocationStoreActor>,
-        timeout: Duration,
-    ) -> Result<(SyncWire<'a>, digest::Digest), String> {
-        let digest = store
-            .send(GetDigest)
-            .await
-            .map_err(|_| "store unavailable")?;
-        let wire = SyncWire {
-            framed,
-            timeout,
-            stats: SyncStats::default(),
-        };
-        Ok((wire, digest))
-    }
-
-    /// Reads the lines of one answer up to `END`: each must start with
-    /// `verb`, and `take` is given the rest of its fields; a line of any
-    /// other kind, or one `take` refuses (`None`), ends the sync.
-    pub async fn read_block(
-        &mut self,
-        verb: &[u8],
-        mut take: impl FnMut(&mut dyn Iterator<Item = &[u8]>) -> Option<()>,
-    ) -> Result<(), String> {
-        self.stats.rounds += 1;
-        loop {
-            let line = self.read().await?;
-            let mut parts = fields(&line);
-            match parts.next() {
-                Some(b"END") => return Ok(()),
-                Some(v) if v == verb && take(&mut parts).is_some() => {}
-                _ => return Err(unexpected(&line)),
-            }
-        }
-    }
-
-    /// The next line; an error on close, overlong line or timeout.
-    pub async fn read(&mut self) -> Result<Bytes, String> {
-        match tokio::time::timeout(self.timeout, self.framed.next()).await {
-            Err(_) => Err("timed out".into()),
-            Ok(None) => Err("closed".into()),
-            Ok(Some(Err(e))) => Err(e.to_string()),
-            Ok(Some(Ok(Frame::Overlong))) => Err("overlong line".into()),
-            Ok(Some(Ok(Frame::Line(line)))) => {
-                self.stats.bytes_in += line.len() as u64 + 1;
-                Ok(line)
-            }
-        }
-    }
-
-    /// Writes `bytes` (whole lines) and flushes them.
-    pub async fn write(&mut self, bytes: Bytes) -> Result<(), String> {
-        self.stats.bytes_out += bytes.len() as u64;
-        match tokio::time::timeout(self.timeout, self.framed.send(bytes)).await {
-            Err(_) => Err("write timed out".into()),
-            Ok(result) => result.map_err(|e| e.to_string()),
-        }
-    }
-}
-
-/// Parses a decimal field.
-pub(crate) fn number(field: Option<&[u8]>) -> Option<usize> {
-    std::str::from_utf8(field?).ok()?.parse().ok()
-}
-
-/// Appends `VERB id id ...` to `out` as one line.
-pub(crate) fn id_line(out: &mut String, verb: &str, ids: &[usize]) {
-    use std::fmt::Write;
-    out.push_str(verb);
-    for id in ids {
-        let _ = write!(out, " {id}");
-    }
-    out.push('\n');
-}
-
-fn unexpected(line: &[u8]) -> String {
-    format!(
-        "unexpected line {:?}",
-        String::from_utf8_lossy(&line[..line.len().min(40)])
-    )
-}
-
-/// The dialer's side of a catch-up sync, from the acceptor's first `SUMS`
-/// to our `SYNCED`. See docs/peer-protocol.md.
-pub async fn dial_sync(
-    framed: &mut PeerFramed,
-    store: &Addr<LocationStoreActor>,
-    timeout: Duration,
-) -> Result<SyncStats, String> {
-    let started = Instant::now();
-    let (mut wire, mine) = SyncWire::open(framed, store, timeout).await?;
-    let mut plan = Plan::default();
-    read_sums(&mut wire, &mine, &mut plan).await?;
-    let mut leaves: HashMap<usize, HashSet<u64>> = HashMap::new();
-    loop {
-        // One request line per round, then only reading: neither side ever
-        // writes while the other is blocked writing.
-        let mut request = String::new();
-        if !plan.want.is_empty() {
-            let want = std::mem::take(&mut plan.want);
-            id_line(&mut request, &format!("WANT {}", plan.want_level), &want);
-            wire.write(Bytes::from(request)).await?;
-            read_sums(&mut wire, &mine, &mut plan).await?;
-        } else if !plan.keys.is_empty() {
-            let keys = std::mem::take(&mut plan.keys);
-            id_line(&mut request, "KEYS", &keys);
-            wire.write(Bytes::from(request)).await?;
-            read_fingerprints(&mut wire, &mut leaves).await?;
-        } else {
-            break;
-        }
-    }
-    let whole = std::mem::take(&mut plan.whole);
-    let records = store
-        .send(SyncRecords { whole, leaves })
-        .await
-        .map_err(|_| "store unavailable")?;
-    // Records go out in chunks of about 64 KiB, one write each.
-    let mut chunk = BytesMut::with_capacity(1 << 16);
-    for record in &records {
-        chunk.extend_from_slice(record.at_line());
-        chunk.extend_from_slice(b"\n");
-        if chunk.len() >= 1 << 16 {
-            wire.write(chunk.split().freeze()).await?;
-        }
-    }
-    chunk.extend_from_slice(format!("SYNCED {}\n", records.len()).as_bytes());
-    wire.write(chunk.freeze()).await?;
-    wire.stats.records = records.len();
-    wire.stats.elapsed = started.elapsed();
-    Ok(wire.stats)
-}
-
-/// Reads `SUMS <level> <node> <hex>` lines up to `END`, comparing each.
-async fn read_sums(
-    wire: &mut SyncWire<'_>,
-    mine: &digest::Digest,
-    plan: &mut Plan,
-) -> Result<(), String> {
-    wire.read_block(b"SUMS", |parts| {
-        let level = number(parts.next()).filter(|&l| l < usize::from(DEPTH))?;
-        let node = number(parts.next()).filter(|&n| n < nodes_at(level as u8))?;
-        let sums = parts.next().and_then(digest::from_hex)?;
-        plan.compare(mine, level as u8, node, &sums);
-        Some(())
-    })
-    .await
-}
-
-/// Reads `FPS <leaf> [<hex>]` lines up to `END`.
-async fn read_fingerprints(
-    wire: &mut SyncWire<'_>,
-    leaves: &mut HashMap<usize, HashSet<u64>>,
-) -> Result<(), String> {
-    wire.read_block(b"FPS", |parts| {
-        let leaf = number(parts.next()).filter(|&l| l < LEAVES)?;
-        let fps = digest::from_hex(parts.next().unwrap_or(b""))?;
-        leaves.entry(leaf).or_default().extend(fps);
-        Some(())
-    })
-    .await
 }

@@ -2,7 +2,7 @@
 //! receiving end of a neighbour's [`PeerActor`](crate::peer::PeerActor).
 //!
 //! Once the handshake has named and authenticated the neighbour (see
-//! [`crate::listener`]), [`answer_sync`] answers the neighbour's catch-up
+//! [`crate::listener`]), [`crate::sync::answer_sync`] answers the neighbour's catch-up
 //! sync questions (the sums of digest-tree nodes, the fingerprints of
 //! leaves; see `digest.rs` and docs/peer-protocol.md). From the first line
 //! that is not a question on, the session only reads: `AT` lines, first the
@@ -15,18 +15,14 @@
 //! a frame that fails authentication ends the session, logged as a warning.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use log::{info, warn};
 
 use crate::codec::Frame;
-use crate::digest::{self, nodes_at, DEPTH, LEAVES};
 use crate::handshake::PeerFramed;
-use crate::peer::{id_line, number, SyncStats, SyncWire};
-use crate::protocol::fields;
-use crate::store::{LeafFingerprints, LocationStoreActor, Source, UpdateBatch};
+use crate::store::{LocationStoreActor, Source, UpdateBatch};
 
 const LOG: &str = "peer";
 
@@ -151,76 +147,4 @@ impl StreamHandler<Result<Frame, std::io::Error>> for PeerSession {
             }
         }
     }
-}
-
-/// The acceptor's side of a catch-up sync: sends the root's children's
-/// sums, then answers `WANT` and `KEYS` until the dialer sends anything
-/// else (its first record, or `SYNCED`), which is returned for the session
-/// to handle. Sums come from one snapshot of the digest taken at the start,
-/// so every answer describes the same store; records that arrive meanwhile
-/// reach the dialer as floods.
-pub async fn answer_sync(
-    framed: &mut PeerFramed,
-    store: &Addr<LocationStoreActor>,
-    timeout: Duration,
-) -> Result<(SyncStats, Bytes), String> {
-    let started = Instant::now();
-    let (mut wire, digest) = SyncWire::open(framed, store, timeout).await?;
-    let mut answer = BytesMut::new();
-    push_sums(&mut answer, &digest, 0, 0);
-    answer.extend_from_slice(b"END\n");
-    wire.write(answer.split().freeze()).await?;
-    loop {
-        let line = wire.read().await?;
-        let mut parts = fields(&line);
-        let verb = parts.next();
-        if verb != Some(b"WANT") && verb != Some(b"KEYS") {
-            wire.stats.elapsed = started.elapsed();
-            return Ok((wire.stats, line.clone()));
-        }
-        match verb {
-            Some(b"WANT") => {
-                let level = number(parts.next())
-                    .filter(|&l| l < usize::from(DEPTH))
-                    .ok_or("malformed WANT")?;
-                for part in parts {
-                    let node = number(Some(part))
-                        .filter(|&n| n < nodes_at(level as u8))
-                        .ok_or("malformed WANT")?;
-                    push_sums(&mut answer, &digest, level as u8, node);
-                }
-            }
-            Some(b"KEYS") => {
-                let leaves = parts
-                    .map(|p| number(Some(p)).filter(|&l| l < LEAVES))
-                    .collect::<Option<Vec<usize>>>()
-                    .ok_or("malformed KEYS")?;
-                let found = store
-                    .send(LeafFingerprints { leaves })
-                    .await
-                    .map_err(|_| "store unavailable")?;
-                let mut text = String::new();
-                for (leaf, fps) in found {
-                    id_line(&mut text, "FPS", &[leaf]);
-                    text.pop();
-                    if !fps.is_empty() {
-                        text.push(' ');
-                        text.push_str(&digest::to_hex(&fps));
-                    }
-                    text.push('\n');
-                }
-                answer.extend_from_slice(text.as_bytes());
-            }
-            _ => {}
-        }
-        answer.extend_from_slice(b"END\n");
-        wire.stats.rounds += 1;
-        wire.write(answer.split().freeze()).await?;
-    }
-}
-
-/// Appends `SUMS <level> <node> <hex of the children's sums>`.
-fn push_sums(out: &mut BytesMut, digest: &digest::Digest, level: u8, node: usize) {
-    let sums = digest.children(level, node);
-    out.extend_from_slice(format!("SUMS {level} {node} {}\n", digest::to_hex(&sums)).as_bytes());
 }

@@ -9,12 +9,12 @@
 //! update at most once per record.
 //!
 //! The store also keeps a [`Digest`] of its records so that a peer link can
-//! find what the other side lacks (see `digest.rs` and `peer.rs`), and
-//! answers the two questions of a sync's last round: which fingerprints it
-//! holds in some leaves ([`LeafFingerprints`]) and which of its records a
-//! peer lacks ([`SyncRecords`]).
+//! find what the other side lacks (see `digest.rs` and `sync.rs`), and
+//! answers the two questions `sync.rs` asks in a sync's last round: which
+//! fingerprints it holds in some leaves ([`LeafFingerprints`]) and which of
+//! its records a peer lacks ([`SyncRecords`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use crate::digest::{leaf_of, leaves_under, Digest, LEAVES};
 use crate::metrics::Metrics;
 use crate::protocol::Timestamp;
 use crate::record::{ByClient, Record, RecordSet, SharedRecord};
+use crate::sync::{LeafFingerprints, SyncRecords};
 use crate::text::LogText;
 
 /// How much of a refused line is logged: enough to recognise it, never a
@@ -117,26 +118,6 @@ struct SendFloods;
 #[derive(Message)]
 #[rtype(result = "Digest")]
 pub struct GetDigest;
-
-/// The records a peer may lack, found by a sync's walk down the digest tree
-/// (see `digest.rs`): every record under the `whole` nodes, and every record
-/// of a listed leaf whose fingerprint is not among the peer's.
-#[derive(Message)]
-#[rtype(result = "Vec<SharedRecord>")]
-pub struct SyncRecords {
-    /// `(level, node)`: the peer holds nothing there.
-    pub whole: Vec<(u8, usize)>,
-    /// Leaf -> the fingerprints of the peer's records in it.
-    pub leaves: HashMap<usize, HashSet<u64>>,
-}
-
-/// The fingerprints of this store's records in each of `leaves`, in the
-/// order asked.
-#[derive(Message)]
-#[rtype(result = "Vec<(usize, Vec<u64>)>")]
-pub struct LeafFingerprints {
-    pub leaves: Vec<usize>,
-}
 
 /// How many records the store remembers as its most recent updates.
 pub const RECENT: usize = 1000;
