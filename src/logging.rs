@@ -35,17 +35,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// A `herd.log_format` that is neither of the two.
+#[derive(Debug, thiserror::Error)]
+#[error("log format {0:?} is neither \"text\" nor \"json\"")]
+pub struct UnknownLogFormat(String);
+
 impl TryFrom<String> for LogFormat {
-    type Error = String;
+    type Error = UnknownLogFormat;
 
     /// Through text, so that a wrong value is refused with the right ones.
-    fn try_from(text: String) -> Result<LogFormat, String> {
+    fn try_from(text: String) -> Result<LogFormat, UnknownLogFormat> {
         match text.as_str() {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            _ => Err(format!(
-                "log format {text:?} is neither \"text\" nor \"json\""
-            )),
+            _ => Err(UnknownLogFormat(text)),
         }
     }
 }
