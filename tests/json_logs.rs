@@ -136,12 +136,24 @@ fn a_servers_log_file_is_json_lines_with_the_client_address_and_direction() {
     assert_eq!(connected.get("addr"), None);
 }
 
+/// A child process killed when dropped still running.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 #[test]
 fn stderr_is_json_lines_too() {
     let herd = Herd::with_topology(&[("Riley", &[])])
         .setting("herd", "log_format = \"json\"")
         .build();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_herd"))
         .arg("--config")
         .arg(&herd.config)
         .arg("Riley")
@@ -154,6 +166,8 @@ fn stderr_is_json_lines_too() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start herd");
+    // Killed if the test fails before it stops the server itself.
+    let mut child = KillOnDrop(Some(child));
     let port = herd.ports("Riley").client;
     let mut client = None;
     wait_until(Duration::from_secs(20), "Riley accepting", || {
@@ -169,13 +183,20 @@ fn stderr_is_json_lines_too() {
         .to_string();
     client.send(BAD_LINE);
     client.line().expect("a ? answer");
-    signal(&child, "TERM");
+    let running = child.0.as_mut().expect("running");
+    signal(running, "TERM");
+    // A few dozen lines: the pipe holds them all while the server stops.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("wait").is_none() {
+    while running.try_wait().expect("wait").is_none() {
         assert!(std::time::Instant::now() < deadline, "herd did not stop");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let output = child.wait_with_output().expect("stderr");
+    let output = child
+        .0
+        .take()
+        .expect("stopped")
+        .wait_with_output()
+        .expect("stderr");
     let stderr = String::from_utf8(output.stderr).expect("UTF-8");
     let lines = json_lines(&stderr);
     let logged = line_logs(&lines);
