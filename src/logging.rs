@@ -6,6 +6,12 @@
 //! and a colon; that prefix is how a line finds its server's file, so the
 //! all-in-one mode still writes one file per server. Files are buffered and
 //! flushed every 100 ms and at exit.
+//!
+//! `herd.log_format` chooses what a line looks like, on stderr and in the
+//! files alike: `text` (`<time> <LEVEL> <target>: <Name>: <message>`) or
+//! `json`, one object per line ([`json`]), for log collectors.
+
+mod json;
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -16,6 +22,36 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use log::{LevelFilter, Log, Metadata, Record};
+use serde::{Deserialize, Serialize};
+
+/// What a log line looks like (`herd.log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum LogFormat {
+    /// Plain lines for people: time, level, target, message.
+    #[default]
+    Text,
+    /// One JSON object per line, for Loki, Elasticsearch and the like.
+    Json,
+}
+
+/// A `herd.log_format` that is neither of the two.
+#[derive(Debug, thiserror::Error)]
+#[error("log format {0:?} is neither \"text\" nor \"json\"")]
+pub struct UnknownLogFormat(String);
+
+impl TryFrom<String> for LogFormat {
+    type Error = UnknownLogFormat;
+
+    /// Through text, so that a wrong value is refused with the right ones.
+    fn try_from(text: String) -> Result<LogFormat, UnknownLogFormat> {
+        match text.as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(UnknownLogFormat(text)),
+        }
+    }
+}
 
 type LogFile = Arc<Mutex<BufWriter<File>>>;
 
@@ -24,6 +60,10 @@ thread_local! {
     static LINE: RefCell<String> = const { RefCell::new(String::new()) };
     /// The RFC 3339 text of the last whole second stamped on this thread.
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    /// The time and message of the record being written as JSON.
+    static MESSAGE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The JSON line being written, reused like `LINE`.
+    static JSON: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Appends `2026-11-26T22:46:38.176513Z`: the date and time part is
@@ -44,8 +84,45 @@ fn stamp(line: &mut String) {
     let _ = write!(line, ".{:06}Z", now.subsec_micros());
 }
 
+/// Splits `Name: message` into the server and the message when `Name` is
+/// one of `servers`; otherwise the message is no server's.
+fn split_server<'m>(message: &'m str, servers: &[String]) -> (Option<&'m str>, &'m str) {
+    match message.split_once(": ") {
+        Some((name, rest)) if servers.iter().any(|s| s == name) => (Some(name), rest),
+        _ => (None, message),
+    }
+}
+
+/// Formats `record` as a JSON line (reusing this thread's buffers) and hands
+/// it, with the server it belongs to, to `sink`.
+fn with_json_line(record: &Record, servers: &[String], sink: impl FnOnce(Option<&str>, &[u8])) {
+    MESSAGE.with_borrow_mut(|text| {
+        text.clear();
+        stamp(text);
+        let time_end = text.len();
+        let _ = write!(text, "{}", record.args());
+        let (time, message) = text.split_at(time_end);
+        let (server, message) = split_server(message, servers);
+        let line = json::Line {
+            time,
+            level: record.level(),
+            target: record.target(),
+            server,
+            message,
+        };
+        JSON.with_borrow_mut(|out| {
+            out.clear();
+            json::write(out, &line, record);
+            sink(server, out);
+        });
+    });
+}
+
 struct HerdLogger {
     stderr: env_logger::Logger,
+    format: LogFormat,
+    /// The servers of this process, whose names start their messages.
+    servers: Box<[String]>,
     /// One file per server of this process: a handful, so a list scanned
     /// by name is cheaper than hashing the name for every line.
     files: Vec<(String, LogFile)>,
@@ -58,29 +135,33 @@ impl Log for HerdLogger {
     }
 
     fn log(&self, record: &Record) {
-        if self.stderr.matches(record) {
-            self.stderr.log(record);
-        }
-        if record.level() > self.file_level || self.files.is_empty() {
-            return;
-        }
-        // Format once into this thread's buffer (no allocation per line), then
-        // route by the server name that starts the message.
-        LINE.with_borrow_mut(|line| {
-            line.clear();
-            stamp(line);
-            let _ = write!(line, " {:<5} {}: ", record.level(), record.target());
-            let start = line.len();
-            let _ = writeln!(line, "{}", record.args());
-            let Some((server, _)) = line[start..].split_once(':') else {
-                return;
-            };
-            if let Some((_, file)) = self.files.iter().find(|(name, _)| name == server) {
-                if let Ok(mut file) = file.lock() {
-                    let _ = file.write_all(line.as_bytes());
+        let to_stderr = self.stderr.matches(record);
+        let to_file = record.level() <= self.file_level && !self.files.is_empty();
+        match self.format {
+            LogFormat::Text => {
+                if to_stderr {
+                    self.stderr.log(record);
+                }
+                if to_file {
+                    self.log_text_to_file(record);
                 }
             }
-        });
+            // Formatted once, with one time, for stderr and the file alike;
+            // env_logger still decides (RUST_LOG) what reaches stderr.
+            LogFormat::Json if to_stderr || to_file => {
+                with_json_line(record, &self.servers, |server, line| {
+                    if to_stderr {
+                        let _ = std::io::stderr().lock().write_all(line);
+                    }
+                    if let Some(file) = server.and_then(|s| self.file_of(s)).filter(|_| to_file) {
+                        if let Ok(mut file) = file.lock() {
+                            let _ = file.write_all(line);
+                        }
+                    }
+                });
+            }
+            LogFormat::Json => {}
+        }
     }
 
     fn flush(&self) {
@@ -93,9 +174,39 @@ impl Log for HerdLogger {
     }
 }
 
-/// Installs the logger for `servers`. A log file that cannot be opened is
-/// reported and skipped; the server still runs and logs to stderr.
-pub fn init(log_dir: &str, servers: &[String], file_level: &str) {
+impl HerdLogger {
+    fn file_of(&self, server: &str) -> Option<&LogFile> {
+        self.files
+            .iter()
+            .find(|(name, _)| name == server)
+            .map(|(_, file)| file)
+    }
+
+    fn log_text_to_file(&self, record: &Record) {
+        // Format once into this thread's buffer (no allocation per line), then
+        // route by the server name that starts the message.
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            stamp(line);
+            let _ = write!(line, " {:<5} {}: ", record.level(), record.target());
+            let start = line.len();
+            let _ = writeln!(line, "{}", record.args());
+            let Some((server, _)) = line[start..].split_once(':') else {
+                return;
+            };
+            if let Some(file) = self.file_of(server) {
+                if let Ok(mut file) = file.lock() {
+                    let _ = file.write_all(line.as_bytes());
+                }
+            }
+        });
+    }
+}
+
+/// Installs the logger for `servers`, writing lines in `format`. A log file
+/// that cannot be opened is reported and skipped; the server still runs and
+/// logs to stderr.
+pub fn init(log_dir: &str, servers: &[String], file_level: &str, format: LogFormat) {
     let stderr =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
     let file_level = file_level.parse().unwrap_or(LevelFilter::Info);
@@ -118,6 +229,8 @@ pub fn init(log_dir: &str, servers: &[String], file_level: &str) {
     let max = stderr.filter().max(file_level);
     let logger = HerdLogger {
         stderr,
+        format,
+        servers: servers.into(),
         files: files.clone(),
         file_level: if files.is_empty() {
             LevelFilter::Off
@@ -164,4 +277,37 @@ pub fn log_panics(servers: Vec<String>) {
         }
         log::logger().flush();
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_belongs_to_the_server_it_starts_with() {
+        let servers = ["Riley".to_string(), "Jaquez".to_string()];
+        assert_eq!(
+            split_server("Riley: client 127.0.0.1:4 connected", &servers),
+            (Some("Riley"), "client 127.0.0.1:4 connected")
+        );
+        // Not a server of this process, or no prefix at all: no server's.
+        assert_eq!(split_server("Bernard: up", &servers), (None, "Bernard: up"));
+        assert_eq!(
+            split_server("shutting down", &servers),
+            (None, "shutting down")
+        );
+    }
+
+    #[test]
+    fn the_format_setting_is_text_or_json() {
+        #[derive(Deserialize)]
+        struct Holder {
+            format: LogFormat,
+        }
+        let parse = |text: &str| serde_json::from_str::<Holder>(text).map(|h| h.format);
+        assert_eq!(parse(r#"{"format":"json"}"#).ok(), Some(LogFormat::Json));
+        assert_eq!(parse(r#"{"format":"text"}"#).ok(), Some(LogFormat::Text));
+        assert!(parse(r#"{"format":"yaml"}"#).is_err());
+        assert_eq!(LogFormat::default(), LogFormat::Text);
+    }
 }

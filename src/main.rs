@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         &settings.herd.log_dir,
         &server_names,
         &settings.herd.file_log_level,
+        settings.herd.log_format,
     );
     logging::log_panics(server_names);
     let code = run(plans);

@@ -50,6 +50,8 @@ pub struct HerdSection {
     pub log_lines: bool,
     /// Level of the per-server log files (stderr follows `RUST_LOG`).
     pub file_log_level: String,
+    /// `text` or `json` (one object per line), on stderr and in the files.
+    pub log_format: crate::logging::LogFormat,
     /// Folder of the per-server databases; empty: records in memory only.
     pub data_dir: String,
     /// `sync` (answer after fsync) or `async` (answer at once, fsync soon).
@@ -68,6 +70,7 @@ impl Default for HerdSection {
             log_dir: "logs".into(),
             log_lines: true,
             file_log_level: "info".into(),
+            log_format: crate::logging::LogFormat::Text,
             data_dir: String::new(),
             durability: "sync".into(),
             secret_file: String::new(),

@@ -35,7 +35,12 @@ fn a_panic_is_logged_to_every_server_and_ends_only_its_actor() {
     let log_dir = dir.path().join("logs");
     let log_dir_text = log_dir.to_string_lossy().into_owned();
     let servers = vec!["Riley".to_string(), "Jaquez".to_string()];
-    herd::logging::init(&log_dir_text, &servers, "info");
+    herd::logging::init(
+        &log_dir_text,
+        &servers,
+        "info",
+        herd::logging::LogFormat::Text,
+    );
     herd::logging::log_panics(servers);
 
     let system = actix_rt::System::new();

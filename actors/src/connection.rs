@@ -102,6 +102,15 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// Which way a logged line went.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    /// From the client.
+    In,
+    /// To the client.
+    Out,
+}
+
 /// One client connection.
 pub struct ConnectionActor {
     shared: ClientContext,
@@ -135,18 +144,25 @@ impl ConnectionActor {
         }
     }
 
-    fn log_line(&self, direction: &str, line: &[u8]) {
+    /// Logs a line read or written: as text `Name: addr < line` (`>` for
+    /// an answer); the address and direction also go as key-values
+    /// (`addr`, `direction` = `in` / `out`), fields of their own in JSON logs.
+    fn log_line(&self, direction: Direction, line: &[u8]) {
         if self.shared.log_lines {
             let line = line.strip_suffix(b"\n").unwrap_or(line);
-            info!(target: LOG, "{}: {} {} {}", self.shared.server, self.peer_label, direction,
-                LogText::new(line));
+            let (arrow, name) = match direction {
+                Direction::In => ("<", "in"),
+                Direction::Out => (">", "out"),
+            };
+            info!(target: LOG, addr = &*self.peer_label, direction = name;
+                "{}: {} {} {}", self.shared.server, self.peer_label, arrow, LogText::new(line));
         }
     }
 
     /// Queues an answer and writes it; waits (pausing input) only when the
     /// socket cannot take it right away.
     fn answer(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
-        self.log_line(">", bytes);
+        self.log_line(Direction::Out, bytes);
         if let Some(output) = self.output.as_mut() {
             output.queue(bytes);
         }
@@ -155,7 +171,7 @@ impl ConnectionActor {
 
     /// Answers with one line given without its `\n` (no copy to add it).
     fn answer_line(&mut self, line: &[u8], ctx: &mut Context<Self>) {
-        self.log_line(">", line);
+        self.log_line(Direction::Out, line);
         if let Some(output) = self.output.as_mut() {
             output.queue(line);
             output.queue(b"\n");
@@ -194,7 +210,7 @@ impl ConnectionActor {
             return;
         }
         self.last_line = Instant::now();
-        self.log_line("<", &line);
+        self.log_line(Direction::In, &line);
         match command {
             Command::Blank => {}
             Command::IAmAt(cmd) => {
