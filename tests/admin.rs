@@ -471,11 +471,15 @@ fn a_request_for_another_host_name_is_refused_counted_and_logged() {
         assert!(r.text().contains("kiwi"), "{}", r.text());
     }
     assert_eq!(refused(&herd, "Alpha", "host", None), 35.0);
-    let log = std::fs::read_to_string(herd.log_path("Alpha")).expect("Alpha's log");
-    assert!(
-        log.contains("admin refused GET /records from 127.0.0.1:")
-            && log.contains("host \"rebind.evil.example:"),
-        "{log}"
+    // Log files are flushed every 100 ms: wait for the lines, do not race them.
+    wait_until(
+        Duration::from_secs(10),
+        "the refusals in Alpha's log",
+        || {
+            let log = std::fs::read_to_string(herd.log_path("Alpha")).unwrap_or_default();
+            log.contains("admin refused GET /records from 127.0.0.1:")
+                && log.contains("host \"rebind.evil.example:")
+        },
     );
 }
 

@@ -378,8 +378,12 @@ fn ten_thousand_connections_at_once_are_served_or_refused() {
     drop(conns);
     assert!(herd.is_running("Riley"), "the server survived");
     // Refusals are logged about once a second, not once per connection.
-    let log = std::fs::read_to_string(herd.log_path("Riley")).unwrap_or_default();
-    let lines = log.matches("refusing").count();
+    // Log files are flushed every 100 ms: wait for the first line.
+    let log = || std::fs::read_to_string(herd.log_path("Riley")).unwrap_or_default();
+    wait_until(Duration::from_secs(10), "a refusal in the log", || {
+        log().contains("refusing")
+    });
+    let lines = log().matches("refusing").count();
     assert!(
         (1..100).contains(&lines),
         "{lines} refusal lines for {refused} refusals"
