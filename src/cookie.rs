@@ -18,17 +18,29 @@ use std::path::{Path, PathBuf};
 /// Why the cookie could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum CookieError {
-    #[error("cannot read the herd secret file {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("cannot create the herd secret file {path}: {source}")]
-    Create { path: PathBuf, source: io::Error },
-    #[error("the herd secret file {path} is empty")]
-    Empty { path: PathBuf },
+    #[error("cannot read the {what} file {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot create the {what} file {path}: {source}")]
+    Create {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("the {what} file {path} is empty")]
+    Empty { what: &'static str, path: PathBuf },
     #[error(
-        "the herd secret file {path} can be read by others (mode {mode:o}); \
+        "the {what} file {path} can be read by others (mode {mode:o}); \
          allow its owner only: chmod 600 {path}"
     )]
-    Exposed { path: PathBuf, mode: u32 },
+    Exposed {
+        what: &'static str,
+        path: PathBuf,
+        mode: u32,
+    },
     #[error("no HOME to keep the herd secret in: set HERD_SECRET or herd.secret_file")]
     NoHome,
 }
@@ -42,26 +54,29 @@ pub fn default_path() -> Result<PathBuf, CookieError> {
 }
 
 /// The secret in `path`, creating the file with a new random secret when
-/// it does not exist yet.
-pub fn read_or_create(path: &Path) -> Result<Vec<u8>, CookieError> {
-    match read(path) {
+/// it does not exist yet. `what` names the secret in errors ("herd secret",
+/// "admin token": both are kept this way).
+pub fn read_or_create(path: &Path, what: &'static str) -> Result<Vec<u8>, CookieError> {
+    match read(path, what) {
         Err(CookieError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            create(path)?;
-            read(path)
+            create(path, what)?;
+            read(path, what)
         }
         other => other,
     }
 }
 
 /// Reads an existing cookie: owner-only, not empty, white space trimmed.
-fn read(path: &Path) -> Result<Vec<u8>, CookieError> {
+fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, CookieError> {
     let failed = |source| CookieError::Read {
+        what,
         path: path.to_owned(),
         source,
     };
     let mode = fs::metadata(path).map_err(failed)?.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(CookieError::Exposed {
+            what,
             path: path.to_owned(),
             mode: mode & 0o777,
         });
@@ -70,6 +85,7 @@ fn read(path: &Path) -> Result<Vec<u8>, CookieError> {
     let secret = bytes.trim_ascii();
     if secret.is_empty() {
         return Err(CookieError::Empty {
+            what,
             path: path.to_owned(),
         });
     }
@@ -78,8 +94,9 @@ fn read(path: &Path) -> Result<Vec<u8>, CookieError> {
 
 /// Creates the cookie unless another process does so first (then theirs
 /// stands: the hard link fails with `AlreadyExists`, and ours is dropped).
-fn create(path: &Path) -> Result<(), CookieError> {
+fn create(path: &Path, what: &'static str) -> Result<(), CookieError> {
     let failed = |source| CookieError::Create {
+        what,
         path: path.to_owned(),
         source,
     };
@@ -116,11 +133,14 @@ mod tests {
     fn the_first_read_creates_a_private_cookie_and_later_reads_agree() {
         let dir = tempfile::tempdir().expect("temporary folder");
         let path = dir.path().join("sub").join(".herd.cookie");
-        let first = read_or_create(&path).expect("created");
+        let first = read_or_create(&path, "herd secret").expect("created");
         assert_eq!(first.len(), 64, "32 random bytes as hex");
         let mode = fs::metadata(&path).expect("exists").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(read_or_create(&path).expect("read again"), first);
+        assert_eq!(
+            read_or_create(&path, "herd secret").expect("read again"),
+            first
+        );
         let leftovers = fs::read_dir(path.parent().expect("folder"))
             .expect("list")
             .count();
@@ -133,7 +153,7 @@ mod tests {
         let path = dir.path().join(".herd.cookie");
         let secrets: Vec<Vec<u8>> = std::thread::scope(|scope| {
             let readers: Vec<_> = (0..8)
-                .map(|_| scope.spawn(|| read_or_create(&path).expect("cookie")))
+                .map(|_| scope.spawn(|| read_or_create(&path, "herd secret").expect("cookie")))
                 .collect();
             readers
                 .into_iter()
@@ -149,7 +169,9 @@ mod tests {
         let path = dir.path().join(".herd.cookie");
         fs::write(&path, "secret\n").expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
-        let error = read_or_create(&path).expect_err("refused").to_string();
+        let error = read_or_create(&path, "herd secret")
+            .expect_err("refused")
+            .to_string();
         assert!(error.contains("chmod 600"), "{error}");
     }
 
@@ -160,7 +182,7 @@ mod tests {
         fs::write(&path, "\n").expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
         assert!(matches!(
-            read_or_create(&path),
+            read_or_create(&path, "herd secret"),
             Err(CookieError::Empty { .. })
         ));
     }

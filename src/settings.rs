@@ -202,29 +202,6 @@ pub struct AdminSection {
 /// The shortest admin token accepted: shorter ones can be guessed.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
-/// A token file's trouble in its own words (the cookie's speak of the
-/// herd secret).
-fn admin_token_file_error(error: cookie::CookieError) -> String {
-    use cookie::CookieError::*;
-    match error {
-        Read { path, source } => format!(
-            "cannot read the admin token file {}: {source}",
-            path.display()
-        ),
-        Create { path, source } => format!(
-            "cannot create the admin token file {}: {source}",
-            path.display()
-        ),
-        Empty { path } => format!("the admin token file {} is empty", path.display()),
-        Exposed { path, mode } => format!(
-            "the admin token file {path} can be read by others (mode {mode:o}); \
-             allow its owner only: chmod 600 {path}",
-            path = path.display()
-        ),
-        NoHome => "no admin token file named".into(),
-    }
-}
-
 /// Whether a listen address is every address (`0.0.0.0`, `::`): no name.
 fn is_wildcard(listen: &str) -> bool {
     listen
@@ -527,7 +504,7 @@ impl Settings {
         } else {
             Ok(PathBuf::from(&self.herd.secret_file))
         };
-        path.and_then(|path| cookie::read_or_create(&path))
+        path.and_then(|path| cookie::read_or_create(&path, "herd secret"))
             .map(|secret| Secret::new(&secret))
             .map_err(|e| SettingsError::Invalid(e.to_string()))
     }
@@ -547,8 +524,8 @@ impl Settings {
         } else if self.admin.token_file.is_empty() {
             return Ok(None);
         } else {
-            let bytes = cookie::read_or_create(Path::new(&self.admin.token_file))
-                .map_err(|e| SettingsError::Invalid(admin_token_file_error(e)))?;
+            let bytes = cookie::read_or_create(Path::new(&self.admin.token_file), "admin token")
+                .map_err(|e| SettingsError::Invalid(e.to_string()))?;
             String::from_utf8_lossy(&bytes).into_owned()
         };
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
