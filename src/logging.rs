@@ -191,10 +191,8 @@ impl HerdLogger {
             let _ = write!(line, " {:<5} {}: ", record.level(), record.target());
             let start = line.len();
             let _ = writeln!(line, "{}", record.args());
-            let Some((server, _)) = line[start..].split_once(':') else {
-                return;
-            };
-            if let Some(file) = self.file_of(server) {
+            let (server, _) = split_server(&line[start..], &self.servers);
+            if let Some(file) = server.and_then(|server| self.file_of(server)) {
                 if let Ok(mut file) = file.lock() {
                     let _ = file.write_all(line.as_bytes());
                 }
