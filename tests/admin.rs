@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{iamat, wait_until, Herd};
+use common::{iamat, metric_sample, wait_until, Herd};
 use herd::ctl::http::{self, Response};
 
 fn admin(herd: &Herd, name: &str) -> String {
@@ -35,17 +35,6 @@ fn status(herd: &Herd, name: &str) -> serde_json::Value {
     let r = get(herd, name, "/status");
     assert_eq!(r.status, 200, "{}", r.text());
     serde_json::from_slice(&r.body).expect("status JSON")
-}
-
-/// The value of the sample `name{labels}` in a Prometheus text, where
-/// `labels` is the exact label text after `server="..."`.
-fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (series, value) = l.rsplit_once(' ')?;
-        let rest = series.strip_prefix(name)?.strip_prefix("{server=\"")?;
-        let (_, after) = rest.split_once('"')?;
-        (after == format!("{labels}}}")).then(|| value.parse().ok())?
-    })
 }
 
 fn herdctl(herd: &Herd, args: &[&str]) -> std::process::Output {
@@ -138,7 +127,8 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
         "{text}"
     );
     let value = |name: &str, labels: &str| {
-        sample(&text, name, labels).unwrap_or_else(|| panic!("no {name}{{{labels}}} in\n{text}"))
+        metric_sample(&text, name, labels)
+            .unwrap_or_else(|| panic!("no {name}{{{labels}}} in\n{text}"))
     };
     assert_eq!(
         value("herd_requests_total", ",verb=\"IAMAT\",outcome=\"ok\""),
@@ -186,13 +176,16 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
     beta.read_until_blank();
     let beta_text = get(&herd, "Beta", "/metrics").text();
     assert_eq!(
-        sample(&beta_text, "herd_floods_received_total", ""),
+        metric_sample(&beta_text, "herd_floods_received_total", ""),
         Some(1.0)
     );
-    assert_eq!(sample(&beta_text, "herd_floods_stale_total", ""), Some(0.0));
+    assert_eq!(
+        metric_sample(&beta_text, "herd_floods_stale_total", ""),
+        Some(0.0)
+    );
     // Every WHATSAT answered (the harness's polls included) asked the
     // offline places once and was timed once.
-    let whatsats = sample(
+    let whatsats = metric_sample(
         &beta_text,
         "herd_requests_total",
         ",verb=\"WHATSAT\",outcome=\"ok\"",
@@ -201,7 +194,7 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
     assert!(whatsats >= 1.0, "{beta_text}");
     let places = |status: &str| {
         let labels = format!(",provider=\"offline\",status=\"{status}\"");
-        sample(&beta_text, "herd_places_answers_total", &labels).unwrap_or(0.0)
+        metric_sample(&beta_text, "herd_places_answers_total", &labels).unwrap_or(0.0)
     };
     assert!(places("OK") >= 1.0, "{beta_text}");
     assert_eq!(
@@ -210,7 +203,7 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
         "{beta_text}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &beta_text,
             "herd_request_duration_seconds_count",
             ",verb=\"WHATSAT\""
@@ -360,7 +353,7 @@ fn refused(herd: &Herd, name: &str, reason: &str, token: Option<&str>) -> f64 {
         .expect("scrape")
         .text();
     let labels = format!(",reason=\"{reason}\"");
-    sample(&text, "herd_admin_refused_total", &labels)
+    metric_sample(&text, "herd_admin_refused_total", &labels)
         .unwrap_or_else(|| panic!("no refused count for {reason} in\n{text}"))
 }
 

@@ -23,7 +23,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{free_port, iamat, wait_until, Herd};
+use common::{free_port, iamat, metrics_text, wait_until, Herd};
 
 const SECRET: &str = "correct horse battery staple";
 
@@ -208,24 +208,17 @@ fn tapped_pair() -> (Herd, Tap) {
         Duration::from_secs(15),
         "Riley's link to Jaquez to be up",
         || {
-            metrics(&herd, "Riley")
+            metrics_text(&herd, "Riley")
                 .contains("herd_link_up{server=\"Riley\",neighbour=\"Jaquez\"} 1")
         },
     );
     (herd, tap)
 }
 
-fn metrics(herd: &Herd, name: &str) -> String {
-    let admin = format!("127.0.0.1:{}", herd.ports(name).admin);
-    herd::ctl::http::get(&admin, "/metrics")
-        .map(|r| r.text())
-        .unwrap_or_default()
-}
-
 /// The value of a counter without labels other than the server's.
 fn counter(herd: &Herd, name: &str, metric: &str) -> u64 {
     let prefix = format!("{metric}{{server=\"{name}\"}} ");
-    let text = metrics(herd, name);
+    let text = metrics_text(herd, name);
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
         .unwrap_or_else(|| panic!("{metric} at {name}: {text}"))

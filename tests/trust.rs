@@ -18,8 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{dir_of, iamat, wait_until, Herd, RawClient};
-use herd::ctl::http;
+use common::{dir_of, iamat, metric_sample, metrics_text, wait_until, Herd, RawClient};
 
 const PAIR: &[(&str, &[&str])] = &[("Riley", &["Jaquez"]), ("Jaquez", &["Riley"])];
 
@@ -28,21 +27,9 @@ fn padded_location() -> String {
     format!("+{}1-1", "0".repeat(65_500))
 }
 
-/// The value of the unlabelled-but-for-server sample `name` at `server`.
+/// The value of the sample `name{server="server",labels}`; -1 when absent.
 fn metric(herd: &Herd, server: &str, name: &str, labels: &str) -> f64 {
-    let admin = format!("127.0.0.1:{}", herd.ports(server).admin);
-    let text = http::get(&admin, "/metrics")
-        .map(|r| r.text().to_string())
-        .unwrap_or_default();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let rest = series.strip_prefix(name)?.strip_prefix("{server=\"")?;
-            let (_, after) = rest.split_once('"')?;
-            (after == format!("{labels}}}")).then(|| value.parse().ok())?
-        })
-        .unwrap_or(-1.0)
+    metric_sample(&metrics_text(herd, server), name, labels).unwrap_or(-1.0)
 }
 
 fn log_of(herd: &Herd, server: &str) -> Vec<u8> {

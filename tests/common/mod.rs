@@ -541,3 +541,23 @@ impl RawClient {
         first
     }
 }
+
+/// `/metrics` of `server`'s admin listener (empty when it cannot be read).
+pub fn metrics_text(herd: &Herd, server: &str) -> String {
+    let admin = format!("127.0.0.1:{}", herd.ports(server).admin);
+    herd::ctl::http::get(&admin, "/metrics")
+        .map(|r| r.text().to_string())
+        .unwrap_or_default()
+}
+
+/// The value of the sample `name{server="...",labels}` in a Prometheus
+/// text, where `labels` is the exact label text after `server="..."`
+/// (empty for a sample labelled by server alone).
+pub fn metric_sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let rest = series.strip_prefix(name)?.strip_prefix("{server=\"")?;
+        let (_, after) = rest.split_once('"')?;
+        (after == format!("{labels}}}")).then(|| value.parse().ok())?
+    })
+}
