@@ -126,6 +126,7 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
         metrics.clone(),
         plan.client_limits.max_future_skew,
     )
+    .with_topology(plan.topology.clone())
     .start();
     let (provider, policy) = places_provider(&name, &plan.places)?;
     let places = PlacesActor::new(name.clone(), provider, metrics.clone())

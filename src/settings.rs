@@ -22,6 +22,7 @@ use std::time::Duration;
 use herd_actors::connection::ClientLimits;
 use herd_actors::handshake::Secret;
 use herd_actors::peer::PeerLimits;
+use herd_actors::tree::Topology;
 use serde::{Deserialize, Serialize};
 
 use crate::cookie;
@@ -279,6 +280,8 @@ pub struct ServerPlan {
     pub log_lines: bool,
     pub data_dir: Option<PathBuf>,
     pub durability: String,
+    /// The whole herd's links: the trees updates travel down.
+    pub topology: Topology,
 }
 
 impl Settings {
@@ -388,6 +391,15 @@ impl Settings {
         servers.iter().map(|s| s.name.clone()).collect()
     }
 
+    /// The links of the whole herd, as every server of it sees them.
+    pub fn topology(&self) -> Topology {
+        Topology::new(
+            self.servers
+                .values()
+                .map(|s| (s.name.as_str(), s.neighbours.as_slice())),
+        )
+    }
+
     /// The neighbours of `name`: listed on either side.
     fn neighbours_of(&self, name: &str) -> Vec<&ServerSection> {
         let mut found: Vec<&ServerSection> = self
@@ -469,6 +481,7 @@ impl Settings {
             data_dir: (!self.herd.data_dir.is_empty())
                 .then(|| PathBuf::from(&self.herd.data_dir).join(&server.name)),
             durability: self.herd.durability.clone(),
+            topology: self.topology(),
         })
     }
 

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{iamat, wait_until, Client, Herd};
+use common::{iamat, metric_sample, metrics_text, wait_until, Client, Herd};
 
 #[test]
 fn iamat_at_riley_is_answered_identically_by_campbell() {
@@ -224,4 +224,70 @@ fn sigterm_stops_a_server_cleanly() {
     assert!(herd
         .ask("Jaquez", &iamat("still.here", "1"))
         .starts_with("AT Jaquez "));
+}
+
+/// Waits until every link of the herd is up (SPEC §8's "while all links are up").
+fn wait_links_up(herd: &Herd) {
+    for name in herd.names() {
+        for neighbour in herd.ports(&name).neighbours.clone() {
+            let labels = format!(",neighbour=\"{neighbour}\"");
+            wait_until(Duration::from_secs(20), "every link up", || {
+                let text = metrics_text(herd, &name);
+                metric_sample(&text, "herd_link_up", &labels) == Some(1.0)
+            });
+        }
+    }
+}
+
+/// The sum over the herd of a metric labelled by server alone.
+fn herd_sum(herd: &Herd, metric: &str, labels: &str) -> f64 {
+    let names = herd.names();
+    let samples = names
+        .iter()
+        .map(|n| metric_sample(&metrics_text(herd, n), metric, labels));
+    samples.map(|s| s.unwrap_or(0.0)).sum()
+}
+
+/// SPEC §8: while all links are up, an update is received n−1 times, once
+/// by each other server, whatever the topology (flooding along every link
+/// would receive it 8 times in SPEC §1's herd and 16 times in a mesh of 5).
+#[test]
+fn every_update_is_received_once_by_each_other_server() {
+    let names = ["Riley", "Jaquez", "Juzang", "Campbell", "Bernard"];
+    let mesh: Vec<(&str, Vec<&str>)> = names
+        .iter()
+        .map(|&n| (n, names.iter().copied().filter(|&o| o != n).collect()))
+        .collect();
+    let mesh: Vec<(&str, &[&str])> = mesh.iter().map(|(n, o)| (*n, o.as_slice())).collect();
+    for builder in [Herd::five(), Herd::with_topology(&mesh)] {
+        let mut herd = builder.build();
+        herd.start_each();
+        wait_links_up(&herd);
+        const EACH: usize = 40;
+        for origin in herd.names() {
+            let mut client = herd.client(&origin);
+            for i in 0..EACH {
+                client.send(&iamat(&format!("tree-{origin}-{i}"), "1700000000.5"));
+                assert!(client.read_line().starts_with("AT "));
+            }
+        }
+        let updates = (EACH * names.len()) as f64;
+        let others = (names.len() - 1) as f64;
+        wait_until(
+            Duration::from_secs(20),
+            "every update at every server",
+            || {
+                herd_sum(
+                    &herd,
+                    "herd_updates_total",
+                    ",source=\"peer\",result=\"new\"",
+                ) == updates * others
+            },
+        );
+        assert_eq!(
+            herd_sum(&herd, "herd_floods_received_total", ""),
+            updates * others,
+            "receptions per update"
+        );
+    }
 }

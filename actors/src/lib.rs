@@ -14,6 +14,7 @@
 //! | §4 sealed peer wire | `seal.rs` |
 //! | §4 links, backoff, buffering | `peer.rs`, `peer_session.rs`, `listener.rs` |
 //! | §4 catch-up sync | `sync.rs`, `digest.rs` |
+//! | §4, §8 which neighbours an update goes to (n−1 receptions) | `tree.rs` |
 //! | §5 places | `places/` |
 //!
 //! This crate reads no files and no command line: the `herd` binary turns
@@ -35,3 +36,4 @@ pub mod seal;
 pub mod store;
 pub mod sync;
 pub mod text;
+pub mod tree;

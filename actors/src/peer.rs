@@ -33,9 +33,17 @@
 //! a sync. Records written to a socket that then breaks are covered the
 //! same way: every (re)connect syncs, so a flapping link converges as soon
 //! as it stays up for one sync.
+//!
+//! Updates go down trees ([`crate::tree`]), so the neighbour's side of a tree
+//! waits for this link alone. The store therefore hears whenever the link
+//! starts or stops carrying floods promptly ([`LinkChanged`]), and when it
+//! stops, gets back the records given to it in the last [`UNCONFIRMED_FOR`]
+//! and those sent down a tree that it could only hold: the store floods them
+//! around the link at once, instead of them waiting for the link to return.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use log::{debug, info, warn};
@@ -48,9 +56,10 @@ use crate::metrics::Metrics;
 use crate::output::{Drain, HasOutput, Output};
 use crate::record::{ByClient, RecordSet, SharedRecord};
 use crate::seal::PeerCodec;
-use crate::store::{Flood, LocationStoreActor};
+use crate::store::{Flood, LinkChanged, LocationStoreActor};
 /// The dialer's side of the sync, which every link runs after its handshake.
 pub use crate::sync::{dial_sync, SyncStats};
+use crate::tree::Spread;
 
 const LOG: &str = "peer";
 
@@ -59,6 +68,16 @@ const LOG: &str = "peer";
 /// `FPS` line (16 hex digits per record: 1 MiB holds some 65,000 records in
 /// one leaf, where a million-record store averages 15 per leaf).
 pub const PEER_MAX_LINE: usize = 1 << 20;
+
+/// How long a record handed to the socket counts as possibly undelivered,
+/// should the link fail: a neighbour that dies or is cut off closes the
+/// connection well within it. A link that breaks silently is found by the
+/// write timeout instead, and what it lost reaches the neighbour's side by
+/// the sync of the next connection.
+pub const UNCONFIRMED_FOR: Duration = Duration::from_secs(1);
+
+/// Most records remembered as possibly undelivered (24 bytes each).
+const MAX_UNCONFIRMED: usize = 1 << 16;
 
 /// Tunables of a peer link.
 #[derive(Debug, Clone)]
@@ -122,6 +141,11 @@ pub struct PeerActor {
     backoff: Duration,
     /// Newest record per client not yet handed to the socket.
     pending: RecordSet,
+    /// Records handed to the socket lately, with when: flooded around the
+    /// link by the store if it stops carrying.
+    unconfirmed: VecDeque<(Instant, SharedRecord)>,
+    /// What the store was last told: the link carries floods promptly.
+    carrying: bool,
 }
 
 impl PeerActor {
@@ -152,7 +176,51 @@ impl PeerActor {
             flush_scheduled: false,
             backoff,
             pending: RecordSet::default(),
+            unconfirmed: VecDeque::new(),
+            carrying: false,
         }
+    }
+
+    /// Whether the link takes floods now: up, and keeping up.
+    fn takes_floods(&self) -> bool {
+        self.state == LinkState::Up
+            && self
+                .output
+                .as_ref()
+                .is_some_and(|o| o.backlog() < self.limits.max_backlog)
+    }
+
+    /// Tells the store when the link starts or stops carrying, and hands it
+    /// `bounced` (tree records this link could only hold) and, when it
+    /// stops, the records it may not have delivered.
+    fn report(&mut self, mut bounced: Vec<SharedRecord>) {
+        let carrying = self.takes_floods();
+        if carrying == self.carrying && bounced.is_empty() {
+            return;
+        }
+        if !carrying {
+            bounced.extend(self.unconfirmed.drain(..).map(|(_, record)| record));
+        }
+        self.carrying = carrying;
+        self.store.do_send(LinkChanged {
+            name: self.neighbour.clone(),
+            carrying,
+            unconfirmed: bounced,
+        });
+    }
+
+    /// Remembers `record` as handed to the socket at `now`, forgetting what
+    /// was handed over long enough ago.
+    fn sent(&mut self, record: SharedRecord, now: Instant) {
+        while self
+            .unconfirmed
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > UNCONFIRMED_FOR)
+            || self.unconfirmed.len() >= MAX_UNCONFIRMED
+        {
+            self.unconfirmed.pop_front();
+        }
+        self.unconfirmed.push_back((now, record));
     }
 
     fn set_state(&mut self, state: LinkState) {
@@ -164,6 +232,7 @@ impl PeerActor {
             LinkState::Up => "up",
         };
         self.metrics.set_link(&self.neighbour, label);
+        self.report(Vec::new());
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
@@ -256,7 +325,8 @@ impl PeerActor {
         let mut rest = Vec::new();
         for held in self.pending.drain() {
             if output.backlog() < self.limits.max_backlog {
-                queue_record(output, &held.0);
+                // Held records may have missed their tree: flooded on.
+                queue_record(output, &held.0, Spread::Flood);
             } else {
                 rest.push(held);
             }
@@ -280,7 +350,7 @@ impl PeerActor {
                 Ok(true) if self.state == LinkState::Up && !self.pending.is_empty() => {
                     self.move_pending();
                 }
-                Ok(true) => return,
+                Ok(true) => return self.report(Vec::new()),
             }
         }
         self.draining = true;
@@ -349,7 +419,8 @@ impl PeerActor {
     }
 }
 
-fn queue_record(output: &mut Output, record: &SharedRecord) {
+fn queue_record(output: &mut Output, record: &SharedRecord, spread: Spread) {
+    output.queue(spread.prefix());
     output.queue(record.at_line());
     output.queue(b"\n");
 }
@@ -376,17 +447,22 @@ impl Handler<Flood> for PeerActor {
         self.metrics
             .floods_sent
             .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        for record in records {
-            match self.output.as_mut() {
-                Some(output)
-                    if self.state == LinkState::Up
-                        && output.backlog() < self.limits.max_backlog =>
-                {
-                    queue_record(output, &record);
+        let now = Instant::now();
+        let mut bounced = Vec::new();
+        for (record, spread) in records {
+            if self.takes_floods() {
+                if let Some(output) = self.output.as_mut() {
+                    queue_record(output, &record, spread);
                 }
-                _ => self.hold(record, ctx),
+                self.sent(record, now);
+            } else {
+                if spread == Spread::Tree {
+                    bounced.push(record.clone());
+                }
+                self.hold(record, ctx);
             }
         }
+        self.report(bounced);
         // Write once per burst of floods, not once per batch: the flush
         // runs after the mailbox has handed us what it holds.
         if !self.flush_scheduled && self.output.as_ref().is_some_and(|o| o.backlog() > 0) {

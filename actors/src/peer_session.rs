@@ -6,7 +6,8 @@
 //! sync questions (the sums of digest-tree nodes, the fingerprints of
 //! leaves; see `digest.rs` and docs/peer-protocol.md). From the first line
 //! that is not a question on, the session only reads: `AT` lines, first the
-//! catch-up records up to `SYNCED <n>`, then live floods. The lines are
+//! catch-up records up to `SYNCED <n>`, then live floods (`AT` lines sent
+//! down a tree, `FLOOD AT` lines flooded; see [`crate::tree`]). The lines are
 //! handed to the store in batches (one message per read burst instead of one
 //! per line); the store checks them, decides what is new and floods it on,
 //! never back to this neighbour.
@@ -23,6 +24,7 @@ use log::{info, warn};
 use crate::codec::Frame;
 use crate::handshake::PeerFramed;
 use crate::store::{LocationStoreActor, Source, UpdateBatch};
+use crate::tree::Spread;
 
 const LOG: &str = "peer";
 
@@ -80,7 +82,7 @@ impl PeerSession {
     }
 
     fn handle_line(&mut self, line: Bytes, ctx: &mut Context<Self>) {
-        if line.starts_with(b"AT ") {
+        if Spread::of_line(&line).1.starts_with(b"AT ") {
             if self.batch.is_empty() {
                 ctx.notify(FlushBatch);
             }

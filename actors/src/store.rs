@@ -3,10 +3,12 @@
 //! Every update, whether a client's IAMAT or a peer's flood, comes here, and
 //! only here is it decided whether the update is new (SPEC §3, "Which record
 //! wins", implemented by [`Record::supersedes`]). A new record is kept,
-//! written to the journal when the server has one, and flooded to every
-//! neighbour except the one it came from; a stale one changes nothing and goes
-//! nowhere. That one rule is what makes the flood stop: a server forwards an
-//! update at most once per record.
+//! written to the journal when the server has one, and passed on to the
+//! neighbours that [`tree`](crate::tree) names: its children in the origin's
+//! shortest-path tree while their links carry, or every neighbour but the one
+//! it came from around a link that does not; a stale one changes nothing and
+//! goes nowhere. That one rule is what makes a flood stop: a server forwards
+//! an update at most once per record.
 //!
 //! The store also keeps a [`Digest`] of its records so that a peer link can
 //! find what the other side lacks (see `digest.rs` and `sync.rs`), and
@@ -14,7 +16,7 @@
 //! fingerprints it holds in some leaves ([`LeafFingerprints`]) and which of
 //! its records a peer lacks ([`SyncRecords`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +30,7 @@ use crate::protocol::Timestamp;
 use crate::record::{ByClient, Record, RecordSet, SharedRecord};
 use crate::sync::{LeafFingerprints, SyncRecords};
 use crate::text::LogText;
+use crate::tree::{Spread, Topology};
 
 /// How much of a refused line is logged: enough to recognise it, never a
 /// 64 KiB line per refusal.
@@ -104,10 +107,23 @@ pub struct AddPeer {
 }
 
 /// New records for a neighbour: those the store took since its last flood,
-/// in the order it took them (one message per burst, not per record).
+/// in the order it took them (one message per burst, not per record), each
+/// with how the neighbour passes it on.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Flood(pub Vec<SharedRecord>);
+pub struct Flood(pub Vec<(SharedRecord, Spread)>);
+
+/// A neighbour's link started or stopped carrying floods promptly (it is up
+/// and keeping up). When it stops, `unconfirmed` holds what it was given
+/// lately or could not send; the store floods those around it, so that the
+/// link's side of a tree does not wait for the link to come back.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LinkChanged {
+    pub name: Arc<str>,
+    pub carrying: bool,
+    pub unconfirmed: Vec<SharedRecord>,
+}
 
 /// Sends the floods collected while the mailbox was being drained.
 #[derive(Message)]
@@ -145,7 +161,9 @@ pub struct Dump;
 struct Neighbour {
     name: Arc<str>,
     link: Recipient<Flood>,
-    outbox: Vec<SharedRecord>,
+    outbox: Vec<(SharedRecord, Spread)>,
+    /// The link is up and keeping up: updates may go down a tree through it.
+    carrying: bool,
 }
 
 impl Neighbour {
@@ -174,6 +192,12 @@ pub struct LocationStoreActor {
     /// (a client updated twice is in it twice).
     recent: std::collections::VecDeque<SharedRecord>,
     peers: Vec<Neighbour>,
+    /// The herd's links, as every server knows them.
+    topology: Topology,
+    /// For each origin, the indexes in `peers` of this server's children in
+    /// its tree; an origin not here (unknown, or a child that is not among
+    /// `peers`) has its updates flooded.
+    routes: HashMap<Box<[u8]>, Vec<usize>>,
     /// A [`SendFloods`] is queued behind the messages in the mailbox.
     floods_scheduled: bool,
     journal: Option<Box<dyn Journal>>,
@@ -200,6 +224,8 @@ impl LocationStoreActor {
             digest: Digest::default(),
             recent: std::collections::VecDeque::new(),
             peers: Vec::new(),
+            topology: Topology::default(),
+            routes: HashMap::new(),
             floods_scheduled: false,
             journal,
             metrics,
@@ -219,6 +245,32 @@ impl LocationStoreActor {
         store.recent = store.newest_by_time(RECENT);
         store.metrics.set_records(store.records.len());
         store
+    }
+
+    /// Sends updates down their origins' trees over `topology` (without
+    /// one, every update is flooded).
+    pub fn with_topology(mut self, topology: Topology) -> LocationStoreActor {
+        self.topology = topology;
+        self.find_routes();
+        self
+    }
+
+    /// Works out, for every origin, which of `peers` are this server's
+    /// children in its tree.
+    fn find_routes(&mut self) {
+        self.routes.clear();
+        for origin in self.topology.servers() {
+            let Some(children) = self.topology.children(origin, &self.server) else {
+                continue;
+            };
+            let indexes: Option<Vec<usize>> = children
+                .iter()
+                .map(|child| self.peers.iter().position(|p| p.name == *child))
+                .collect();
+            if let Some(indexes) = indexes {
+                self.routes.insert(origin.as_bytes().into(), indexes);
+            }
+        }
     }
 
     /// Keeps `record` if it is newer than what we hold. Returns the shared
@@ -255,7 +307,13 @@ impl LocationStoreActor {
     }
 
     /// Applies one update: keep, journal and flood if new.
-    fn apply<R>(&mut self, record: R, source: &Source, ctx: &mut Context<Self>) -> Applied
+    fn apply<R>(
+        &mut self,
+        record: R,
+        source: &Source,
+        spread: Spread,
+        ctx: &mut Context<Self>,
+    ) -> Applied
     where
         R: std::borrow::Borrow<Record> + Into<SharedRecord>,
     {
@@ -274,14 +332,21 @@ impl LocationStoreActor {
         }
         self.recent.push_back(shared.clone());
         let durable = self.journal.as_mut().map(|j| j.append(&shared));
-        self.flood(&shared, source.peer(), ctx);
+        self.forward(&shared, source.peer(), spread, ctx);
         Applied { new: true, durable }
     }
 
-    /// Applies a neighbour's `AT` line. In a herd with cycles most lines
-    /// arrive twice or more; a byte-for-byte copy of the record held is
-    /// stale whatever it says, and is dropped before it is even parsed.
+    /// Applies a neighbour's line: an `AT` line, sent down a tree, or one
+    /// marked as flooded. Around a failed link the same record may arrive
+    /// twice or more; a byte-for-byte copy of the record held is stale
+    /// whatever it says, and is dropped before it is even parsed.
     fn apply_line(&mut self, line: &[u8], source: &Source, ctx: &mut Context<Self>) {
+        let (spread, line) = Spread::of_line(line);
+        // The sync's records repair what a link missed: flooded on.
+        let spread = match source {
+            Source::Sync(_) => Spread::Flood,
+            _ => spread,
+        };
         if self.holds_copy_of(line) {
             self.metrics.count_update(source_kind(source), false);
             return;
@@ -296,7 +361,7 @@ impl LocationStoreActor {
                 self.refuse(line, from, "time too far ahead");
             }
             Ok(record) => {
-                self.apply(record, source, ctx);
+                self.apply(record, source, spread, ctx);
             }
             Err(_) => self.refuse(line, from, "breaks the client rules"),
         }
@@ -332,15 +397,32 @@ impl LocationStoreActor {
             .is_some_and(|held| held.0.at_line() == line)
     }
 
-    /// Queues `record` for every neighbour but `except`; the queues are sent
-    /// once the mailbox has been drained ([`SendFloods`]), so a burst of
-    /// updates costs each link one message, not one per record.
-    fn flood(&mut self, record: &SharedRecord, except: Option<&str>, ctx: &mut Context<Self>) {
+    /// Queues `record` for the neighbours it goes to: down its origin's tree
+    /// when every child's link carries, otherwise flooded to every neighbour
+    /// but `from`. The queues are sent once the mailbox has been drained
+    /// ([`SendFloods`]), so a burst of updates costs each link one message,
+    /// not one per record.
+    fn forward(
+        &mut self,
+        record: &SharedRecord,
+        from: Option<&str>,
+        spread: Spread,
+        ctx: &mut Context<Self>,
+    ) {
+        let children = match spread {
+            Spread::Tree => self.routes.get(record.origin()),
+            Spread::Flood => None,
+        };
+        let children = children.filter(|c| c.iter().all(|&i| self.peers[i].carrying));
         let mut queued = false;
-        for peer in &mut self.peers {
-            if Some(&*peer.name) != except {
+        for (i, peer) in self.peers.iter_mut().enumerate() {
+            let (goes, spread) = match children {
+                Some(children) => (children.contains(&i), Spread::Tree),
+                None => (Some(&*peer.name) != from, Spread::Flood),
+            };
+            if goes {
                 queued = true;
-                peer.outbox.push(record.clone());
+                peer.outbox.push((record.clone(), spread));
                 // The mailbox is drained until empty before SendFloods runs;
                 // senders on other threads could keep it full, so a burst
                 // is also cut at a bound.
@@ -378,7 +460,7 @@ impl Handler<Update> for LocationStoreActor {
     type Result = MessageResult<Update>;
 
     fn handle(&mut self, msg: Update, ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.apply(msg.record, &msg.source, ctx))
+        MessageResult(self.apply(msg.record, &msg.source, Spread::Tree, ctx))
     }
 }
 
@@ -426,7 +508,37 @@ impl Handler<AddPeer> for LocationStoreActor {
             name: msg.name,
             link: msg.link,
             outbox: Vec::new(),
+            carrying: false,
         });
+        self.find_routes();
+    }
+}
+
+impl Handler<LinkChanged> for LocationStoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LinkChanged, ctx: &mut Context<Self>) {
+        let Some(peer) = self.peers.iter_mut().find(|p| p.name == msg.name) else {
+            return;
+        };
+        peer.carrying = msg.carrying;
+        // Records the store has since replaced went on in their own right.
+        let current: Vec<SharedRecord> = msg
+            .unconfirmed
+            .into_iter()
+            .filter(|r| {
+                self.records
+                    .get(r.client())
+                    .is_some_and(|held| Arc::ptr_eq(&held.0, r))
+            })
+            .collect();
+        if !current.is_empty() {
+            info!(target: LOG, "{}: link to {} not carrying; {} recent records flooded around it",
+                self.server, msg.name, current.len());
+        }
+        for record in &current {
+            self.forward(record, Some(&msg.name), Spread::Flood, ctx);
+        }
     }
 }
 
@@ -517,6 +629,7 @@ impl Handler<Dump> for LocationStoreActor {
 mod tests {
     use super::*;
     use crate::protocol::DEFAULT_MAX_FUTURE_SKEW as DAY;
+    use std::collections::BTreeMap;
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::Mutex;
 
@@ -537,7 +650,9 @@ mod tests {
         fn handle(&mut self, Flood(records): Flood, _: &mut Context<Self>) {
             let lines = records
                 .iter()
-                .map(|r| String::from_utf8_lossy(r.at_line()).into_owned())
+                .map(|(r, spread)| {
+                    String::from_utf8_lossy(&[spread.prefix(), r.at_line()].concat()).into_owned()
+                })
                 .collect();
             self.0.lock().unwrap().push(lines);
         }
@@ -704,13 +819,156 @@ mod tests {
             tokio::time::timeout(std::time::Duration::from_secs(10), both)
                 .await
                 .expect("floods reach both neighbours");
+            // With no topology known, every update is flooded.
             assert_eq!(
                 *seen[0].lock().unwrap(),
-                vec![vec![own_line.clone()]],
+                vec![vec![format!("FLOOD {own_line}")]],
                 "never back"
             );
             // The batch's two new records, in order, in one message.
-            assert_eq!(seen[1].lock().unwrap()[0], vec![KIWI_1.to_string(), later]);
+            assert_eq!(
+                seen[1].lock().unwrap()[0],
+                vec![format!("FLOOD {KIWI_1}"), format!("FLOOD {later}")]
+            );
+            System::current().stop();
+        });
+    }
+    type Seen = Arc<Mutex<Vec<Vec<String>>>>;
+
+    /// Jaquez of SPEC §1's herd, its links to Bernard and Riley carrying.
+    async fn jaquez() -> (Addr<LocationStoreActor>, BTreeMap<&'static str, Seen>) {
+        let list = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let servers = [
+            ("Riley", list(&["Jaquez", "Juzang"])),
+            ("Bernard", list(&["Jaquez", "Juzang", "Campbell"])),
+            ("Juzang", list(&["Campbell"])),
+        ];
+        let topology = Topology::new(servers.iter().map(|(n, l)| (*n, l.as_slice())));
+        let metrics = Arc::new(Metrics::default());
+        let store = LocationStoreActor::new("Jaquez".into(), Vec::new(), None, metrics, DAY)
+            .with_topology(topology)
+            .start();
+        let mut seen = BTreeMap::new();
+        for name in ["Bernard", "Riley"] {
+            let log = Seen::default();
+            let link = Recorder(log.clone()).start().recipient();
+            let peer = AddPeer {
+                name: name.into(),
+                link,
+            };
+            store.send(peer).await.unwrap();
+            store.send(carrying(name, true, vec![])).await.unwrap();
+            seen.insert(name, log);
+        }
+        (store, seen)
+    }
+
+    fn carrying(name: &str, carrying: bool, unconfirmed: Vec<SharedRecord>) -> LinkChanged {
+        LinkChanged {
+            name: name.into(),
+            carrying,
+            unconfirmed,
+        }
+    }
+
+    /// Sends a client's update, which goes to every neighbour, and waits
+    /// until each has it: whatever a link got before it is then in `seen`.
+    async fn fence(store: &Addr<LocationStoreActor>, seen: &BTreeMap<&str, Seen>) {
+        let line = "AT Jaquez +0.100000000 fence +34.068930-118.445127 1621464828.000000000";
+        let record = Arc::new(Record::from_at_line(line.as_bytes()).unwrap());
+        let update = Update {
+            record,
+            source: Source::Client,
+        };
+        store.send(update).await.unwrap();
+        let fenced = |log: &Seen| {
+            log.lock()
+                .unwrap()
+                .iter()
+                .flatten()
+                .any(|l| l.contains(" fence "))
+        };
+        let all = async {
+            while !seen.values().all(fenced) {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), all)
+            .await
+            .expect("the fence reaches every neighbour");
+    }
+
+    /// What a link got, the fence left out.
+    fn got(log: &Seen) -> Vec<String> {
+        let lines = log.lock().unwrap();
+        let lines = lines.iter().flatten().filter(|l| !l.contains(" fence "));
+        lines.cloned().collect()
+    }
+
+    #[test]
+    fn updates_go_down_their_origins_tree_while_its_links_carry() {
+        actix_rt::System::new().block_on(async {
+            let (store, seen) = jaquez().await;
+            // Riley's tree: Riley -> Jaquez -> Bernard. Campbell's reaches
+            // Jaquez last (Campbell -> Bernard -> Jaquez): nothing goes on.
+            let campbell = KIWI_2.replace("Jaquez", "Campbell").replace("kiwi", "fig");
+            store.send(batch(&[KIWI_1], "Riley")).await.unwrap();
+            store.send(batch(&[&campbell], "Bernard")).await.unwrap();
+            fence(&store, &seen).await;
+            assert_eq!(got(&seen["Bernard"]), vec![KIWI_1.to_string()]);
+            assert!(got(&seen["Riley"]).is_empty());
+            System::current().stop();
+        });
+    }
+
+    #[test]
+    fn flood_lines_and_sync_records_are_flooded_on() {
+        actix_rt::System::new().block_on(async {
+            let (store, seen) = jaquez().await;
+            let fig = KIWI_1.replace("kiwi", "fig");
+            store
+                .send(batch(&[&format!("FLOOD {KIWI_1}")], "Bernard"))
+                .await
+                .unwrap();
+            let mut sync = batch(&[&fig], "Bernard");
+            sync.source = Source::Sync("Bernard".into());
+            store.send(sync).await.unwrap();
+            fence(&store, &seen).await;
+            let flooded = vec![format!("FLOOD {KIWI_1}"), format!("FLOOD {fig}")];
+            assert_eq!(got(&seen["Riley"]), flooded);
+            assert!(got(&seen["Bernard"]).is_empty(), "never back");
+            System::current().stop();
+        });
+    }
+
+    #[test]
+    fn around_a_link_that_does_not_carry_updates_are_flooded() {
+        actix_rt::System::new().block_on(async {
+            let (store, seen) = jaquez().await;
+            // Bernard's link is down: Riley's update, which would go down the
+            // tree to Bernard alone, is flooded (to Bernard, which holds it,
+            // marked so that Bernard floods it on).
+            store
+                .send(carrying("Bernard", false, vec![]))
+                .await
+                .unwrap();
+            store.send(batch(&[KIWI_1], "Riley")).await.unwrap();
+            // Riley's link stops carrying and gives back what it may not have
+            // delivered: what the store still holds is flooded around it; a
+            // record since replaced is not.
+            let held = store.send(Lookup {
+                client: "kiwi.cs.ucla.edu".into(),
+            });
+            let held = held.await.unwrap().unwrap();
+            let replaced = Arc::new(Record::from_at_line(KIWI_1.as_bytes()).unwrap());
+            store
+                .send(carrying("Riley", false, vec![held, replaced]))
+                .await
+                .unwrap();
+            fence(&store, &seen).await;
+            let flooded = format!("FLOOD {KIWI_1}");
+            assert_eq!(got(&seen["Bernard"]), vec![flooded.clone(), flooded]);
+            assert!(got(&seen["Riley"]).is_empty());
             System::current().stop();
         });
     }
