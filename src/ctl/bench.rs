@@ -51,6 +51,11 @@ pub struct LoadArgs {
     /// instead of running for `--seconds`.
     #[arg(long, default_value_t = 0)]
     pub count: u64,
+    /// Offer at most this many requests a second in all, spread evenly over
+    /// the connections (0: each sends its next request as soon as the last
+    /// is answered). For latency under a given load.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -102,16 +107,26 @@ fn now_text() -> String {
     super::client::now_text()
 }
 
-/// One request of `workload` for connection `conn`, sequence `n`.
-fn request(workload: Workload, conn: usize, n: u64) -> Vec<u8> {
+/// Request `n` of `workload` for connection `conn`, whose `clients` names
+/// cycle. Each time a name comes round again its position has moved (by
+/// 10^-5 degrees, more than Redis's geohash resolution): a GEOADD that
+/// changed nothing would not be replicated, where every IAMAT with a new
+/// time is an update.
+fn request(workload: Workload, conn: usize, n: u64, clients: u64) -> Vec<u8> {
+    let (name, round) = (n % clients.max(1), n / clients.max(1));
     // Spread the clients over a few degrees around Los Angeles.
-    let lat = 34.0 + (n % 1000) as f64 / 1000.0;
+    let lat = 34.0 + (name % 1000) as f64 / 1000.0 + (round % 97) as f64 * 1e-5;
     let lon = -118.0 - (conn % 100) as f64 / 100.0;
     match workload {
-        Workload::Iamat => format!("IAMAT bench-{conn}-{n} +{lat:.6}{lon:.6} {}\n", now_text()),
-        Workload::Whatsat => format!("WHATSAT bench-{conn}-{n} 10 5\n"),
+        Workload::Iamat => {
+            format!(
+                "IAMAT bench-{conn}-{name} +{lat:.6}{lon:.6} {}\n",
+                now_text()
+            )
+        }
+        Workload::Whatsat => format!("WHATSAT bench-{conn}-{name} 10 5\n"),
         Workload::RedisGeoadd => {
-            let member = format!("bench-{conn}-{n}");
+            let member = format!("bench-{conn}-{name}");
             let (lon, lat) = (format!("{lon:.6}"), format!("{lat:.6}"));
             let mut resp = String::from("*5\r\n$6\r\nGEOADD\r\n$4\r\nherd\r\n");
             for arg in [&lon, &lat, &member] {
@@ -201,10 +216,20 @@ async fn connection_loop(
         Some(quota) => n < quota,
         None => Instant::now() < deadline,
     };
+    // With --rate, this connection's share of it, as an even pace.
+    let mut pace = (args.rate > 0.0).then(|| {
+        let every = Duration::from_secs_f64(args.connections as f64 / args.rate);
+        let mut pace = tokio::time::interval(every);
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        pace
+    });
     while more(ops) {
+        if let Some(pace) = pace.as_mut() {
+            pace.tick().await;
+        }
         batch.clear();
         while sent.len() < args.pipeline && quota.is_none_or(|q| n < q) {
-            batch.extend_from_slice(&request(args.workload, conn, n % args.clients));
+            batch.extend_from_slice(&request(args.workload, conn, n, args.clients));
             sent.push_back(Instant::now());
             n += 1;
         }
@@ -245,7 +270,7 @@ async fn prepare_whatsat(address: &str, args: &LoadArgs) -> Result<(), String> {
         let mut line = Vec::new();
         for n in 0..args.clients.min(100) {
             write
-                .write_all(&request(Workload::Iamat, conn, n))
+                .write_all(&request(Workload::Iamat, conn, n, args.clients))
                 .await
                 .map_err(|e| e.to_string())?;
             read_answer(&mut reader, Workload::Iamat, &mut line)
@@ -260,6 +285,9 @@ async fn prepare_whatsat(address: &str, args: &LoadArgs) -> Result<(), String> {
 pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, String> {
     if args.connections == 0 || args.pipeline == 0 || args.seconds <= 0.0 {
         return Err("connections, pipeline and seconds must be above zero".into());
+    }
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        return Err("rate must be a number of requests a second, 0 for no limit".into());
     }
     if args.workload == Workload::Whatsat {
         args.clients = args.clients.min(100);
