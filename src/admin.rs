@@ -40,7 +40,7 @@ use actix_web::dev::{Service, ServiceRequest};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use herd_actors::metrics::Metrics;
+use herd_actors::metrics::{LinkState, Metrics};
 use herd_actors::record::SharedRecord;
 use herd_actors::store::{Dump, GetOverview, LocationStoreActor};
 use log::{info, warn};
@@ -48,6 +48,7 @@ use serde::Serialize;
 
 use guard::{Guard, Refusal};
 
+use crate::server::StartError;
 use crate::settings::{ServerPlan, Settings};
 
 /// How many client positions `/status` carries at most (those updated most
@@ -95,20 +96,16 @@ pub fn members(settings: &Settings) -> Vec<Member> {
     servers
         .iter()
         .map(|s| {
-            let admin_port = s.admin_port.unwrap_or(s.port.saturating_add(1000));
             let host = reachable_host(&s.admin_listen, &s.host);
-            let neighbours = servers
-                .iter()
-                .filter(|o| {
-                    o.name != s.name
-                        && (s.neighbours.contains(&o.name) || o.neighbours.contains(&s.name))
-                })
+            let neighbours = settings
+                .neighbours_of(s)
+                .into_iter()
                 .map(|o| o.name.clone())
                 .collect();
             Member {
                 name: s.name.clone(),
                 client_port: s.port,
-                admin_url: format!("http://{host}:{admin_port}"),
+                admin_url: format!("http://{host}:{}", s.admin_port()),
                 neighbours,
             }
         })
@@ -277,9 +274,12 @@ pub fn start(
     name: Arc<str>,
     store: Addr<LocationStoreActor>,
     metrics: Arc<Metrics>,
-) -> Result<(), String> {
-    let listener = TcpListener::bind(&plan.admin_addr)
-        .map_err(|e| format!("cannot listen for admin on {}: {e}", plan.admin_addr))?;
+) -> Result<(), StartError> {
+    let listener = TcpListener::bind(&plan.admin_addr).map_err(|source| StartError::Listen {
+        what: "admin",
+        addr: plan.admin_addr.clone(),
+        source,
+    })?;
     let client_port = plan
         .client_addr
         .rsplit_once(':')
@@ -341,7 +341,10 @@ pub fn start(
     .disable_signals()
     .shutdown_timeout(1)
     .listen(listener)
-    .map_err(|e| format!("cannot serve admin on {}: {e}", plan.admin_addr))?
+    .map_err(|source| StartError::ServeAdmin {
+        addr: plan.admin_addr.clone(),
+        source,
+    })?
     .run();
     actix_rt::spawn(server);
     info!(target: "herd", "{name}: admin on http://{}/", plan.admin_addr);
@@ -485,7 +488,7 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
             let link = links.get(n);
             LinkView {
                 name: n.clone(),
-                state: link.map_or("down", |l| l.state),
+                state: link.map_or(LinkState::Down, |l| l.state).label(),
                 since: link.map_or(state.started_unix, |l| l.since),
             }
         })

@@ -44,13 +44,13 @@ use tokio_util::codec::{Framed, FramedRead};
 
 use crate::codec::Frame;
 use crate::handshake::{self, PeerFramed, Secret};
-use crate::metrics::Metrics;
+use crate::metrics::{LinkState, Metrics};
 use crate::output::{Drain, HasOutput, Output};
 use crate::record::{ByClient, RecordSet, SharedRecord};
 use crate::seal::PeerCodec;
 use crate::store::{Flood, LocationStoreActor};
 /// The dialer's side of the sync, which every link runs after its handshake.
-pub use crate::sync::{dial_sync, SyncStats};
+pub use crate::sync::{dial_sync, SyncError, SyncStats};
 
 const LOG: &str = "peer";
 
@@ -60,7 +60,23 @@ const LOG: &str = "peer";
 /// one leaf, where a million-record store averages 15 per leaf).
 pub const PEER_MAX_LINE: usize = 1 << 20;
 
-/// Tunables of a peer link.
+/// Why an established link was dropped (and is dialled again).
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("sync failed: {0}")]
+    Sync(#[from] SyncError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("overlong line from peer")]
+    Overlong,
+    #[error("closed by peer")]
+    Closed,
+    #[error("hold buffer overflow")]
+    HoldOverflow,
+}
+
+/// Tunables of a peer link. The defaults are the herd's: `limits` in the
+/// settings starts from them.
 #[derive(Debug, Clone)]
 pub struct PeerLimits {
     pub handshake_timeout: Duration,
@@ -88,16 +104,6 @@ impl Default for PeerLimits {
             max_handshakes: 64,
         }
     }
-}
-
-/// The state of a link, as the admin pages show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LinkState {
-    Down,
-    Connecting,
-    /// Connected; catch-up records are being sent.
-    Syncing,
-    Up,
 }
 
 /// One neighbour's outgoing link.
@@ -157,13 +163,7 @@ impl PeerActor {
 
     fn set_state(&mut self, state: LinkState) {
         self.state = state;
-        let label = match state {
-            LinkState::Down => "down",
-            LinkState::Connecting => "connecting",
-            LinkState::Syncing => "syncing",
-            LinkState::Up => "up",
-        };
-        self.metrics.set_link(&self.neighbour, label);
+        self.metrics.set_link(&self.neighbour, state);
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
@@ -192,7 +192,7 @@ impl PeerActor {
             }
             match result {
                 Ok(framed) => act.connected(framed, ctx),
-                Err(e) => act.retry(&e.to_string(), ctx),
+                Err(e) => act.retry(&e, ctx),
             }
         }));
     }
@@ -214,7 +214,7 @@ impl PeerActor {
             }
             match stats {
                 Ok(stats) => act.synced(framed, stats, ctx),
-                Err(e) => act.drop_link(&format!("sync failed: {e}"), ctx),
+                Err(e) => act.drop_link(e.into(), ctx),
             }
         }));
         self.sync = Some(sync);
@@ -275,7 +275,7 @@ impl PeerActor {
                 return;
             };
             match output.try_flush() {
-                Err(e) => return self.drop_link(&e.to_string(), ctx),
+                Err(e) => return self.drop_link(e.into(), ctx),
                 Ok(false) => break,
                 Ok(true) if self.state == LinkState::Up && !self.pending.is_empty() => {
                     self.move_pending();
@@ -292,7 +292,7 @@ impl PeerActor {
                 return;
             }
             match result {
-                Err(e) => act.drop_link(&e.to_string(), ctx),
+                Err(e) => act.drop_link(e.into(), ctx),
                 Ok(()) => act.drain(ctx),
             }
         }));
@@ -311,12 +311,12 @@ impl PeerActor {
                 self.me, self.limits.max_pending, self.neighbour);
             self.pending.clear();
             if self.state != LinkState::Down && self.state != LinkState::Connecting {
-                self.drop_link("hold buffer overflow", ctx);
+                self.drop_link(LinkError::HoldOverflow, ctx);
             }
         }
     }
 
-    fn drop_link(&mut self, reason: &str, ctx: &mut Context<Self>) {
+    fn drop_link(&mut self, reason: LinkError, ctx: &mut Context<Self>) {
         info!(target: LOG, "{}: link to {} dropped: {reason}", self.me, self.neighbour);
         if let Some(sync) = self.sync.take() {
             ctx.cancel_future(sync);
@@ -329,7 +329,7 @@ impl PeerActor {
         self.retry_after_delay(ctx);
     }
 
-    fn retry(&mut self, reason: &str, ctx: &mut Context<Self>) {
+    fn retry(&mut self, reason: &handshake::HandshakeError, ctx: &mut Context<Self>) {
         debug!(target: LOG, "{}: cannot reach {} at {}: {reason}", self.me, self.neighbour, self.address);
         self.retry_after_delay(ctx);
     }
@@ -416,8 +416,8 @@ impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
     fn handle(&mut self, item: Result<Frame, std::io::Error>, ctx: &mut Context<Self>) {
         let line = match item {
             Ok(Frame::Line(line)) => line,
-            Ok(Frame::Overlong) => return self.drop_link("overlong line from peer", ctx),
-            Err(e) => return self.drop_link(&e.to_string(), ctx),
+            Ok(Frame::Overlong) => return self.drop_link(LinkError::Overlong, ctx),
+            Err(e) => return self.drop_link(e.into(), ctx),
         };
         warn!(target: LOG, "{}: unexpected line from {}: {}", self.me, self.neighbour,
             String::from_utf8_lossy(&line[..line.len().min(80)]));
@@ -425,6 +425,6 @@ impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         self.reader = None;
-        self.drop_link("closed by peer", ctx);
+        self.drop_link(LinkError::Closed, ctx);
     }
 }

@@ -93,9 +93,49 @@ impl LoadReport {
     }
 }
 
-fn histogram() -> Result<Histogram<u64>, String> {
+/// Why a load run or a flood probe stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("connections, pipeline and seconds must be above zero")]
+    NothingToRun,
+    #[error("cannot start the {what} runtime: {source}")]
+    Runtime {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Histogram(#[from] hdrhistogram::CreationError),
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("send failed: {0}")]
+    SendFailed(std::io::Error),
+    #[error("read failed: {0}")]
+    ReadFailed(std::io::Error),
+    /// Preparing a run or probing: what the socket said.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("{client} never reached {to}")]
+    NeverReached { client: String, to: String },
+}
+
+fn histogram() -> Result<Histogram<u64>, BenchError> {
     // Nanoseconds from 1 ns to 60 s, three significant digits.
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())
+    Ok(Histogram::new_with_bounds(1, 60_000_000_000, 3)?)
+}
+
+/// Connects to `address`, naming it in the error.
+async fn connect(address: &str) -> Result<TcpStream, BenchError> {
+    TcpStream::connect(address)
+        .await
+        .map_err(|source| BenchError::Connect {
+            address: address.to_owned(),
+            source,
+        })
 }
 
 fn now_text() -> String {
@@ -165,12 +205,10 @@ struct Tally {
 
 /// Opens `count` connections one after the other (all at once would
 /// overflow the server's accept queue and measure retries).
-async fn connect_all(address: &str, count: usize) -> Result<Vec<TcpStream>, String> {
+async fn connect_all(address: &str, count: usize) -> Result<Vec<TcpStream>, BenchError> {
     let mut streams = Vec::with_capacity(count);
     for _ in 0..count {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let stream = connect(address).await?;
         let _ = stream.set_nodelay(true);
         streams.push(stream);
     }
@@ -184,7 +222,7 @@ async fn connection_loop(
     conn: usize,
     deadline: Instant,
     tally: Rc<Tally>,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut ops = 0u64;
@@ -211,11 +249,11 @@ async fn connection_loop(
         write
             .write_all(&batch)
             .await
-            .map_err(|e| format!("send failed: {e}"))?;
+            .map_err(BenchError::SendFailed)?;
         // Read one answer, then refill; with pipeline 1 this is strict ping-pong.
         let ok = read_answer(&mut reader, args.workload, &mut line)
             .await
-            .map_err(|e| format!("read failed: {e}"))?;
+            .map_err(BenchError::ReadFailed)?;
         let started = sent.pop_front().unwrap_or_else(Instant::now);
         let _ = tally
             .latency
@@ -235,31 +273,24 @@ async fn connection_loop(
 }
 
 /// Reports one IAMAT per client a WHATSAT run will ask about.
-async fn prepare_whatsat(address: &str, args: &LoadArgs) -> Result<(), String> {
+async fn prepare_whatsat(address: &str, args: &LoadArgs) -> Result<(), BenchError> {
     for conn in 0..args.connections {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let stream = connect(address).await?;
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read);
         let mut line = Vec::new();
         for n in 0..args.clients.min(100) {
-            write
-                .write_all(&request(Workload::Iamat, conn, n))
-                .await
-                .map_err(|e| e.to_string())?;
-            read_answer(&mut reader, Workload::Iamat, &mut line)
-                .await
-                .map_err(|e| e.to_string())?;
+            write.write_all(&request(Workload::Iamat, conn, n)).await?;
+            read_answer(&mut reader, Workload::Iamat, &mut line).await?;
         }
     }
     Ok(())
 }
 
 /// Runs a closed-loop load against `address`.
-pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, String> {
+pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, BenchError> {
     if args.connections == 0 || args.pipeline == 0 || args.seconds <= 0.0 {
-        return Err("connections, pipeline and seconds must be above zero".into());
+        return Err(BenchError::NothingToRun);
     }
     if args.workload == Workload::Whatsat {
         args.clients = args.clients.min(100);
@@ -267,7 +298,10 @@ pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, String>
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the load runtime: {e}"))?;
+        .map_err(|source| BenchError::Runtime {
+            what: "load",
+            source,
+        })?;
     runtime.block_on(async move {
         if args.workload == Workload::Whatsat {
             prepare_whatsat(address, &args).await?;
@@ -299,9 +333,9 @@ pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, String>
                     })
                     .collect();
                 for task in tasks {
-                    task.await.map_err(|e| e.to_string())??;
+                    task.await??;
                 }
-                Ok::<_, String>(())
+                Ok::<_, BenchError>(())
             })
             .await?;
         let elapsed = started.elapsed();
@@ -317,22 +351,28 @@ pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, String>
 
 /// Flood latency: IAMAT at `from`, then WHATSAT at `to` until it answers
 /// with that record; the time from `from`'s answer to `to`'s answer.
-pub fn run_flood_probe(from: &str, to: &str, samples: u64, json: bool) -> Result<String, String> {
+pub fn run_flood_probe(
+    from: &str,
+    to: &str,
+    samples: u64,
+    json: bool,
+) -> Result<String, BenchError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the probe runtime: {e}"))?;
+        .map_err(|source| BenchError::Runtime {
+            what: "probe",
+            source,
+        })?;
     runtime.block_on(async move {
-        let connect = |address: String| async move {
-            let stream = TcpStream::connect(&address)
-                .await
-                .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let open = |address: String| async move {
+            let stream = connect(&address).await?;
             let _ = stream.set_nodelay(true);
             let (read, write) = stream.into_split();
-            Ok::<_, String>((BufReader::new(read), write))
+            Ok::<_, BenchError>((BufReader::new(read), write))
         };
-        let (mut from_read, mut from_write) = connect(from.to_string()).await?;
-        let (mut to_read, mut to_write) = connect(to.to_string()).await?;
+        let (mut from_read, mut from_write) = open(from.to_string()).await?;
+        let (mut to_read, mut to_write) = open(to.to_string()).await?;
         let mut hist = histogram()?;
         let mut line = Vec::new();
         let tag = std::process::id();
@@ -341,27 +381,23 @@ pub fn run_flood_probe(from: &str, to: &str, samples: u64, json: bool) -> Result
             let client = format!("probe-{tag}-{n}");
             from_write
                 .write_all(format!("IAMAT {client} +34.068930-118.445127 {}\n", now_text()).as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            read_answer(&mut from_read, Workload::Iamat, &mut line)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
+            read_answer(&mut from_read, Workload::Iamat, &mut line).await?;
             let answered = Instant::now();
             let deadline = answered + Duration::from_secs(5);
             loop {
                 to_write
                     .write_all(format!("WHATSAT {client} 1 1\n").as_bytes())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 polls += 1;
-                if read_answer(&mut to_read, Workload::Whatsat, &mut line)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
+                if read_answer(&mut to_read, Workload::Whatsat, &mut line).await? {
                     break;
                 }
                 if Instant::now() > deadline {
-                    return Err(format!("{client} never reached {to}"));
+                    return Err(BenchError::NeverReached {
+                        client,
+                        to: to.to_owned(),
+                    });
                 }
             }
             let _ = hist.record(answered.elapsed().as_nanos().max(1) as u64);

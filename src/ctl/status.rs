@@ -22,7 +22,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::http;
+use super::{http, CtlError};
 
 #[derive(Debug, Deserialize)]
 struct HerdView {
@@ -55,17 +55,20 @@ struct LinkView {
 
 /// Prints the herd as seen from `server` (a name, or any admin `host:port`),
 /// asking with the admin `token` if there is one (the same for the herd).
-pub fn run(server: &str, config: &Path, token: Option<&str>) -> Result<(), String> {
+pub fn run(server: &str, config: &Path, token: Option<&str>) -> Result<(), CtlError> {
     let address = http::resolve_admin(server, config)?;
     print!("{}", render(&address, token)?);
     Ok(())
 }
 
 /// The whole picture as text.
-pub fn render(address: &str, token: Option<&str>) -> Result<String, String> {
+pub fn render(address: &str, token: Option<&str>) -> Result<String, CtlError> {
     let herd_answer = http::get_ok_with_token(address, "/herd", token)?;
-    let herd: HerdView = serde_json::from_slice(&herd_answer.body)
-        .map_err(|e| format!("{address}/herd is not the herd's JSON: {e}"))?;
+    let herd: HerdView =
+        serde_json::from_slice(&herd_answer.body).map_err(|source| CtlError::NotHerd {
+            address: address.to_owned(),
+            source,
+        })?;
     let statuses: BTreeMap<&str, Option<StatusView>> = herd
         .servers
         .iter()
