@@ -60,6 +60,25 @@ pub fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response, String> {
+    let mut stream = connect(address)?;
+    let request = request_text(address, method, path, headers)?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("cannot send to {address}: {e}"))?;
+    let raw = read_http(&mut stream, address)?;
+    parse(&raw).ok_or_else(|| not_http(address))
+}
+
+/// The error for an answer that is not HTTP.
+fn not_http(address: &str) -> String {
+    format!(
+        "{address} did not answer in HTTP (is it the admin port? by default the client port + 1000)"
+    )
+}
+
+/// A connection to the first address `address` resolves to, reads bounded
+/// by [`ANSWER_TIMEOUT`].
+fn connect(address: &str) -> Result<TcpStream, String> {
     let targets: Vec<SocketAddr> = address
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {address}: {e}"))?
@@ -67,11 +86,21 @@ pub fn request(
     let target = targets
         .first()
         .ok_or_else(|| format!("{address} resolves to no address"))?;
-    let mut stream = TcpStream::connect_timeout(target, ANSWER_TIMEOUT)
+    let stream = TcpStream::connect_timeout(target, ANSWER_TIMEOUT)
         .map_err(|e| format!("cannot connect to {address}: {e}"))?;
     stream
         .set_read_timeout(Some(ANSWER_TIMEOUT))
         .map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// The request head, refused if a part of it would break its line.
+fn request_text(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<String, String> {
     let breaks_line = |t: &str| t.bytes().any(|b| b.is_ascii_control());
     if breaks_line(path)
         || headers
@@ -88,16 +117,12 @@ pub fn request(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("Accept: */*\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("cannot send to {address}: {e}"))?;
-    let not_http = || {
-        format!(
-            "{address} did not answer in HTTP (is it the admin port? by default the client port + 1000)"
-        )
-    };
-    // Read to the end, but give up as soon as the answer cannot be HTTP: a
-    // client port answers `? ...` and keeps the connection open.
+    Ok(request)
+}
+
+/// Reads the answer to the end, but gives up as soon as it cannot be HTTP:
+/// a client port answers `? ...` and keeps the connection open.
+fn read_http(stream: &mut TcpStream, address: &str) -> Result<Vec<u8>, String> {
     let mut raw = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
@@ -105,15 +130,14 @@ pub fn request(
             .read(&mut chunk)
             .map_err(|e| format!("no complete answer from {address}: {e}"))?;
         if n == 0 {
-            break;
+            return Ok(raw);
         }
         raw.extend_from_slice(&chunk[..n]);
         let prefix = &raw[..raw.len().min(5)];
         if !b"HTTP/".starts_with(prefix) {
-            return Err(not_http());
+            return Err(not_http(address));
         }
     }
-    parse(&raw).ok_or_else(not_http)
 }
 
 /// Splits a raw HTTP/1.x response.
