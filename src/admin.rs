@@ -30,13 +30,14 @@ mod guard;
 mod map;
 mod prometheus;
 
+use std::future::Future;
 use std::net::{IpAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix::Addr;
-use actix_web::dev::{Service, ServiceRequest};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -302,27 +303,7 @@ pub fn start(
         let gate = state.clone();
         App::new()
             .app_data(state.clone())
-            .wrap_fn(move |request, service| {
-                gate.count_request(request.path());
-                let pending = match gate.verdict(&request) {
-                    Verdict::Serve(origin) => Ok((service.call(request), origin)),
-                    Verdict::Answer(answer) => Err(request.into_response(answer)),
-                };
-                async move {
-                    let (call, origin) = match pending {
-                        Ok(pending) => pending,
-                        Err(answered) => return Ok(answered),
-                    };
-                    let mut response = call.await?;
-                    let headers = response.headers_mut();
-                    // Answers differ by Origin: a cache must keep them apart.
-                    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-                    if let Some(origin) = origin {
-                        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-                    }
-                    Ok(response)
-                }
-            })
+            .wrap_fn(move |request, service| guarded(&gate, request, service))
             .route("/", web::get().to(page))
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics_text))
@@ -349,6 +330,39 @@ pub fn start(
     actix_rt::spawn(server);
     info!(target: "herd", "{name}: admin on http://{}/", plan.admin_addr);
     Ok(())
+}
+
+/// Every admin request passes here: counted, then answered by the guard
+/// (a refusal, a preflight) or served with `Vary: Origin` and, when the
+/// guard allows it, its origin echoed.
+fn guarded<S>(
+    gate: &AdminState,
+    request: ServiceRequest,
+    service: &S,
+) -> impl Future<Output = Result<ServiceResponse, actix_web::Error>> + 'static
+where
+    S: Service<ServiceRequest, Response = ServiceResponse, Error = actix_web::Error>,
+    S::Future: 'static,
+{
+    gate.count_request(request.path());
+    let pending = match gate.verdict(&request) {
+        Verdict::Serve(origin) => Ok((service.call(request), origin)),
+        Verdict::Answer(answer) => Err(request.into_response(answer)),
+    };
+    async move {
+        let (call, origin) = match pending {
+            Ok(pending) => pending,
+            Err(answered) => return Ok(answered),
+        };
+        let mut response = call.await?;
+        let headers = response.headers_mut();
+        // Answers differ by Origin: a cache must keep them apart.
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+        if let Some(origin) = origin {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        }
+        Ok(response)
+    }
 }
 
 async fn page() -> HttpResponse {

@@ -49,8 +49,7 @@ use crate::output::{Drain, HasOutput, Output};
 use crate::record::{ByClient, RecordSet, SharedRecord};
 use crate::seal::PeerCodec;
 use crate::store::{Flood, LocationStoreActor};
-/// The dialer's side of the sync, which every link runs after its handshake.
-pub use crate::sync::{dial_sync, SyncError, SyncStats};
+use crate::sync::{dial_sync, SyncError, SyncStats};
 
 const LOG: &str = "peer";
 

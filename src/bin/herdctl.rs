@@ -87,16 +87,16 @@ enum Command {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("herdctl: {e}");
-            ExitCode::from(1)
+            ExitCode::FAILURE
         }
     }
 }
 
+/// Runs the subcommand `cli` names against its server.
 fn run(cli: Cli) -> Result<(), BoxError> {
     let address = ctl::resolve_server(&cli.server, &cli.config)?;
     match cli.command {
@@ -129,18 +129,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 ctl::bench::run_flood_probe(&address, &to, samples, json)?
             );
         }
-        Command::Send { lines } => {
-            let lines: Vec<Vec<u8>> = if lines.is_empty() {
-                std::io::stdin()
-                    .lock()
-                    .split(b'\n')
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("cannot read standard input: {e}"))?
-            } else {
-                lines.into_iter().map(String::into_bytes).collect()
-            };
-            client::print_exchange(&address, &lines)?;
-        }
+        Command::Send { lines } => client::print_exchange(&address, &lines_to_send(lines)?)?,
         Command::Ping { timeout_ms } => {
             let took = ctl::ping::ping(&address, std::time::Duration::from_millis(timeout_ms))?;
             println!("ok {address} {}us", took.as_micros());
@@ -155,4 +144,17 @@ fn run(cli: Cli) -> Result<(), BoxError> {
         }
     }
     Ok(())
+}
+
+/// The lines `send` was given, or if none, every line of standard input.
+fn lines_to_send(lines: Vec<String>) -> Result<Vec<Vec<u8>>, BoxError> {
+    if lines.is_empty() {
+        Ok(std::io::stdin()
+            .lock()
+            .split(b'\n')
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("cannot read standard input: {e}"))?)
+    } else {
+        Ok(lines.into_iter().map(String::into_bytes).collect())
+    }
 }

@@ -365,53 +365,92 @@ pub fn run_flood_probe(
             source,
         })?;
     runtime.block_on(async move {
-        let open = |address: String| async move {
-            let stream = connect(&address).await?;
-            let _ = stream.set_nodelay(true);
-            let (read, write) = stream.into_split();
-            Ok::<_, BenchError>((BufReader::new(read), write))
-        };
-        let (mut from_read, mut from_write) = open(from.to_string()).await?;
-        let (mut to_read, mut to_write) = open(to.to_string()).await?;
+        let mut from_conn = ProbeConnection::open(from).await?;
+        let mut to_conn = ProbeConnection::open(to).await?;
         let mut hist = histogram()?;
-        let mut line = Vec::new();
         let tag = std::process::id();
         let mut polls = 0u64;
         for n in 0..samples {
             let client = format!("probe-{tag}-{n}");
-            from_write
-                .write_all(format!("IAMAT {client} +34.068930-118.445127 {}\n", now_text()).as_bytes())
-                .await?;
-            read_answer(&mut from_read, Workload::Iamat, &mut line).await?;
+            let line = format!("IAMAT {client} +34.068930-118.445127 {}\n", now_text());
+            from_conn.ask(&line, Workload::Iamat).await?;
             let answered = Instant::now();
-            let deadline = answered + Duration::from_secs(5);
-            loop {
-                to_write
-                    .write_all(format!("WHATSAT {client} 1 1\n").as_bytes())
-                    .await?;
-                polls += 1;
-                if read_answer(&mut to_read, Workload::Whatsat, &mut line).await? {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(BenchError::NeverReached {
-                        client,
-                        to: to.to_owned(),
-                    });
-                }
-            }
+            polls += poll_until_known(&mut to_conn, &client, to, answered).await?;
             let _ = hist.record(answered.elapsed().as_nanos().max(1) as u64);
         }
-        let q = |p: f64| hist.value_at_quantile(p) as f64 / 1000.0;
-        Ok(if json {
-            serde_json::json!({"samples": samples, "polls": polls, "p50_us": q(0.5),
-                "p90_us": q(0.9), "p99_us": q(0.99), "max_us": hist.max() as f64 / 1000.0})
-            .to_string()
-        } else {
-            format!(
-                "flood {from} -> {to}: {samples} samples ({polls} polls)  latency us: p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}",
-                q(0.5), q(0.9), q(0.99), hist.max() as f64 / 1000.0
-            )
-        })
+        Ok(probe_report(&hist, from, to, samples, polls, json))
     })
+}
+
+/// One connection of the flood probe, with its line buffer.
+struct ProbeConnection {
+    read: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    write: tokio::net::tcp::OwnedWriteHalf,
+    line: Vec<u8>,
+}
+
+impl ProbeConnection {
+    async fn open(address: &str) -> Result<ProbeConnection, BenchError> {
+        let stream = connect(address).await?;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        Ok(ProbeConnection {
+            read: BufReader::new(read),
+            write,
+            line: Vec::new(),
+        })
+    }
+
+    /// Sends `line` and reads its answer; true if it was a success.
+    async fn ask(&mut self, line: &str, workload: Workload) -> Result<bool, BenchError> {
+        self.write.write_all(line.as_bytes()).await?;
+        Ok(read_answer(&mut self.read, workload, &mut self.line).await?)
+    }
+}
+
+/// Asks `to` about `client` until it knows it (at most 5 s after
+/// `answered`); returns how many WHATSATs that took.
+async fn poll_until_known(
+    to: &mut ProbeConnection,
+    client: &str,
+    name: &str,
+    answered: Instant,
+) -> Result<u64, BenchError> {
+    let deadline = answered + Duration::from_secs(5);
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        let line = format!("WHATSAT {client} 1 1\n");
+        if to.ask(&line, Workload::Whatsat).await? {
+            return Ok(polls);
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::NeverReached {
+                client: client.to_owned(),
+                to: name.to_owned(),
+            });
+        }
+    }
+}
+
+/// The probe's latencies as one line of text, or one JSON object.
+fn probe_report(
+    hist: &Histogram<u64>,
+    from: &str,
+    to: &str,
+    samples: u64,
+    polls: u64,
+    json: bool,
+) -> String {
+    let q = |p: f64| hist.value_at_quantile(p) as f64 / 1000.0;
+    if json {
+        serde_json::json!({"samples": samples, "polls": polls, "p50_us": q(0.5),
+            "p90_us": q(0.9), "p99_us": q(0.99), "max_us": hist.max() as f64 / 1000.0})
+        .to_string()
+    } else {
+        format!(
+            "flood {from} -> {to}: {samples} samples ({polls} polls)  latency us: p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}",
+            q(0.5), q(0.9), q(0.99), hist.max() as f64 / 1000.0
+        )
+    }
 }

@@ -115,6 +115,28 @@ pub fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response, HttpError> {
+    let mut stream = connect(address)?;
+    let request = request_text(address, method, path, headers)?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| HttpError::Send {
+            address: address.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let raw = read_http(&mut stream, address)?;
+    parse(&raw).ok_or_else(|| not_http(address))
+}
+
+/// The error for an answer that is not HTTP.
+fn not_http(address: &str) -> HttpError {
+    HttpError::NotHttp {
+        address: address.to_owned(),
+    }
+}
+
+/// A connection to the first address `address` resolves to, reads bounded
+/// by [`ANSWER_TIMEOUT`].
+fn connect(address: &str) -> Result<TcpStream, HttpError> {
     let address_of = || address.to_owned();
     let targets: Vec<SocketAddr> = address
         .to_socket_addrs()
@@ -126,7 +148,7 @@ pub fn request(
     let target = targets.first().ok_or_else(|| HttpError::NoAddress {
         address: address_of(),
     })?;
-    let mut stream =
+    let stream =
         TcpStream::connect_timeout(target, ANSWER_TIMEOUT).map_err(|e| HttpError::Connect {
             address: address_of(),
             reason: e.to_string(),
@@ -134,6 +156,16 @@ pub fn request(
     stream
         .set_read_timeout(Some(ANSWER_TIMEOUT))
         .map_err(|e| HttpError::Socket(e.to_string()))?;
+    Ok(stream)
+}
+
+/// The request head, refused if a part of it would break its line.
+fn request_text(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<String, HttpError> {
     let breaks_line = |t: &str| t.bytes().any(|b| b.is_ascii_control());
     if breaks_line(path)
         || headers
@@ -150,34 +182,28 @@ pub fn request(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("Accept: */*\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| HttpError::Send {
-            address: address_of(),
-            reason: e.to_string(),
-        })?;
-    let not_http = || HttpError::NotHttp {
-        address: address_of(),
-    };
-    // Read to the end, but give up as soon as the answer cannot be HTTP: a
-    // client port answers `? ...` and keeps the connection open.
+    Ok(request)
+}
+
+/// Reads the answer to the end, but gives up as soon as it cannot be HTTP:
+/// a client port answers `? ...` and keeps the connection open.
+fn read_http(stream: &mut TcpStream, address: &str) -> Result<Vec<u8>, HttpError> {
     let mut raw = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
         let n = stream.read(&mut chunk).map_err(|e| HttpError::Read {
-            address: address_of(),
+            address: address.to_owned(),
             reason: e.to_string(),
         })?;
         if n == 0 {
-            break;
+            return Ok(raw);
         }
         raw.extend_from_slice(&chunk[..n]);
         let prefix = &raw[..raw.len().min(5)];
         if !b"HTTP/".starts_with(prefix) {
-            return Err(not_http());
+            return Err(not_http(address));
         }
     }
-    parse(&raw).ok_or_else(not_http)
 }
 
 /// Splits a raw HTTP/1.x response.
