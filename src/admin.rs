@@ -30,17 +30,18 @@ mod guard;
 mod map;
 mod prometheus;
 
+use std::future::Future;
 use std::net::{IpAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix::Addr;
-use actix_web::dev::{Service, ServiceRequest};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use herd_actors::metrics::Metrics;
+use herd_actors::metrics::{LinkState, Metrics};
 use herd_actors::record::SharedRecord;
 use herd_actors::store::{Dump, GetOverview, LocationStoreActor};
 use log::{info, warn};
@@ -48,6 +49,7 @@ use serde::Serialize;
 
 use guard::{Guard, Refusal};
 
+use crate::server::StartError;
 use crate::settings::{ServerPlan, Settings};
 
 /// How many client positions `/status` carries at most (those updated most
@@ -95,20 +97,16 @@ pub fn members(settings: &Settings) -> Vec<Member> {
     servers
         .iter()
         .map(|s| {
-            let admin_port = s.admin_port.unwrap_or(s.port.saturating_add(1000));
             let host = reachable_host(&s.admin_listen, &s.host);
-            let neighbours = servers
-                .iter()
-                .filter(|o| {
-                    o.name != s.name
-                        && (s.neighbours.contains(&o.name) || o.neighbours.contains(&s.name))
-                })
+            let neighbours = settings
+                .neighbours_of(s)
+                .into_iter()
                 .map(|o| o.name.clone())
                 .collect();
             Member {
                 name: s.name.clone(),
                 client_port: s.port,
-                admin_url: format!("http://{host}:{admin_port}"),
+                admin_url: format!("http://{host}:{}", s.admin_port()),
                 neighbours,
             }
         })
@@ -277,9 +275,12 @@ pub fn start(
     name: Arc<str>,
     store: Addr<LocationStoreActor>,
     metrics: Arc<Metrics>,
-) -> Result<(), String> {
-    let listener = TcpListener::bind(&plan.admin_addr)
-        .map_err(|e| format!("cannot listen for admin on {}: {e}", plan.admin_addr))?;
+) -> Result<(), StartError> {
+    let listener = TcpListener::bind(&plan.admin_addr).map_err(|source| StartError::Listen {
+        what: "admin",
+        addr: plan.admin_addr.clone(),
+        source,
+    })?;
     let client_port = plan
         .client_addr
         .rsplit_once(':')
@@ -302,27 +303,7 @@ pub fn start(
         let gate = state.clone();
         App::new()
             .app_data(state.clone())
-            .wrap_fn(move |request, service| {
-                gate.count_request(request.path());
-                let pending = match gate.verdict(&request) {
-                    Verdict::Serve(origin) => Ok((service.call(request), origin)),
-                    Verdict::Answer(answer) => Err(request.into_response(answer)),
-                };
-                async move {
-                    let (call, origin) = match pending {
-                        Ok(pending) => pending,
-                        Err(answered) => return Ok(answered),
-                    };
-                    let mut response = call.await?;
-                    let headers = response.headers_mut();
-                    // Answers differ by Origin: a cache must keep them apart.
-                    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-                    if let Some(origin) = origin {
-                        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-                    }
-                    Ok(response)
-                }
-            })
+            .wrap_fn(move |request, service| guarded(&gate, request, service))
             .route("/", web::get().to(page))
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics_text))
@@ -341,11 +322,47 @@ pub fn start(
     .disable_signals()
     .shutdown_timeout(1)
     .listen(listener)
-    .map_err(|e| format!("cannot serve admin on {}: {e}", plan.admin_addr))?
+    .map_err(|source| StartError::ServeAdmin {
+        addr: plan.admin_addr.clone(),
+        source,
+    })?
     .run();
     actix_rt::spawn(server);
     info!(target: "herd", "{name}: admin on http://{}/", plan.admin_addr);
     Ok(())
+}
+
+/// Every admin request passes here: counted, then answered by the guard
+/// (a refusal, a preflight) or served with `Vary: Origin` and, when the
+/// guard allows it, its origin echoed.
+fn guarded<S>(
+    gate: &AdminState,
+    request: ServiceRequest,
+    service: &S,
+) -> impl Future<Output = Result<ServiceResponse, actix_web::Error>> + 'static
+where
+    S: Service<ServiceRequest, Response = ServiceResponse, Error = actix_web::Error>,
+    S::Future: 'static,
+{
+    gate.count_request(request.path());
+    let pending = match gate.verdict(&request) {
+        Verdict::Serve(origin) => Ok((service.call(request), origin)),
+        Verdict::Answer(answer) => Err(request.into_response(answer)),
+    };
+    async move {
+        let (call, origin) = match pending {
+            Ok(pending) => pending,
+            Err(answered) => return Ok(answered),
+        };
+        let mut response = call.await?;
+        let headers = response.headers_mut();
+        // Answers differ by Origin: a cache must keep them apart.
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+        if let Some(origin) = origin {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        }
+        Ok(response)
+    }
 }
 
 async fn page() -> HttpResponse {
@@ -485,7 +502,7 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
             let link = links.get(n);
             LinkView {
                 name: n.clone(),
-                state: link.map_or("down", |l| l.state),
+                state: link.map_or(LinkState::Down, |l| l.state).label(),
                 since: link.map_or(state.started_unix, |l| l.since),
             }
         })

@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use herd_actors::record::{Record, SharedRecord};
-use herd_actors::store::Journal;
+use herd_actors::store::{Journal, NotDurable};
 use herd_actors::text::LogText;
 use log::{error, info, warn};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -51,8 +51,10 @@ pub const ASYNC_WINDOW: Duration = Duration::from_millis(10);
 /// Most records written in one transaction (bounds the writer's memory).
 const MAX_GROUP: usize = 65_536;
 
-/// When an IAMAT is answered relative to its fsync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When an IAMAT is answered relative to its fsync (`herd.durability`),
+/// read through its name so that a wrong one is refused with the right ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Mode {
     /// After the record's group commit has fsynced.
     Sync,
@@ -61,17 +63,57 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// `sync` or `async` (the settings have been validated already).
-    pub fn parse(text: &str) -> Mode {
-        if text == "async" {
-            Mode::Async
-        } else {
-            Mode::Sync
+    pub const ALL: [Mode; 2] = [Mode::Sync, Mode::Async];
+
+    /// The name the settings use.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Sync => "sync",
+            Mode::Async => "async",
         }
     }
 }
 
-type Done = oneshot::Sender<Result<(), String>>;
+/// A `herd.durability` that is neither mode.
+#[derive(Debug, thiserror::Error)]
+#[error("durability {0:?} is not sync or async")]
+pub struct UnknownMode(String);
+
+impl TryFrom<String> for Mode {
+    type Error = UnknownMode;
+
+    fn try_from(name: String) -> Result<Mode, UnknownMode> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.label() == name)
+            .ok_or(UnknownMode(name))
+    }
+}
+
+/// Why a journal could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot create data folder {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open database {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        // Boxed: redb's error is large, and returned at most once per start.
+        source: Box<redb::Error>,
+    },
+    #[error("cannot start the journal thread: {0}")]
+    Thread(std::io::Error),
+}
+
+type Done = oneshot::Sender<Result<(), NotDurable>>;
 
 /// A row to write: client name, AT line.
 type Entry = (Box<[u8]>, Box<[u8]>);
@@ -122,14 +164,21 @@ pub struct Opened {
 
 /// Opens (or creates) `<dir>/records.redb`, reads every record in it and
 /// starts the writer thread. `server` names the log lines.
-pub fn open(dir: &Path, mode: Mode, server: &str) -> Result<Opened, String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create data folder {}: {e}", dir.display()))?;
+pub fn open(dir: &Path, mode: Mode, server: &str) -> Result<Opened, JournalError> {
+    std::fs::create_dir_all(dir).map_err(|source| JournalError::CreateDir {
+        dir: dir.to_owned(),
+        source,
+    })?;
     let path = dir.join("records.redb");
     let started = Instant::now();
-    let db = Database::create(&path)
-        .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
-    let records = load(&db, server).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let db = Database::create(&path).map_err(|source| JournalError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let records = load(&db, server).map_err(|source| JournalError::Read {
+        path: path.clone(),
+        source: Box::new(source),
+    })?;
     info!(target: LOG, "{server}: {} records loaded from {} in {:?} ({mode:?} durability)",
         records.len(), path.display(), started.elapsed());
     let (jobs, queue) = mpsc::channel();
@@ -137,7 +186,7 @@ pub fn open(dir: &Path, mode: Mode, server: &str) -> Result<Opened, String> {
     let writer = std::thread::Builder::new()
         .name(format!("journal-{server}"))
         .spawn(move || write_loop(db, queue, mode, &name))
-        .map_err(|e| format!("cannot start the journal thread: {e}"))?;
+        .map_err(JournalError::Thread)?;
     Ok(Opened {
         records,
         journal: RedbJournal {
@@ -177,7 +226,7 @@ fn load(db: &Database, server: &str) -> Result<Vec<Record>, redb::Error> {
 }
 
 impl Journal for RedbJournal {
-    fn append(&mut self, record: &SharedRecord) -> oneshot::Receiver<Result<(), String>> {
+    fn append(&mut self, record: &SharedRecord) -> oneshot::Receiver<Result<(), NotDurable>> {
         let (tx, rx) = oneshot::channel();
         let done = match self.mode {
             Mode::Sync => Some(tx),
@@ -196,7 +245,7 @@ impl Journal for RedbJournal {
         })) = self.jobs.send(job)
         {
             // The writer has stopped (shutting down): not durable, say so.
-            let _ = done.send(Err("journal closed".into()));
+            let _ = done.send(Err(NotDurable::Closed));
         }
         rx
     }
@@ -234,7 +283,7 @@ fn write_loop(db: Database, queue: mpsc::Receiver<Job>, mode: Mode, server: &str
         if group.is_empty() {
             continue;
         }
-        let result = commit(&db, &group).map_err(|e| e.to_string());
+        let result = commit(&db, &group).map_err(|e| NotDurable::Failed(e.to_string()));
         if let Err(e) = &result {
             error!(target: LOG, "{server}: commit of {} records failed: {e}", group.len());
         }

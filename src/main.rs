@@ -69,6 +69,9 @@ fn main() -> ExitCode {
     code
 }
 
+/// Why the servers stopped other than by a signal, with its context.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Runs the servers until SIGTERM or SIGINT. Each server of an all-in-one
 /// run gets an arbiter (thread) of its own; a single server runs on the
 /// system arbiter.
@@ -90,7 +93,7 @@ fn run(plans: Vec<ServerPlan>) -> ExitCode {
                 arbiter.spawn(async move {
                     let _ = tx.send(server::start(plan).await);
                 });
-                let server = rx.await.map_err(|_| "server thread died".to_string())??;
+                let server = rx.await.map_err(|_| "server thread died")??;
                 info!(target: "herd", "{}: started in its own thread", server.name);
                 // Kept until shutdown: dropping it flushes the server's journal.
                 started.push(server);
@@ -101,7 +104,7 @@ fn run(plans: Vec<ServerPlan>) -> ExitCode {
         herd::admin::begin_shutdown();
         info!(target: "herd", "shutting down");
         drop(started);
-        Ok::<(), String>(())
+        Ok::<(), BoxError>(())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

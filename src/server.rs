@@ -16,12 +16,34 @@ use herd_actors::places::google::Google;
 use herd_actors::places::google_new::GoogleNew;
 use herd_actors::places::http::Upstream;
 use herd_actors::places::{offline::Offline, PlacesActor, Policy, Provider, RateLimit, Sharing};
+use herd_actors::record::Record;
 use herd_actors::store::{AddPeer, Journal, LocationStoreActor};
 use log::{info, warn};
 use tokio::net::TcpListener;
 
-use crate::journal::{self, JournalGuard};
-use crate::settings::{PlacesPlan, ServerPlan};
+use crate::journal::{self, JournalError, JournalGuard};
+use crate::settings::{GoogleAccess, PlacesPlan, PlacesSource, ServerPlan};
+
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Listen {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot serve admin on {addr}: {source}")]
+    ServeAdmin {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The places provider refused its configuration.
+    #[error("{0}")]
+    Places(String),
+}
 
 /// A running server's handles.
 pub struct RunningServer {
@@ -33,54 +55,43 @@ pub struct RunningServer {
 }
 
 /// Binds `addr`, naming the address in the error.
-async fn bind(addr: &str, what: &str) -> Result<TcpListener, String> {
+async fn bind(addr: &str, what: &'static str) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
+        .map_err(|source| StartError::Listen {
+            what,
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 /// The places provider the plan asks for, and how the PlacesActor runs it:
-/// the deadline, rate limit and cache for the Google providers.
-/// A Google provider without a key or with a malformed base URL is refused
-/// here, so the server does not start half-configured.
+/// the deadline, rate limit and cache for the Google providers. The plan
+/// has been checked already (a Google provider has its key).
 fn places_provider(
     server: &Arc<str>,
     plan: &PlacesPlan,
-) -> Result<(Box<dyn Provider>, Policy), String> {
+) -> Result<(Box<dyn Provider>, Policy), StartError> {
     let section = &plan.section;
     let deadline = std::time::Duration::from_millis(section.timeout_ms.max(1));
-    let base_url = match section.provider.as_str() {
+    let upstream = |access: &GoogleAccess| {
+        Upstream::new(server.clone(), &access.base_url, &access.api_key, deadline)
+            .map_err(StartError::Places)
+    };
+    let provider: Box<dyn Provider> = match &plan.source {
         // Offline answers from memory: no deadline (its first answers may
         // wait for the embedded data to load, which is bounded and must not
         // fail). A GeoNames file may take many seconds to load: a WHATSAT
         // waits for it up to the deadline, then hears it is still loading.
-        "offline" if !section.geonames_file.is_empty() => {
-            let file = std::path::Path::new(&section.geonames_file);
+        PlacesSource::GeoNames(file) => {
             return Ok((
                 Box::new(GeoNames::new(server.clone(), file, deadline)),
                 Policy::local(),
             ));
         }
-        "offline" => return Ok((Box::new(Offline::new()), Policy::local())),
-        "google" => &section.google_base_url,
-        "google-new" => &section.google_new_base_url,
-        other => {
-            return Err(format!(
-                "places provider {other} is not one of offline, google, google-new"
-            ))
-        }
-    };
-    let Some(key) = plan.api_key.as_deref() else {
-        return Err(format!(
-            "places provider {} needs a Google API key in GOOGLE_PLACES_API_KEY",
-            section.provider
-        ));
-    };
-    let upstream = Upstream::new(server.clone(), base_url, key, deadline)?;
-    let provider: Box<dyn Provider> = if section.provider == "google" {
-        Box::new(Google::new(upstream))
-    } else {
-        Box::new(GoogleNew::new(upstream))
+        PlacesSource::Embedded => return Ok((Box::new(Offline::new()), Policy::local())),
+        PlacesSource::Google(access) => Box::new(Google::new(upstream(access)?)),
+        PlacesSource::GoogleNew(access) => Box::new(GoogleNew::new(upstream(access)?)),
     };
     let policy = Policy {
         deadline: Some(deadline),
@@ -97,8 +108,9 @@ fn places_provider(
     Ok((provider, policy))
 }
 
-/// Starts one server on the current arbiter.
-pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
+/// Starts one server on the current arbiter: listeners first, then the
+/// actors, then the links, the accept loops and the admin listener.
+pub async fn start(plan: ServerPlan) -> Result<RunningServer, StartError> {
     let clients = bind(&plan.client_addr, "clients").await?;
     let peers = bind(&plan.peer_addr, "peers").await?;
     let name: Arc<str> = plan.name.as_str().into();
@@ -108,21 +120,11 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
             neighbours are accepted by name alone and the peer wire is in clear. \
             Remove the setting to use HERD_SECRET, herd.secret_file or ~/.herd.cookie.");
     }
-
-    // With a data folder, the records are loaded before the store starts, so a
-    // restarted server answers for them from its first request.
-    let (records, journal, guard) = match &plan.data_dir {
-        Some(dir) => {
-            let opened = journal::open(dir, journal::Mode::parse(&plan.durability), &name)?;
-            let journal: Box<dyn Journal> = Box::new(opened.journal);
-            (opened.records, Some(journal), Some(opened.guard))
-        }
-        None => (Vec::new(), None, None),
-    };
+    let disk = open_journal(&plan, &name)?;
     let store = LocationStoreActor::new(
         name.clone(),
-        records,
-        journal,
+        disk.records,
+        disk.journal,
         metrics.clone(),
         plan.client_limits.max_future_skew,
     )
@@ -132,7 +134,53 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
     let places = PlacesActor::new(name.clone(), provider, metrics.clone())
         .with_policy(policy)
         .start();
+    start_links(&plan, &name, &store, &metrics);
+    serve(&plan, &name, peers, clients, &store, places, &metrics);
+    // The operators' view (src/admin.rs), after the client listener so it
+    // never delays the first client.
+    crate::admin::start(&plan, name.clone(), store.clone(), metrics.clone())?;
+    info!(target: "herd", "{name}: serving clients on {}, peers on {}, neighbours: {}",
+        plan.client_addr, plan.peer_addr,
+        plan.neighbours.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "));
+    Ok(RunningServer {
+        name,
+        store,
+        metrics,
+        journal: disk.guard,
+    })
+}
 
+/// What a data folder holds: the records on disk, the store's journal and
+/// the writer's guard; all empty without one.
+#[derive(Default)]
+struct OnDisk {
+    records: Vec<Record>,
+    journal: Option<Box<dyn Journal>>,
+    guard: Option<JournalGuard>,
+}
+
+/// Opens the journal of the plan's data folder, if any. The records are
+/// loaded before the store starts, so a restarted server answers for them
+/// from its first request.
+fn open_journal(plan: &ServerPlan, name: &str) -> Result<OnDisk, StartError> {
+    let Some(dir) = &plan.data_dir else {
+        return Ok(OnDisk::default());
+    };
+    let opened = journal::open(dir, plan.durability, name)?;
+    Ok(OnDisk {
+        records: opened.records,
+        journal: Some(Box::new(opened.journal)),
+        guard: Some(opened.guard),
+    })
+}
+
+/// One PeerActor per neighbour: the outgoing links the store floods to.
+fn start_links(
+    plan: &ServerPlan,
+    name: &Arc<str>,
+    store: &Addr<LocationStoreActor>,
+    metrics: &Arc<Metrics>,
+) {
     for neighbour in &plan.neighbours {
         let link = PeerActor::new(
             name.clone(),
@@ -149,7 +197,18 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
             link: link.recipient(),
         });
     }
+}
 
+/// The accept loops of the peer and client ports.
+fn serve(
+    plan: &ServerPlan,
+    name: &Arc<str>,
+    peers: TcpListener,
+    clients: TcpListener,
+    store: &Addr<LocationStoreActor>,
+    places: Addr<PlacesActor>,
+    metrics: &Arc<Metrics>,
+) {
     let gate = PeerGate {
         me: name.clone(),
         neighbours: plan
@@ -178,16 +237,4 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, String> {
         shared,
         plan.max_connections,
     ));
-    // The operators' view (src/admin.rs), after the client listener so it
-    // never delays the first client.
-    crate::admin::start(&plan, name.clone(), store.clone(), metrics.clone())?;
-    info!(target: "herd", "{name}: serving clients on {}, peers on {}, neighbours: {}",
-        plan.client_addr, plan.peer_addr,
-        plan.neighbours.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "));
-    Ok(RunningServer {
-        name,
-        store,
-        metrics,
-        journal: guard,
-    })
 }

@@ -19,13 +19,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use herd_actors::connection::ClientLimits;
+use herd_actors::connection::{ClientLimits, DEFAULT_MAX_CONNECTIONS};
 use herd_actors::handshake::Secret;
 use herd_actors::peer::PeerLimits;
 use herd_actors::tree::Topology;
 use serde::{Deserialize, Serialize};
 
 use crate::cookie;
+use crate::journal;
 
 mod keys;
 
@@ -56,7 +57,7 @@ pub struct HerdSection {
     /// Folder of the per-server databases; empty: records in memory only.
     pub data_dir: String,
     /// `sync` (answer after fsync) or `async` (answer at once, fsync soon).
-    pub durability: String,
+    pub durability: journal::Mode,
     /// A file holding the herd secret (used when `HERD_SECRET` is unset),
     /// created with a random secret if missing; empty: `~/.herd.cookie`.
     pub secret_file: String,
@@ -73,7 +74,7 @@ impl Default for HerdSection {
             file_log_level: "info".into(),
             log_format: crate::logging::LogFormat::Text,
             data_dir: String::new(),
-            durability: "sync".into(),
+            durability: journal::Mode::Sync,
             secret_file: String::new(),
             insecure_peers: false,
         }
@@ -98,24 +99,101 @@ pub struct LimitsSection {
     pub max_future_skew_ms: u64,
 }
 
+/// The defaults are the actors' own ([`ClientLimits::default`],
+/// [`PeerLimits::default`]): one source, which Settings.toml repeats (a test
+/// checks that it does so faithfully).
 impl Default for LimitsSection {
     fn default() -> Self {
+        let client = ClientLimits::default();
+        let peer = PeerLimits::default();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         LimitsSection {
-            max_line_bytes: 4096,
-            max_connections: 20_000,
-            idle_timeout_ms: 300_000,
-            write_timeout_ms: 10_000,
-            linger_ms: 2_000,
-            max_pending_records: 100_000,
-            peer_max_backlog_bytes: 1 << 20,
-            handshake_timeout_ms: 5_000,
-            max_peer_handshakes: 64,
-            backoff_first_ms: 50,
-            backoff_max_ms: 2_000,
-            max_future_skew_ms: u64::try_from(
-                herd_actors::protocol::DEFAULT_MAX_FUTURE_SKEW.as_millis(),
-            )
-            .unwrap_or(u64::MAX),
+            max_line_bytes: client.max_line,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout_ms: ms(client.idle_timeout),
+            write_timeout_ms: ms(client.write_timeout),
+            linger_ms: ms(client.linger),
+            max_pending_records: peer.max_pending,
+            peer_max_backlog_bytes: peer.max_backlog,
+            handshake_timeout_ms: ms(peer.handshake_timeout),
+            max_peer_handshakes: peer.max_handshakes,
+            backoff_first_ms: ms(peer.backoff_first),
+            backoff_max_ms: ms(peer.backoff_max),
+            max_future_skew_ms: ms(client.max_future_skew),
+        }
+    }
+}
+
+impl LimitsSection {
+    /// The limits of one client connection.
+    fn client(&self) -> ClientLimits {
+        let ms = Duration::from_millis;
+        ClientLimits {
+            max_line: self.max_line_bytes,
+            idle_timeout: ms(self.idle_timeout_ms),
+            write_timeout: ms(self.write_timeout_ms),
+            linger: ms(self.linger_ms),
+            max_future_skew: ms(self.max_future_skew_ms),
+        }
+    }
+
+    /// The limits of one peer link.
+    fn peer(&self) -> PeerLimits {
+        let ms = Duration::from_millis;
+        PeerLimits {
+            handshake_timeout: ms(self.handshake_timeout_ms),
+            write_timeout: ms(self.write_timeout_ms),
+            backoff_first: ms(self.backoff_first_ms),
+            backoff_max: ms(self.backoff_max_ms),
+            max_pending: self.max_pending_records,
+            max_backlog: self.peer_max_backlog_bytes,
+            max_handshakes: self.max_peer_handshakes,
+        }
+    }
+}
+
+/// Where WHATSAT finds places (`places.provider`). Read through its name,
+/// so that a wrong one is refused with the right ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", try_from = "String")]
+pub enum PlacesProvider {
+    /// The embedded towns, or a GeoNames file (`places.geonames_file`).
+    Offline,
+    /// The legacy Places API (Nearby Search).
+    Google,
+    /// The Places API (New).
+    GoogleNew,
+}
+
+/// A `places.provider` that is none of them.
+#[derive(Debug, thiserror::Error)]
+#[error("places provider {0:?} is not one of offline, google, google-new")]
+pub struct UnknownProvider(String);
+
+impl TryFrom<String> for PlacesProvider {
+    type Error = UnknownProvider;
+
+    fn try_from(name: String) -> Result<PlacesProvider, UnknownProvider> {
+        PlacesProvider::ALL
+            .into_iter()
+            .find(|p| p.label() == name)
+            .ok_or(UnknownProvider(name))
+    }
+}
+
+impl PlacesProvider {
+    pub const ALL: [PlacesProvider; 3] = [
+        PlacesProvider::Offline,
+        PlacesProvider::Google,
+        PlacesProvider::GoogleNew,
+    ];
+
+    /// The name the settings use.
+    pub fn label(self) -> &'static str {
+        match self {
+            PlacesProvider::Offline => "offline",
+            PlacesProvider::Google => "google",
+            PlacesProvider::GoogleNew => "google-new",
         }
     }
 }
@@ -124,7 +202,7 @@ impl Default for LimitsSection {
 #[serde(default)]
 pub struct PlacesSection {
     /// `offline`, `google` or `google-new`.
-    pub provider: String,
+    pub provider: PlacesProvider,
     pub google_base_url: String,
     pub google_new_base_url: String,
     pub timeout_ms: u64,
@@ -141,7 +219,7 @@ pub struct PlacesSection {
 impl Default for PlacesSection {
     fn default() -> Self {
         PlacesSection {
-            provider: "offline".into(),
+            provider: PlacesProvider::Offline,
             google_base_url: "https://maps.googleapis.com".into(),
             google_new_base_url: "https://places.googleapis.com".into(),
             timeout_ms: 5_000,
@@ -165,9 +243,9 @@ pub struct ServerSection {
     #[serde(default = "loopback")]
     pub listen: String,
     pub port: u16,
-    /// Default: `port + 2000`.
+    /// Default: `port + 2000` ([`ServerSection::peer_port`]).
     pub peer_port: Option<u16>,
-    /// Default: `port + 1000`.
+    /// Default: `port + 1000` ([`ServerSection::admin_port`]).
     pub admin_port: Option<u16>,
     /// Address the admin listener binds to (default loopback).
     #[serde(default = "loopback")]
@@ -183,6 +261,33 @@ pub struct ServerSection {
 
 fn loopback() -> String {
     "127.0.0.1".into()
+}
+
+/// A server's admin port, unless set: its client port plus this.
+pub const ADMIN_PORT_OFFSET: u16 = 1000;
+
+/// A server's peer port, unless set: its client port plus this.
+pub const PEER_PORT_OFFSET: u16 = 2000;
+
+impl ServerSection {
+    /// The peer port: `peer_port`, default client port + [`PEER_PORT_OFFSET`].
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port
+            .unwrap_or(self.port.saturating_add(PEER_PORT_OFFSET))
+    }
+
+    /// The admin port: `admin_port`, default client port + [`ADMIN_PORT_OFFSET`].
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+            .unwrap_or(self.port.saturating_add(ADMIN_PORT_OFFSET))
+    }
+
+    /// Whether `self` and `other` are neighbours: a link listed on either
+    /// side is a link both ways.
+    pub fn linked_to(&self, other: &ServerSection) -> bool {
+        self.name != other.name
+            && (self.neighbours.contains(&other.name) || other.neighbours.contains(&self.name))
+    }
 }
 
 /// `[admin]`: who may read the admin listeners (src/admin/guard.rs).
@@ -233,12 +338,32 @@ pub struct Settings {
     pub servers: BTreeMap<String, ServerSection>,
 }
 
-/// How the places of one server are found.
+/// How the places of one server are found: the provider with what it
+/// needs, checked (a Google provider has its key and a well-formed base URL).
 #[derive(Debug, Clone)]
 pub struct PlacesPlan {
     pub section: PlacesSection,
-    /// The Google key, when a Google provider is chosen.
-    pub api_key: Option<String>,
+    pub source: PlacesSource,
+}
+
+/// The provider of a [`PlacesPlan`], with what only it needs.
+#[derive(Debug, Clone)]
+pub enum PlacesSource {
+    /// The embedded towns.
+    Embedded,
+    /// A GeoNames dump, readable when the plan was made.
+    GeoNames(PathBuf),
+    /// The legacy Places API.
+    Google(GoogleAccess),
+    /// The Places API (New).
+    GoogleNew(GoogleAccess),
+}
+
+/// Where a Google provider is reached, and with which key.
+#[derive(Debug, Clone)]
+pub struct GoogleAccess {
+    pub base_url: String,
+    pub api_key: String,
 }
 
 /// A neighbour as one server sees it.
@@ -279,7 +404,7 @@ pub struct ServerPlan {
     pub places: PlacesPlan,
     pub log_lines: bool,
     pub data_dir: Option<PathBuf>,
-    pub durability: String,
+    pub durability: journal::Mode,
     /// The whole herd's links: the trees updates travel down.
     pub topology: Topology,
 }
@@ -352,14 +477,6 @@ impl Settings {
                 }
             }
         }
-        match self.places.provider.as_str() {
-            "offline" | "google" | "google-new" => {}
-            other => {
-                return invalid(format!(
-                    "places provider {other:?} is not one of offline, google, google-new"
-                ))
-            }
-        }
         let limits = &self.limits;
         for (name, value) in [
             ("max_line_bytes", limits.max_line_bytes),
@@ -370,10 +487,7 @@ impl Settings {
                 return invalid(format!("limits.{name} is 0: nothing could get in"));
             }
         }
-        match self.herd.durability.as_str() {
-            "sync" | "async" => Ok(()),
-            other => invalid(format!("durability {other:?} is not sync or async")),
-        }
+        Ok(())
     }
 
     /// Finds a server by its name (any case) or its table id.
@@ -400,18 +514,13 @@ impl Settings {
         )
     }
 
-    /// The neighbours of `name`: listed on either side.
-    fn neighbours_of(&self, name: &str) -> Vec<&ServerSection> {
+    /// The neighbours of `server` (listed on either side, see
+    /// [`ServerSection::linked_to`]) in the order of their client ports.
+    pub fn neighbours_of(&self, server: &ServerSection) -> Vec<&ServerSection> {
         let mut found: Vec<&ServerSection> = self
             .servers
             .values()
-            .filter(|s| {
-                s.name != name
-                    && (s.neighbours.iter().any(|n| n == name)
-                        || self
-                            .server(name)
-                            .is_some_and(|me| me.neighbours.contains(&s.name)))
-            })
+            .filter(|s| s.linked_to(server))
             .collect();
         found.sort_by_key(|s| s.port);
         found
@@ -426,12 +535,8 @@ impl Settings {
                 self.server_names().join(", ")
             ));
         };
-        let peer_port = server.peer_port.unwrap_or(server.port.saturating_add(2000));
-        let admin_port = server
-            .admin_port
-            .unwrap_or(server.port.saturating_add(1000));
         let neighbours = self
-            .neighbours_of(&server.name)
+            .neighbours_of(server)
             .into_iter()
             .map(|n| NeighbourPlan {
                 name: n.name.clone(),
@@ -440,47 +545,26 @@ impl Settings {
                     .iter()
                     .find(|(to, _)| to.eq_ignore_ascii_case(&n.name))
                     .map(|(_, address)| address.clone())
-                    .unwrap_or_else(|| {
-                        format!(
-                            "{}:{}",
-                            n.host,
-                            n.peer_port.unwrap_or(n.port.saturating_add(2000))
-                        )
-                    }),
+                    .unwrap_or_else(|| format!("{}:{}", n.host, n.peer_port())),
             })
             .collect();
         let limits = &self.limits;
-        let ms = Duration::from_millis;
         Ok(ServerPlan {
             name: server.name.clone(),
             client_addr: format!("{}:{}", server.listen, server.port),
-            peer_addr: format!("{}:{}", server.listen, peer_port),
-            admin_addr: format!("{}:{}", server.admin_listen, admin_port),
+            peer_addr: format!("{}:{}", server.listen, server.peer_port()),
+            admin_addr: format!("{}:{}", server.admin_listen, server.admin_port()),
             admin: self.admin_plan(server)?,
             neighbours,
-            client_limits: ClientLimits {
-                max_line: limits.max_line_bytes,
-                idle_timeout: ms(limits.idle_timeout_ms),
-                write_timeout: ms(limits.write_timeout_ms),
-                linger: ms(limits.linger_ms),
-                max_future_skew: ms(limits.max_future_skew_ms),
-            },
+            client_limits: limits.client(),
             max_connections: limits.max_connections,
-            peer_limits: PeerLimits {
-                handshake_timeout: ms(limits.handshake_timeout_ms),
-                write_timeout: ms(limits.write_timeout_ms),
-                backoff_first: ms(limits.backoff_first_ms),
-                backoff_max: ms(limits.backoff_max_ms),
-                max_pending: limits.max_pending_records,
-                max_backlog: limits.peer_max_backlog_bytes,
-                max_handshakes: limits.max_peer_handshakes,
-            },
+            peer_limits: limits.peer(),
             secret: self.secret()?,
             places: self.places_plan()?,
             log_lines: self.herd.log_lines,
             data_dir: (!self.herd.data_dir.is_empty())
                 .then(|| PathBuf::from(&self.herd.data_dir).join(&server.name)),
-            durability: self.herd.durability.clone(),
+            durability: self.herd.durability,
             topology: self.topology(),
         })
     }
@@ -574,7 +658,7 @@ impl Settings {
         let mut herd_ports: Vec<u16> = self
             .servers
             .values()
-            .map(|s| s.admin_port.unwrap_or(s.port.saturating_add(1000)))
+            .map(ServerSection::admin_port)
             .collect();
         herd_ports.sort_unstable();
         Ok(AdminPlan {
@@ -584,38 +668,47 @@ impl Settings {
         })
     }
 
+    /// The places provider chosen, with what it needs: a Google provider
+    /// without a key or with a malformed base URL, or a GeoNames file that
+    /// cannot be read, is refused here, so no server starts half-configured.
     fn places_plan(&self) -> Result<PlacesPlan, SettingsError> {
         let places = &self.places;
-        let api_key = std::env::var("GOOGLE_PLACES_API_KEY")
-            .ok()
-            .filter(|k| !k.is_empty());
-        if places.provider != "offline" && api_key.is_none() {
-            return invalid(format!(
-                "places provider {} needs a Google API key in GOOGLE_PLACES_API_KEY",
-                places.provider
-            ));
-        }
-        let base_url = match places.provider.as_str() {
-            "google" => Some(&places.google_base_url),
-            "google-new" => Some(&places.google_new_base_url),
-            _ => None,
+        let google = |base_url: &str| {
+            let Some(api_key) = std::env::var("GOOGLE_PLACES_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty())
+            else {
+                return invalid(format!(
+                    "places provider {} needs a Google API key in GOOGLE_PLACES_API_KEY",
+                    places.provider.label()
+                ));
+            };
+            herd_actors::places::http::check_base_url(base_url).map_err(SettingsError::Invalid)?;
+            Ok(GoogleAccess {
+                base_url: base_url.to_owned(),
+                api_key,
+            })
         };
-        if let Some(url) = base_url {
-            herd_actors::places::http::check_base_url(url).map_err(SettingsError::Invalid)?;
-        }
-        if places.provider == "offline" && !places.geonames_file.is_empty() {
-            // Readable now; its contents are checked as it loads (in the
-            // background, so the listener is not delayed).
-            let file = &places.geonames_file;
-            match std::fs::File::open(file).and_then(|f| f.metadata()) {
-                Ok(meta) if meta.is_file() => {}
-                Ok(_) => return invalid(format!("places.geonames_file {file} is not a file")),
-                Err(e) => return invalid(format!("places.geonames_file {file}: {e}")),
+        let source = match places.provider {
+            PlacesProvider::Google => PlacesSource::Google(google(&places.google_base_url)?),
+            PlacesProvider::GoogleNew => {
+                PlacesSource::GoogleNew(google(&places.google_new_base_url)?)
             }
-        }
+            PlacesProvider::Offline if places.geonames_file.is_empty() => PlacesSource::Embedded,
+            PlacesProvider::Offline => {
+                // Readable now; its contents are checked as it loads (in the
+                // background, so the listener is not delayed).
+                let file = &places.geonames_file;
+                match std::fs::File::open(file).and_then(|f| f.metadata()) {
+                    Ok(meta) if meta.is_file() => PlacesSource::GeoNames(PathBuf::from(file)),
+                    Ok(_) => return invalid(format!("places.geonames_file {file} is not a file")),
+                    Err(e) => return invalid(format!("places.geonames_file {file}: {e}")),
+                }
+            }
+        };
         Ok(PlacesPlan {
             section: self.places.clone(),
-            api_key,
+            source,
         })
     }
 }
@@ -684,6 +777,82 @@ mod tests {
             error.contains("did you mean HERD_SERVERS__RILEY__HOST?"),
             "{error}"
         );
+    }
+
+    /// Settings.toml repeats the defaults for the operators to read; the
+    /// defaults themselves live in the code (the limits in the actors).
+    #[test]
+    fn the_shipped_settings_file_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("Settings.toml");
+        let shipped: Settings = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("Settings.toml");
+        fn json<T: Serialize>(section: &T) -> serde_json::Value {
+            serde_json::to_value(section).expect("a section is JSON")
+        }
+        assert_eq!(json(&shipped.limits), json(&LimitsSection::default()));
+        assert_eq!(json(&shipped.herd), json(&HerdSection::default()));
+        assert_eq!(json(&shipped.places), json(&PlacesSection::default()));
+        assert_eq!(json(&shipped.admin), json(&AdminSection::default()));
+    }
+
+    #[test]
+    fn a_bad_provider_or_durability_is_refused_naming_the_key() {
+        let error = error_of(&format!("[places]\nprovider = \"bing\"\n{ONE}"));
+        assert!(
+            error.contains("places.provider")
+                && error.contains("\"bing\" is not one of offline, google, google-new"),
+            "{error}"
+        );
+        let error = error_of(&format!("[herd]\ndurability = \"later\"\n{ONE}"));
+        assert!(
+            error.contains("herd.durability") && error.contains("\"later\" is not sync or async"),
+            "{error}"
+        );
+        let loaded = load(&format!(
+            "[herd]\ndurability = \"async\"\n[places]\nprovider = \"google-new\"\n{ONE}"
+        ))
+        .expect("valid settings");
+        assert_eq!(loaded.herd.durability, journal::Mode::Async);
+        assert_eq!(loaded.places.provider, PlacesProvider::GoogleNew);
+        // Each name is written as it is read.
+        for provider in PlacesProvider::ALL {
+            let name = serde_json::to_value(provider).expect("a name");
+            assert_eq!(name, provider.label());
+            let read: PlacesProvider = serde_json::from_value(name).expect("read back");
+            assert_eq!(read, provider);
+        }
+        for mode in journal::Mode::ALL {
+            let name = serde_json::to_value(mode).expect("a name");
+            assert_eq!(name, mode.label());
+            let read: journal::Mode = serde_json::from_value(name).expect("read back");
+            assert_eq!(read, mode);
+        }
+    }
+
+    #[test]
+    fn a_link_listed_on_one_side_is_a_link_both_ways() {
+        let settings = load(
+            "[servers.a]\nname = \"A\"\nport = 1\nneighbours = [\"B\"]\n\
+             [servers.b]\nname = \"B\"\nport = 2\n\
+             [servers.c]\nname = \"C\"\nport = 3\nneighbours = [\"B\"]\n",
+        )
+        .expect("valid settings");
+        let names = |name: &str| -> Vec<String> {
+            let server = settings.server(name).expect("listed");
+            settings
+                .neighbours_of(server)
+                .iter()
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        assert_eq!(names("A"), ["B"]);
+        assert_eq!(names("B"), ["A", "C"]);
+        assert_eq!(names("C"), ["B"]);
+        let b = settings.server("B").expect("listed");
+        assert_eq!((b.admin_port(), b.peer_port()), (1002, 2002));
     }
 
     #[test]

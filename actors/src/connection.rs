@@ -38,6 +38,7 @@ use crate::text::LogText;
 const LOG: &str = "connection";
 
 /// Limits of one client connection (SPEC §3, §7; issue: bounded resources).
+/// The defaults are the herd's: `limits` in the settings starts from them.
 #[derive(Debug, Clone)]
 pub struct ClientLimits {
     /// Longest line accepted, in bytes, without its terminator.
@@ -63,6 +64,10 @@ impl Default for ClientLimits {
         }
     }
 }
+
+/// Client connections one server holds at once by default; more are refused
+/// (the listener's bound, `limits.max_connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 
 /// What every connection of one server shares.
 #[derive(Clone)]
@@ -269,7 +274,10 @@ impl ConnectionActor {
         let work = async move {
             let applied = update.await.map_err(|e| e.to_string())?;
             if let Some(durable) = applied.durable {
-                durable.await.map_err(|e| e.to_string())??;
+                durable
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
             }
             Ok::<(), String>(())
         };

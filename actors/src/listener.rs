@@ -6,18 +6,20 @@
 //! client beyond the connection limit is told so and closed.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use bytes::Bytes;
 use log::{debug, info, warn};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 
 use crate::connection::{ClientContext, ConnectionActor, ConnectionSlot};
-use crate::handshake::{self, Secret};
+use crate::handshake::{self, PeerFramed, Secret};
 use crate::metrics::Metrics;
 use crate::peer::PEER_MAX_LINE;
 use crate::peer_session::PeerSession;
@@ -28,10 +30,7 @@ use crate::sync::answer_sync;
 /// Accepts clients until the listener fails or the arbiter stops.
 pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_connections: usize) {
     let open = Arc::new(AtomicUsize::new(0));
-    // Refusals are logged at most once a second, with a count, so that a
-    // flood of connections cannot become a flood of log lines as well.
-    let mut refused_unlogged: u64 = 0;
-    let mut last_refusal_log: Option<std::time::Instant> = None;
+    let mut refusals = RefusalLog::default();
     loop {
         let (mut stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -45,12 +44,9 @@ pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_con
         let _ = stream.set_nodelay(true);
         let Some(slot) = ConnectionSlot::take(&open, max_connections) else {
             Metrics::bump(&shared.metrics.connections_refused);
-            refused_unlogged += 1;
-            if last_refusal_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            if let Some(refused) = refusals.count(Instant::now()) {
                 warn!(target: "listener", "{}: refusing {peer}: {max_connections} connections open \
-                    ({refused_unlogged} refused since the last such line)", shared.server);
-                refused_unlogged = 0;
-                last_refusal_log = Some(std::time::Instant::now());
+                    ({refused} refused since the last such line)", shared.server);
             }
             actix_rt::spawn(async move {
                 let _ = stream.write_all(b"? server busy\n").await;
@@ -60,6 +56,33 @@ pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_con
         };
         let shared = shared.clone();
         ConnectionActor::create(move |_| ConnectionActor::new(shared, peer, stream, slot));
+    }
+}
+
+/// Refusals (of clients, of handshaking peers) are logged at most once a
+/// second, with a count, so that a flood of connections cannot become a
+/// flood of log lines as well.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// Refusals since the last line.
+    unlogged: u64,
+    /// When the last line was written.
+    last: Option<Instant>,
+}
+
+impl RefusalLog {
+    /// Counts one refusal at `now`; if a line is due, returns how many
+    /// refusals it reports (this one included) and starts counting afresh.
+    fn count(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        if self
+            .last
+            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
     }
 }
 
@@ -96,8 +119,7 @@ impl Handshake {
 pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
     // Oldest first.
     let mut handshakes: VecDeque<Handshake> = VecDeque::new();
-    let mut dropped_unlogged = 0u64;
-    let mut last_drop_log: Option<Instant> = None;
+    let mut drops = RefusalLog::default();
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -107,71 +129,116 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
                 continue;
             }
         };
-        handshakes.retain(Handshake::pending);
-        while handshakes.len() >= gate.max_handshakes.max(1) {
-            let Some(oldest) = handshakes.pop_front() else {
-                break;
-            };
-            // Closed without a word: it has not said who it is in all this time.
-            oldest.task.abort();
-            Metrics::bump(&gate.metrics.peer_handshakes_dropped);
-            dropped_unlogged += 1;
-            if last_drop_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                warn!(target: "peer", "{}: {} peer connections handshaking; dropping the oldest \
-                    for {addr} ({dropped_unlogged} dropped since the last such line)",
-                    gate.me, gate.max_handshakes);
-                dropped_unlogged = 0;
-                last_drop_log = Some(Instant::now());
-            }
-        }
+        make_room_for_handshake(&mut handshakes, &gate, addr, &mut drops);
         let _ = stream.set_nodelay(true);
-        let gate = gate.clone();
-        let authenticated = Arc::new(AtomicBool::new(false));
-        let proved = authenticated.clone();
-        let task = actix_rt::spawn(async move {
-            let codec = PeerCodec::new(PEER_MAX_LINE, gate.metrics.clone());
-            let mut framed = Framed::new(stream, codec);
-            let is_neighbour = |name: &str| gate.neighbours.iter().any(|n| &**n == name);
-            let neighbour = match handshake::accept(
-                &mut framed,
-                &gate.me,
-                is_neighbour,
-                &gate.secret,
-                gate.timeout,
-            )
-            .await
-            {
-                Ok(name) => {
-                    // A neighbour now: its sync is never dropped for room.
-                    proved.store(true, Ordering::Release);
-                    name
-                }
-                Err(e) => {
-                    Metrics::bump(&gate.metrics.peer_auth_failures);
-                    warn!(target: "peer", "{}: rejected peer connection from {addr}: {e}", gate.me);
-                    return;
-                }
-            };
-            let first = match answer_sync(&mut framed, &gate.store, gate.timeout).await {
-                Ok((stats, first)) => {
-                    debug!(target: "peer", "{}: answered {neighbour}'s sync: {} rounds, {} bytes \
-                        out, {} in, {:?}", gate.me, stats.rounds, stats.bytes_out, stats.bytes_in,
-                        stats.elapsed);
-                    first
-                }
-                Err(e) => {
-                    info!(target: "peer", "{}: link from {neighbour} lost during sync: {e}", gate.me);
-                    return;
-                }
-            };
-            let (me, store) = (gate.me.clone(), gate.store.clone());
-            PeerSession::create(move |_| {
-                PeerSession::new(me, neighbour, store, framed, Some(first))
-            });
-        });
-        handshakes.push_back(Handshake {
-            task,
-            authenticated,
-        });
+        handshakes.push_back(spawn_handshake(stream, addr, gate.clone()));
+    }
+}
+
+/// Forgets finished handshakes and drops the oldest pending ones until one
+/// more fits under `gate.max_handshakes`.
+fn make_room_for_handshake(
+    handshakes: &mut VecDeque<Handshake>,
+    gate: &PeerGate,
+    addr: SocketAddr,
+    drops: &mut RefusalLog,
+) {
+    handshakes.retain(Handshake::pending);
+    while handshakes.len() >= gate.max_handshakes.max(1) {
+        let Some(oldest) = handshakes.pop_front() else {
+            break;
+        };
+        // Closed without a word: it has not said who it is in all this time.
+        oldest.task.abort();
+        Metrics::bump(&gate.metrics.peer_handshakes_dropped);
+        if let Some(dropped) = drops.count(Instant::now()) {
+            warn!(target: "peer", "{}: {} peer connections handshaking; dropping the oldest \
+                for {addr} ({dropped} dropped since the last such line)",
+                gate.me, gate.max_handshakes);
+        }
+    }
+}
+
+/// Runs one incoming link's handshake, then answers its sync and hands it
+/// to a PeerSession, in a task of its own.
+fn spawn_handshake(stream: TcpStream, addr: SocketAddr, gate: PeerGate) -> Handshake {
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let proved = authenticated.clone();
+    let task = actix_rt::spawn(async move {
+        let codec = PeerCodec::new(PEER_MAX_LINE, gate.metrics.clone());
+        let mut framed = Framed::new(stream, codec);
+        let Some(neighbour) = authenticate(&mut framed, addr, &gate, &proved).await else {
+            return;
+        };
+        let Some(first) = answer_neighbour_sync(&mut framed, &neighbour, &gate).await else {
+            return;
+        };
+        let (me, store) = (gate.me.clone(), gate.store.clone());
+        PeerSession::create(move |_| PeerSession::new(me, neighbour, store, framed, Some(first)));
+    });
+    Handshake {
+        task,
+        authenticated,
+    }
+}
+
+/// The handshake: the neighbour's name once it has proved it (and `proved`
+/// set), or `None` with the rejection counted and logged.
+async fn authenticate(
+    framed: &mut PeerFramed,
+    addr: SocketAddr,
+    gate: &PeerGate,
+    proved: &AtomicBool,
+) -> Option<Arc<str>> {
+    let is_neighbour = |name: &str| gate.neighbours.iter().any(|n| &**n == name);
+    match handshake::accept(framed, &gate.me, is_neighbour, &gate.secret, gate.timeout).await {
+        Ok(name) => {
+            // A neighbour now: its sync is never dropped for room.
+            proved.store(true, Ordering::Release);
+            Some(name)
+        }
+        Err(e) => {
+            Metrics::bump(&gate.metrics.peer_auth_failures);
+            warn!(target: "peer", "{}: rejected peer connection from {addr}: {e}", gate.me);
+            None
+        }
+    }
+}
+
+/// Answers the catch-up sync the neighbour starts the link with: the first
+/// line after it, or `None` (logged) if the link was lost during it.
+async fn answer_neighbour_sync(
+    framed: &mut PeerFramed,
+    neighbour: &str,
+    gate: &PeerGate,
+) -> Option<Bytes> {
+    match answer_sync(framed, &gate.store, gate.timeout).await {
+        Ok((stats, first)) => {
+            debug!(target: "peer", "{}: answered {neighbour}'s sync: {} rounds, {} bytes \
+                out, {} in, {:?}", gate.me, stats.rounds, stats.bytes_out, stats.bytes_in,
+                stats.elapsed);
+            Some(first)
+        }
+        Err(e) => {
+            info!(target: "peer", "{}: link from {neighbour} lost during sync: {e}", gate.me);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_at_most_once_a_second_with_their_count() {
+        let start = Instant::now();
+        let mut log = RefusalLog::default();
+        assert_eq!(log.count(start), Some(1));
+        assert_eq!(log.count(start + Duration::from_millis(10)), None);
+        assert_eq!(log.count(start + Duration::from_millis(999)), None);
+        assert_eq!(log.count(start + Duration::from_secs(1)), Some(3));
+        assert_eq!(log.count(start + Duration::from_millis(1500)), None);
+        assert_eq!(log.count(start + Duration::from_secs(3)), Some(2));
     }
 }

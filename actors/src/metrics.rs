@@ -67,14 +67,14 @@ impl Metrics {
         self.records.store(count as u64, Relaxed);
     }
 
-    pub fn count_update(&self, source: &str, new: bool) {
+    pub fn count_update(&self, source: SourceKind, new: bool) {
         let counter = match (source, new) {
-            ("client", false) => &self.updates_stale_client,
-            ("sync", false) => &self.updates_stale_sync,
-            (_, false) => &self.updates_stale_peer,
-            ("client", true) => &self.updates_new_client,
-            ("sync", true) => &self.updates_new_sync,
-            _ => &self.updates_new_peer,
+            (SourceKind::Client, false) => &self.updates_stale_client,
+            (SourceKind::Peer, false) => &self.updates_stale_peer,
+            (SourceKind::Sync, false) => &self.updates_stale_sync,
+            (SourceKind::Client, true) => &self.updates_new_client,
+            (SourceKind::Peer, true) => &self.updates_new_peer,
+            (SourceKind::Sync, true) => &self.updates_new_sync,
         };
         counter.fetch_add(1, Relaxed);
         if !new {
@@ -103,8 +103,58 @@ impl Metrics {
     }
 }
 
-/// Every state a peer link reports through [`Metrics::set_link`].
-pub const LINK_STATES: [&str; 4] = ["down", "connecting", "syncing", "up"];
+/// Where an update came from, without the neighbour's name: what the
+/// `updates_*` counters are split by (the store's `Source` has the name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A client of this server (an IAMAT).
+    Client,
+    /// A neighbour's flood.
+    Peer,
+    /// A catch-up sync from a neighbour.
+    Sync,
+}
+
+impl SourceKind {
+    /// The `source` label of the update counters.
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceKind::Client => "client",
+            SourceKind::Peer => "peer",
+            SourceKind::Sync => "sync",
+        }
+    }
+}
+
+/// The state of an outgoing peer link, as the admin pages show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Down,
+    Connecting,
+    /// Connected; catch-up records are being sent.
+    Syncing,
+    Up,
+}
+
+impl LinkState {
+    /// Every state, in the order the admin pages list them.
+    pub const ALL: [LinkState; 4] = [
+        LinkState::Down,
+        LinkState::Connecting,
+        LinkState::Syncing,
+        LinkState::Up,
+    ];
+
+    /// The state's name in `/status`, `herd_link_state{state=...}` and herdctl.
+    pub fn label(self) -> &'static str {
+        match self {
+            LinkState::Down => "down",
+            LinkState::Connecting => "connecting",
+            LinkState::Syncing => "syncing",
+            LinkState::Up => "up",
+        }
+    }
+}
 
 /// Upper bounds of the latency buckets, in seconds: 50 µs to 10 s, roughly
 /// 1-2.5-5 steps, fine where the performance targets are (under 1 ms).
@@ -169,13 +219,13 @@ impl Histogram {
 /// A peer link as the admin pages show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkStatus {
-    pub state: &'static str,
+    pub state: LinkState,
     /// Unix seconds of the last change of state.
     pub since: u64,
 }
 
 impl Metrics {
-    pub fn set_link(&self, neighbour: &str, state: &'static str) {
+    pub fn set_link(&self, neighbour: &str, state: LinkState) {
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -218,10 +268,10 @@ mod tests {
     #[test]
     fn stale_updates_are_counted_by_source_and_in_total() {
         let m = Metrics::default();
-        m.count_update("peer", false);
-        m.count_update("peer", false);
-        m.count_update("sync", false);
-        m.count_update("client", true);
+        m.count_update(SourceKind::Peer, false);
+        m.count_update(SourceKind::Peer, false);
+        m.count_update(SourceKind::Sync, false);
+        m.count_update(SourceKind::Client, true);
         assert_eq!(Metrics::get(&m.updates_stale_peer), 2);
         assert_eq!(Metrics::get(&m.updates_stale_sync), 1);
         assert_eq!(Metrics::get(&m.updates_stale_client), 0);
@@ -232,11 +282,11 @@ mod tests {
     #[test]
     fn a_link_keeps_its_since_until_its_state_changes() {
         let m = Metrics::default();
-        m.set_link("Jaquez", "up");
+        m.set_link("Jaquez", LinkState::Up);
         let first = m.links()["Jaquez"].clone();
-        m.set_link("Jaquez", "up");
+        m.set_link("Jaquez", LinkState::Up);
         assert_eq!(m.links()["Jaquez"], first);
-        m.set_link("Jaquez", "down");
-        assert_eq!(m.links()["Jaquez"].state, "down");
+        m.set_link("Jaquez", LinkState::Down);
+        assert_eq!(m.links()["Jaquez"].state, LinkState::Down);
     }
 }

@@ -52,13 +52,12 @@ use tokio_util::codec::{Framed, FramedRead};
 
 use crate::codec::Frame;
 use crate::handshake::{self, PeerFramed, Secret};
-use crate::metrics::Metrics;
+use crate::metrics::{LinkState, Metrics};
 use crate::output::{Drain, HasOutput, Output};
 use crate::record::{ByClient, RecordSet, SharedRecord};
 use crate::seal::PeerCodec;
 use crate::store::{Flood, LinkChanged, LocationStoreActor};
-/// The dialer's side of the sync, which every link runs after its handshake.
-pub use crate::sync::{dial_sync, SyncStats};
+use crate::sync::{dial_sync, SyncError, SyncStats};
 use crate::tree::Spread;
 
 const LOG: &str = "peer";
@@ -79,7 +78,23 @@ pub const UNCONFIRMED_FOR: Duration = Duration::from_secs(1);
 /// Most records remembered as possibly undelivered (24 bytes each).
 const MAX_UNCONFIRMED: usize = 1 << 16;
 
-/// Tunables of a peer link.
+/// Why an established link was dropped (and is dialled again).
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("sync failed: {0}")]
+    Sync(#[from] SyncError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("overlong line from peer")]
+    Overlong,
+    #[error("closed by peer")]
+    Closed,
+    #[error("hold buffer overflow")]
+    HoldOverflow,
+}
+
+/// Tunables of a peer link. The defaults are the herd's: `limits` in the
+/// settings starts from them.
 #[derive(Debug, Clone)]
 pub struct PeerLimits {
     pub handshake_timeout: Duration,
@@ -107,16 +122,6 @@ impl Default for PeerLimits {
             max_handshakes: 64,
         }
     }
-}
-
-/// The state of a link, as the admin pages show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LinkState {
-    Down,
-    Connecting,
-    /// Connected; catch-up records are being sent.
-    Syncing,
-    Up,
 }
 
 /// One neighbour's outgoing link.
@@ -225,13 +230,7 @@ impl PeerActor {
 
     fn set_state(&mut self, state: LinkState) {
         self.state = state;
-        let label = match state {
-            LinkState::Down => "down",
-            LinkState::Connecting => "connecting",
-            LinkState::Syncing => "syncing",
-            LinkState::Up => "up",
-        };
-        self.metrics.set_link(&self.neighbour, label);
+        self.metrics.set_link(&self.neighbour, state);
         self.report(Vec::new());
     }
 
@@ -261,7 +260,7 @@ impl PeerActor {
             }
             match result {
                 Ok(framed) => act.connected(framed, ctx),
-                Err(e) => act.retry(&e.to_string(), ctx),
+                Err(e) => act.retry(&e, ctx),
             }
         }));
     }
@@ -283,7 +282,7 @@ impl PeerActor {
             }
             match stats {
                 Ok(stats) => act.synced(framed, stats, ctx),
-                Err(e) => act.drop_link(&format!("sync failed: {e}"), ctx),
+                Err(e) => act.drop_link(e.into(), ctx),
             }
         }));
         self.sync = Some(sync);
@@ -345,7 +344,7 @@ impl PeerActor {
                 return;
             };
             match output.try_flush() {
-                Err(e) => return self.drop_link(&e.to_string(), ctx),
+                Err(e) => return self.drop_link(e.into(), ctx),
                 Ok(false) => break,
                 Ok(true) if self.state == LinkState::Up && !self.pending.is_empty() => {
                     self.move_pending();
@@ -362,7 +361,7 @@ impl PeerActor {
                 return;
             }
             match result {
-                Err(e) => act.drop_link(&e.to_string(), ctx),
+                Err(e) => act.drop_link(e.into(), ctx),
                 Ok(()) => act.drain(ctx),
             }
         }));
@@ -381,12 +380,12 @@ impl PeerActor {
                 self.me, self.limits.max_pending, self.neighbour);
             self.pending.clear();
             if self.state != LinkState::Down && self.state != LinkState::Connecting {
-                self.drop_link("hold buffer overflow", ctx);
+                self.drop_link(LinkError::HoldOverflow, ctx);
             }
         }
     }
 
-    fn drop_link(&mut self, reason: &str, ctx: &mut Context<Self>) {
+    fn drop_link(&mut self, reason: LinkError, ctx: &mut Context<Self>) {
         info!(target: LOG, "{}: link to {} dropped: {reason}", self.me, self.neighbour);
         if let Some(sync) = self.sync.take() {
             ctx.cancel_future(sync);
@@ -399,7 +398,7 @@ impl PeerActor {
         self.retry_after_delay(ctx);
     }
 
-    fn retry(&mut self, reason: &str, ctx: &mut Context<Self>) {
+    fn retry(&mut self, reason: &handshake::HandshakeError, ctx: &mut Context<Self>) {
         debug!(target: LOG, "{}: cannot reach {} at {}: {reason}", self.me, self.neighbour, self.address);
         self.retry_after_delay(ctx);
     }
@@ -492,8 +491,8 @@ impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
     fn handle(&mut self, item: Result<Frame, std::io::Error>, ctx: &mut Context<Self>) {
         let line = match item {
             Ok(Frame::Line(line)) => line,
-            Ok(Frame::Overlong) => return self.drop_link("overlong line from peer", ctx),
-            Err(e) => return self.drop_link(&e.to_string(), ctx),
+            Ok(Frame::Overlong) => return self.drop_link(LinkError::Overlong, ctx),
+            Err(e) => return self.drop_link(e.into(), ctx),
         };
         warn!(target: LOG, "{}: unexpected line from {}: {}", self.me, self.neighbour,
             String::from_utf8_lossy(&line[..line.len().min(80)]));
@@ -501,6 +500,6 @@ impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         self.reader = None;
-        self.drop_link("closed by peer", ctx);
+        self.drop_link(LinkError::Closed, ctx);
     }
 }

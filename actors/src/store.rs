@@ -25,7 +25,7 @@ use log::{debug, info, warn};
 use tokio::sync::oneshot;
 
 use crate::digest::{leaf_of, leaves_under, Digest, LEAVES};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SourceKind};
 use crate::protocol::Timestamp;
 use crate::record::{ByClient, Record, RecordSet, SharedRecord};
 use crate::sync::{LeafFingerprints, SyncRecords};
@@ -56,13 +56,33 @@ impl Source {
             Source::Peer(name) | Source::Sync(name) => Some(name),
         }
     }
+
+    /// The source without the neighbour's name, as the metrics count it.
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            Source::Client => SourceKind::Client,
+            Source::Peer(_) => SourceKind::Peer,
+            Source::Sync(_) => SourceKind::Sync,
+        }
+    }
 }
 
 /// Persistence for records (implemented outside this crate, which does no
 /// file I/O). `append` hands back a receiver that fires once the record is
 /// durable; the store never waits on it itself.
 pub trait Journal: Send {
-    fn append(&mut self, record: &SharedRecord) -> oneshot::Receiver<Result<(), String>>;
+    fn append(&mut self, record: &SharedRecord) -> oneshot::Receiver<Result<(), NotDurable>>;
+}
+
+/// Why a journalled record is not durable: the client is not answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotDurable {
+    /// The journal stopped (the server is shutting down).
+    #[error("journal closed")]
+    Closed,
+    /// The write or its fsync failed; the journal's own message.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// A record to apply. Answered with whether it was new. The record comes
@@ -88,7 +108,7 @@ pub struct Applied {
     /// The record is now the client's newest.
     pub new: bool,
     /// Fires when the record is durable (only with a journal, only if new).
-    pub durable: Option<oneshot::Receiver<Result<(), String>>>,
+    pub durable: Option<oneshot::Receiver<Result<(), NotDurable>>>,
 }
 
 /// The newest record of one client.
@@ -318,13 +338,13 @@ impl LocationStoreActor {
         R: std::borrow::Borrow<Record> + Into<SharedRecord>,
     {
         let Some(shared) = self.insert_if_newer(record) else {
-            self.metrics.count_update(source_kind(source), false);
+            self.metrics.count_update(source.kind(), false);
             return Applied {
                 new: false,
                 durable: None,
             };
         };
-        self.metrics.count_update(source_kind(source), true);
+        self.metrics.count_update(source.kind(), true);
         self.metrics.set_records(self.records.len());
         debug!(target: LOG, "{}: new {}", self.server, String::from_utf8_lossy(shared.at_line()));
         if self.recent.len() == RECENT {
@@ -348,7 +368,7 @@ impl LocationStoreActor {
             _ => spread,
         };
         if self.holds_copy_of(line) {
-            self.metrics.count_update(source_kind(source), false);
+            self.metrics.count_update(source.kind(), false);
             return;
         }
         let from = source.peer().unwrap_or("?");
@@ -435,14 +455,6 @@ impl LocationStoreActor {
             self.floods_scheduled = true;
             ctx.notify(SendFloods);
         }
-    }
-}
-
-fn source_kind(source: &Source) -> &'static str {
-    match source {
-        Source::Client => "client",
-        Source::Peer(_) => "peer",
-        Source::Sync(_) => "sync",
     }
 }
 

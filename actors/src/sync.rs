@@ -72,6 +72,29 @@ pub struct SyncStats {
 }
 
 /// A sync's line-level I/O, with a deadline on every step and byte counts.
+/// Why a catch-up sync ended before its end; the link is dropped and dialled
+/// again.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("store unavailable")]
+    StoreUnavailable,
+    #[error("timed out")]
+    TimedOut,
+    #[error("write timed out")]
+    WriteTimedOut,
+    #[error("closed")]
+    Closed,
+    #[error("overlong line")]
+    Overlong,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("unexpected line {0:?}")]
+    Unexpected(String),
+    /// A request line of this verb with a field out of range.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+}
+
 struct SyncWire<'a> {
     framed: &'a mut PeerFramed,
     timeout: Duration,
@@ -85,11 +108,11 @@ impl<'a> SyncWire<'a> {
         framed: &'a mut PeerFramed,
         store: &Addr<LocationStoreActor>,
         timeout: Duration,
-    ) -> Result<(SyncWire<'a>, digest::Digest), String> {
+    ) -> Result<(SyncWire<'a>, digest::Digest), SyncError> {
         let digest = store
             .send(GetDigest)
             .await
-            .map_err(|_| "store unavailable")?;
+            .map_err(|_| SyncError::StoreUnavailable)?;
         let wire = SyncWire {
             framed,
             timeout,
@@ -105,7 +128,7 @@ impl<'a> SyncWire<'a> {
         &mut self,
         verb: &[u8],
         mut take: impl FnMut(&mut dyn Iterator<Item = &[u8]>) -> Option<()>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SyncError> {
         self.stats.rounds += 1;
         loop {
             let line = self.read().await?;
@@ -119,12 +142,12 @@ impl<'a> SyncWire<'a> {
     }
 
     /// The next line; an error on close, overlong line or timeout.
-    async fn read(&mut self) -> Result<Bytes, String> {
+    async fn read(&mut self) -> Result<Bytes, SyncError> {
         match tokio::time::timeout(self.timeout, self.framed.next()).await {
-            Err(_) => Err("timed out".into()),
-            Ok(None) => Err("closed".into()),
-            Ok(Some(Err(e))) => Err(e.to_string()),
-            Ok(Some(Ok(Frame::Overlong))) => Err("overlong line".into()),
+            Err(_) => Err(SyncError::TimedOut),
+            Ok(None) => Err(SyncError::Closed),
+            Ok(Some(Err(e))) => Err(SyncError::Io(e)),
+            Ok(Some(Ok(Frame::Overlong))) => Err(SyncError::Overlong),
             Ok(Some(Ok(Frame::Line(line)))) => {
                 self.stats.bytes_in += line.len() as u64 + 1;
                 Ok(line)
@@ -133,11 +156,11 @@ impl<'a> SyncWire<'a> {
     }
 
     /// Writes `bytes` (whole lines) and flushes them.
-    async fn write(&mut self, bytes: Bytes) -> Result<(), String> {
+    async fn write(&mut self, bytes: Bytes) -> Result<(), SyncError> {
         self.stats.bytes_out += bytes.len() as u64;
         match tokio::time::timeout(self.timeout, self.framed.send(bytes)).await {
-            Err(_) => Err("write timed out".into()),
-            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(SyncError::WriteTimedOut),
+            Ok(result) => result.map_err(SyncError::Io),
         }
     }
 }
@@ -157,11 +180,8 @@ fn id_line(out: &mut String, verb: &str, ids: &[usize]) {
     out.push('\n');
 }
 
-fn unexpected(line: &[u8]) -> String {
-    format!(
-        "unexpected line {:?}",
-        String::from_utf8_lossy(&line[..line.len().min(40)])
-    )
+fn unexpected(line: &[u8]) -> SyncError {
+    SyncError::Unexpected(String::from_utf8_lossy(&line[..line.len().min(40)]).into_owned())
 }
 
 /// The dialer's side of a catch-up sync, from the acceptor's first `SUMS`
@@ -170,7 +190,7 @@ pub async fn dial_sync(
     framed: &mut PeerFramed,
     store: &Addr<LocationStoreActor>,
     timeout: Duration,
-) -> Result<SyncStats, String> {
+) -> Result<SyncStats, SyncError> {
     let started = Instant::now();
     let (mut wire, mine) = SyncWire::open(framed, store, timeout).await?;
     let mut plan = Plan::default();
@@ -198,7 +218,7 @@ pub async fn dial_sync(
     let records = store
         .send(SyncRecords { whole, leaves })
         .await
-        .map_err(|_| "store unavailable")?;
+        .map_err(|_| SyncError::StoreUnavailable)?;
     // Records go out in chunks of about 64 KiB, one write each.
     let mut chunk = BytesMut::with_capacity(1 << 16);
     for record in &records {
@@ -220,7 +240,7 @@ async fn read_sums(
     wire: &mut SyncWire<'_>,
     mine: &digest::Digest,
     plan: &mut Plan,
-) -> Result<(), String> {
+) -> Result<(), SyncError> {
     wire.read_block(b"SUMS", |parts| {
         let level = number(parts.next()).filter(|&l| l < usize::from(DEPTH))?;
         let node = number(parts.next()).filter(|&n| n < nodes_at(level as u8))?;
@@ -235,7 +255,7 @@ async fn read_sums(
 async fn read_fingerprints(
     wire: &mut SyncWire<'_>,
     leaves: &mut HashMap<usize, HashSet<u64>>,
-) -> Result<(), String> {
+) -> Result<(), SyncError> {
     wire.read_block(b"FPS", |parts| {
         let leaf = number(parts.next()).filter(|&l| l < LEAVES)?;
         let fps = digest::from_hex(parts.next().unwrap_or(b""))?;
@@ -255,7 +275,7 @@ pub async fn answer_sync(
     framed: &mut PeerFramed,
     store: &Addr<LocationStoreActor>,
     timeout: Duration,
-) -> Result<(SyncStats, Bytes), String> {
+) -> Result<(SyncStats, Bytes), SyncError> {
     let started = Instant::now();
     let (mut wire, digest) = SyncWire::open(framed, store, timeout).await?;
     let mut answer = BytesMut::new();
@@ -274,11 +294,11 @@ pub async fn answer_sync(
             Some(b"WANT") => {
                 let level = number(parts.next())
                     .filter(|&l| l < usize::from(DEPTH))
-                    .ok_or("malformed WANT")?;
+                    .ok_or(SyncError::Malformed("WANT"))?;
                 for part in parts {
                     let node = number(Some(part))
                         .filter(|&n| n < nodes_at(level as u8))
-                        .ok_or("malformed WANT")?;
+                        .ok_or(SyncError::Malformed("WANT"))?;
                     push_sums(&mut answer, &digest, level as u8, node);
                 }
             }
@@ -286,11 +306,11 @@ pub async fn answer_sync(
                 let leaves = parts
                     .map(|p| number(Some(p)).filter(|&l| l < LEAVES))
                     .collect::<Option<Vec<usize>>>()
-                    .ok_or("malformed KEYS")?;
+                    .ok_or(SyncError::Malformed("KEYS"))?;
                 let found = store
                     .send(LeafFingerprints { leaves })
                     .await
-                    .map_err(|_| "store unavailable")?;
+                    .map_err(|_| SyncError::StoreUnavailable)?;
                 push_fingerprints(&mut answer, &found);
             }
             _ => {}

@@ -12,10 +12,11 @@ use actix::prelude::*;
 use herd_actors::handshake::{self, Secret};
 use herd_actors::listener::{serve_peers, PeerGate};
 use herd_actors::metrics::Metrics;
-use herd_actors::peer::{dial_sync, SyncStats, PEER_MAX_LINE};
+use herd_actors::peer::PEER_MAX_LINE;
 use herd_actors::record::Record;
 use herd_actors::seal::PeerCodec;
 use herd_actors::store::{Dump, LocationStoreActor, Lookup};
+use herd_actors::sync::{dial_sync, SyncStats};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 

@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use herd_actors::metrics::{Histogram, Metrics, LINK_STATES};
+use herd_actors::metrics::{Histogram, LinkState, Metrics};
 
 /// Writes a label value with the escapes the format asks for.
 fn escape(value: &str) -> String {
@@ -267,7 +267,7 @@ pub fn render(
         "1 when the outgoing link to the neighbour is up, else 0.",
     );
     for n in neighbours {
-        let up = links.get(n).is_some_and(|l| l.state == "up");
+        let up = links.get(n).is_some_and(|l| l.state == LinkState::Up);
         out.sample("herd_link_up", &[("neighbour", n)], u8::from(up));
     }
     out.family(
@@ -276,11 +276,11 @@ pub fn render(
         "1 for the state the outgoing link to the neighbour is in, 0 for the others.",
     );
     for n in neighbours {
-        let state = links.get(n).map_or("down", |l| l.state);
-        for s in LINK_STATES {
+        let state = links.get(n).map_or(LinkState::Down, |l| l.state);
+        for s in LinkState::ALL {
             out.sample(
                 "herd_link_state",
-                &[("neighbour", n), ("state", s)],
+                &[("neighbour", n), ("state", s.label())],
                 u8::from(state == s),
             );
         }

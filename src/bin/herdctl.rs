@@ -83,72 +83,78 @@ enum Command {
     Status,
 }
 
+/// Whatever a subcommand reports, with its context: printed as it is.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result =
-        ctl::resolve_server(&cli.server, &cli.config).and_then(|address| match cli.command {
-            Command::Iamat {
-                client,
-                location,
-                time,
-            } => {
-                let time = time.unwrap_or_else(client::now_text);
-                let line = format!("IAMAT {client} {location} {time}");
-                client::print_exchange(&address, &[line.into_bytes()])
-            }
-            Command::Whatsat {
-                client,
-                radius_km,
-                bound,
-            } => {
-                let line = format!("WHATSAT {client} {radius_km} {bound}");
-                client::print_exchange(&address, &[line.into_bytes()])
-            }
-            Command::Bench { load } => {
-                let json = load.json;
-                let report = ctl::bench::run_load(&address, load)?;
-                println!("{}", report.render(json));
-                Ok(())
-            }
-            Command::Probe { to, samples, json } => {
-                let to = ctl::resolve_server(&to, &cli.config)?;
-                println!(
-                    "{}",
-                    ctl::bench::run_flood_probe(&address, &to, samples, json)?
-                );
-                Ok(())
-            }
-            Command::Send { lines } => {
-                let lines: Vec<Vec<u8>> = if lines.is_empty() {
-                    std::io::stdin()
-                        .lock()
-                        .split(b'\n')
-                        .collect::<Result<_, _>>()
-                        .map_err(|e| format!("cannot read standard input: {e}"))?
-                } else {
-                    lines.into_iter().map(String::into_bytes).collect()
-                };
-                client::print_exchange(&address, &lines)
-            }
-            Command::Ping { timeout_ms } => {
-                let took = ctl::ping::ping(&address, std::time::Duration::from_millis(timeout_ms))?;
-                println!("ok {address} {}us", took.as_micros());
-                Ok(())
-            }
-            Command::Dump => {
-                let token = ctl::admin_token(cli.admin_token, &cli.server, &cli.config)?;
-                ctl::dump::run(&cli.server, &cli.config, token.as_deref())
-            }
-            Command::Status => {
-                let token = ctl::admin_token(cli.admin_token, &cli.server, &cli.config)?;
-                ctl::status::run(&cli.server, &cli.config, token.as_deref())
-            }
-        });
-    match result {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("herdctl: {e}");
-            ExitCode::from(1)
+            ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs the subcommand `cli` names against its server.
+fn run(cli: Cli) -> Result<(), BoxError> {
+    let address = ctl::resolve_server(&cli.server, &cli.config)?;
+    match cli.command {
+        Command::Iamat {
+            client,
+            location,
+            time,
+        } => {
+            let time = time.unwrap_or_else(client::now_text);
+            let line = format!("IAMAT {client} {location} {time}");
+            client::print_exchange(&address, &[line.into_bytes()])?;
+        }
+        Command::Whatsat {
+            client,
+            radius_km,
+            bound,
+        } => {
+            let line = format!("WHATSAT {client} {radius_km} {bound}");
+            client::print_exchange(&address, &[line.into_bytes()])?;
+        }
+        Command::Bench { load } => {
+            let json = load.json;
+            let report = ctl::bench::run_load(&address, load)?;
+            println!("{}", report.render(json));
+        }
+        Command::Probe { to, samples, json } => {
+            let to = ctl::resolve_server(&to, &cli.config)?;
+            println!(
+                "{}",
+                ctl::bench::run_flood_probe(&address, &to, samples, json)?
+            );
+        }
+        Command::Send { lines } => client::print_exchange(&address, &lines_to_send(lines)?)?,
+        Command::Ping { timeout_ms } => {
+            let took = ctl::ping::ping(&address, std::time::Duration::from_millis(timeout_ms))?;
+            println!("ok {address} {}us", took.as_micros());
+        }
+        Command::Dump => {
+            let token = ctl::admin_token(cli.admin_token, &cli.server, &cli.config)?;
+            ctl::dump::run(&cli.server, &cli.config, token.as_deref())?;
+        }
+        Command::Status => {
+            let token = ctl::admin_token(cli.admin_token, &cli.server, &cli.config)?;
+            ctl::status::run(&cli.server, &cli.config, token.as_deref())?;
+        }
+    }
+    Ok(())
+}
+
+/// The lines `send` was given, or if none, every line of standard input.
+fn lines_to_send(lines: Vec<String>) -> Result<Vec<Vec<u8>>, BoxError> {
+    if lines.is_empty() {
+        Ok(std::io::stdin()
+            .lock()
+            .split(b'\n')
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("cannot read standard input: {e}"))?)
+    } else {
+        Ok(lines.into_iter().map(String::into_bytes).collect())
     }
 }

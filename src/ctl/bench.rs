@@ -98,9 +98,51 @@ impl LoadReport {
     }
 }
 
-fn histogram() -> Result<Histogram<u64>, String> {
+/// Why a load run or a flood probe stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("connections, pipeline and seconds must be above zero")]
+    NothingToRun,
+    #[error("rate must be a number of requests a second, 0 for no limit")]
+    Rate,
+    #[error("cannot start the {what} runtime: {source}")]
+    Runtime {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Histogram(#[from] hdrhistogram::CreationError),
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("send failed: {0}")]
+    SendFailed(std::io::Error),
+    #[error("read failed: {0}")]
+    ReadFailed(std::io::Error),
+    /// Preparing a run or probing: what the socket said.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("{client} never reached {to}")]
+    NeverReached { client: String, to: String },
+}
+
+fn histogram() -> Result<Histogram<u64>, BenchError> {
     // Nanoseconds from 1 ns to 60 s, three significant digits.
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())
+    Ok(Histogram::new_with_bounds(1, 60_000_000_000, 3)?)
+}
+
+/// Connects to `address`, naming it in the error.
+async fn connect(address: &str) -> Result<TcpStream, BenchError> {
+    TcpStream::connect(address)
+        .await
+        .map_err(|source| BenchError::Connect {
+            address: address.to_owned(),
+            source,
+        })
 }
 
 fn now_text() -> String {
@@ -180,12 +222,10 @@ struct Tally {
 
 /// Opens `count` connections one after the other (all at once would
 /// overflow the server's accept queue and measure retries).
-async fn connect_all(address: &str, count: usize) -> Result<Vec<TcpStream>, String> {
+async fn connect_all(address: &str, count: usize) -> Result<Vec<TcpStream>, BenchError> {
     let mut streams = Vec::with_capacity(count);
     for _ in 0..count {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let stream = connect(address).await?;
         let _ = stream.set_nodelay(true);
         streams.push(stream);
     }
@@ -199,7 +239,7 @@ async fn connection_loop(
     conn: usize,
     deadline: Instant,
     tally: Rc<Tally>,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut ops = 0u64;
@@ -236,11 +276,11 @@ async fn connection_loop(
         write
             .write_all(&batch)
             .await
-            .map_err(|e| format!("send failed: {e}"))?;
+            .map_err(BenchError::SendFailed)?;
         // Read one answer, then refill; with pipeline 1 this is strict ping-pong.
         let ok = read_answer(&mut reader, args.workload, &mut line)
             .await
-            .map_err(|e| format!("read failed: {e}"))?;
+            .map_err(BenchError::ReadFailed)?;
         let started = sent.pop_front().unwrap_or_else(Instant::now);
         let _ = tally
             .latency
@@ -260,34 +300,29 @@ async fn connection_loop(
 }
 
 /// Reports one IAMAT per client a WHATSAT run will ask about.
-async fn prepare_whatsat(address: &str, args: &LoadArgs) -> Result<(), String> {
+async fn prepare_whatsat(address: &str, args: &LoadArgs) -> Result<(), BenchError> {
     for conn in 0..args.connections {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let stream = connect(address).await?;
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read);
         let mut line = Vec::new();
         for n in 0..args.clients.min(100) {
             write
                 .write_all(&request(Workload::Iamat, conn, n, args.clients))
-                .await
-                .map_err(|e| e.to_string())?;
-            read_answer(&mut reader, Workload::Iamat, &mut line)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
+            read_answer(&mut reader, Workload::Iamat, &mut line).await?;
         }
     }
     Ok(())
 }
 
 /// Runs a closed-loop load against `address`.
-pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, String> {
+pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, BenchError> {
     if args.connections == 0 || args.pipeline == 0 || args.seconds <= 0.0 {
-        return Err("connections, pipeline and seconds must be above zero".into());
+        return Err(BenchError::NothingToRun);
     }
     if !(args.rate >= 0.0 && args.rate.is_finite()) {
-        return Err("rate must be a number of requests a second, 0 for no limit".into());
+        return Err(BenchError::Rate);
     }
     if args.workload == Workload::Whatsat {
         args.clients = args.clients.min(100);
@@ -295,7 +330,10 @@ pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, String>
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the load runtime: {e}"))?;
+        .map_err(|source| BenchError::Runtime {
+            what: "load",
+            source,
+        })?;
     runtime.block_on(async move {
         if args.workload == Workload::Whatsat {
             prepare_whatsat(address, &args).await?;
@@ -327,9 +365,9 @@ pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, String>
                     })
                     .collect();
                 for task in tasks {
-                    task.await.map_err(|e| e.to_string())??;
+                    task.await??;
                 }
-                Ok::<_, String>(())
+                Ok::<_, BenchError>(())
             })
             .await?;
         let elapsed = started.elapsed();
@@ -345,65 +383,106 @@ pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, String>
 
 /// Flood latency: IAMAT at `from`, then WHATSAT at `to` until it answers
 /// with that record; the time from `from`'s answer to `to`'s answer.
-pub fn run_flood_probe(from: &str, to: &str, samples: u64, json: bool) -> Result<String, String> {
+pub fn run_flood_probe(
+    from: &str,
+    to: &str,
+    samples: u64,
+    json: bool,
+) -> Result<String, BenchError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the probe runtime: {e}"))?;
+        .map_err(|source| BenchError::Runtime {
+            what: "probe",
+            source,
+        })?;
     runtime.block_on(async move {
-        let connect = |address: String| async move {
-            let stream = TcpStream::connect(&address)
-                .await
-                .map_err(|e| format!("cannot connect to {address}: {e}"))?;
-            let _ = stream.set_nodelay(true);
-            let (read, write) = stream.into_split();
-            Ok::<_, String>((BufReader::new(read), write))
-        };
-        let (mut from_read, mut from_write) = connect(from.to_string()).await?;
-        let (mut to_read, mut to_write) = connect(to.to_string()).await?;
+        let mut from_conn = ProbeConnection::open(from).await?;
+        let mut to_conn = ProbeConnection::open(to).await?;
         let mut hist = histogram()?;
-        let mut line = Vec::new();
         let tag = std::process::id();
         let mut polls = 0u64;
         for n in 0..samples {
             let client = format!("probe-{tag}-{n}");
-            from_write
-                .write_all(format!("IAMAT {client} +34.068930-118.445127 {}\n", now_text()).as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            read_answer(&mut from_read, Workload::Iamat, &mut line)
-                .await
-                .map_err(|e| e.to_string())?;
+            let line = format!("IAMAT {client} +34.068930-118.445127 {}\n", now_text());
+            from_conn.ask(&line, Workload::Iamat).await?;
             let answered = Instant::now();
-            let deadline = answered + Duration::from_secs(5);
-            loop {
-                to_write
-                    .write_all(format!("WHATSAT {client} 1 1\n").as_bytes())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                polls += 1;
-                if read_answer(&mut to_read, Workload::Whatsat, &mut line)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("{client} never reached {to}"));
-                }
-            }
+            polls += poll_until_known(&mut to_conn, &client, to, answered).await?;
             let _ = hist.record(answered.elapsed().as_nanos().max(1) as u64);
         }
-        let q = |p: f64| hist.value_at_quantile(p) as f64 / 1000.0;
-        Ok(if json {
-            serde_json::json!({"samples": samples, "polls": polls, "p50_us": q(0.5),
-                "p90_us": q(0.9), "p99_us": q(0.99), "max_us": hist.max() as f64 / 1000.0})
-            .to_string()
-        } else {
-            format!(
-                "flood {from} -> {to}: {samples} samples ({polls} polls)  latency us: p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}",
-                q(0.5), q(0.9), q(0.99), hist.max() as f64 / 1000.0
-            )
-        })
+        Ok(probe_report(&hist, from, to, samples, polls, json))
     })
+}
+
+/// One connection of the flood probe, with its line buffer.
+struct ProbeConnection {
+    read: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    write: tokio::net::tcp::OwnedWriteHalf,
+    line: Vec<u8>,
+}
+
+impl ProbeConnection {
+    async fn open(address: &str) -> Result<ProbeConnection, BenchError> {
+        let stream = connect(address).await?;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        Ok(ProbeConnection {
+            read: BufReader::new(read),
+            write,
+            line: Vec::new(),
+        })
+    }
+
+    /// Sends `line` and reads its answer; true if it was a success.
+    async fn ask(&mut self, line: &str, workload: Workload) -> Result<bool, BenchError> {
+        self.write.write_all(line.as_bytes()).await?;
+        Ok(read_answer(&mut self.read, workload, &mut self.line).await?)
+    }
+}
+
+/// Asks `to` about `client` until it knows it (at most 5 s after
+/// `answered`); returns how many WHATSATs that took.
+async fn poll_until_known(
+    to: &mut ProbeConnection,
+    client: &str,
+    name: &str,
+    answered: Instant,
+) -> Result<u64, BenchError> {
+    let deadline = answered + Duration::from_secs(5);
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        let line = format!("WHATSAT {client} 1 1\n");
+        if to.ask(&line, Workload::Whatsat).await? {
+            return Ok(polls);
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::NeverReached {
+                client: client.to_owned(),
+                to: name.to_owned(),
+            });
+        }
+    }
+}
+
+/// The probe's latencies as one line of text, or one JSON object.
+fn probe_report(
+    hist: &Histogram<u64>,
+    from: &str,
+    to: &str,
+    samples: u64,
+    polls: u64,
+    json: bool,
+) -> String {
+    let q = |p: f64| hist.value_at_quantile(p) as f64 / 1000.0;
+    if json {
+        serde_json::json!({"samples": samples, "polls": polls, "p50_us": q(0.5),
+            "p90_us": q(0.9), "p99_us": q(0.99), "max_us": hist.max() as f64 / 1000.0})
+        .to_string()
+    } else {
+        format!(
+            "flood {from} -> {to}: {samples} samples ({polls} polls)  latency us: p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}",
+            q(0.5), q(0.9), q(0.99), hist.max() as f64 / 1000.0
+        )
+    }
 }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::ANSWER_TIMEOUT;
+use super::{CtlError, ANSWER_TIMEOUT};
 
 /// The current time as `secs.nanos`, as an IAMAT carries it.
 pub fn now_text() -> String {
@@ -17,32 +17,37 @@ pub fn now_text() -> String {
 
 /// Sends `lines`, half-closes, and returns everything the server sends
 /// until it closes.
-pub fn exchange(address: &str, lines: &[Vec<u8>]) -> Result<Vec<u8>, String> {
-    let mut stream =
-        TcpStream::connect(address).map_err(|e| format!("cannot connect to {address}: {e}"))?;
-    stream
-        .set_read_timeout(Some(ANSWER_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+pub fn exchange(address: &str, lines: &[Vec<u8>]) -> Result<Vec<u8>, CtlError> {
+    let address_of = || address.to_owned();
+    let mut stream = TcpStream::connect(address).map_err(|source| CtlError::Connect {
+        address: address_of(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
     for line in lines {
         stream
             .write_all(line)
             .and_then(|()| stream.write_all(b"\n"))
-            .map_err(|e| format!("cannot send to {address}: {e}"))?;
+            .map_err(|source| CtlError::Send {
+                address: address_of(),
+                source,
+            })?;
     }
     stream
         .shutdown(Shutdown::Write)
-        .map_err(|e| format!("cannot half-close: {e}"))?;
+        .map_err(CtlError::HalfClose)?;
     let mut answer = Vec::new();
     stream
         .read_to_end(&mut answer)
-        .map_err(|e| format!("no complete answer from {address}: {e}"))?;
+        .map_err(|source| CtlError::Read {
+            address: address_of(),
+            source,
+        })?;
     Ok(answer)
 }
 
 /// Runs an exchange and prints the answer verbatim.
-pub fn print_exchange(address: &str, lines: &[Vec<u8>]) -> Result<(), String> {
+pub fn print_exchange(address: &str, lines: &[Vec<u8>]) -> Result<(), CtlError> {
     let answer = exchange(address, lines)?;
-    std::io::stdout()
-        .write_all(&answer)
-        .map_err(|e| e.to_string())
+    Ok(std::io::stdout().write_all(&answer)?)
 }

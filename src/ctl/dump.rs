@@ -6,19 +6,19 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::http;
+use super::{http, CtlError};
 
 /// The dump of `server` (a name from the settings, or the admin `host:port`),
 /// asked with the admin `token` if there is one.
-pub fn fetch(server: &str, config: &Path, token: Option<&str>) -> Result<Vec<u8>, String> {
+pub fn fetch(server: &str, config: &Path, token: Option<&str>) -> Result<Vec<u8>, CtlError> {
     let address = http::resolve_admin(server, config)?;
     Ok(http::get_ok_with_token(&address, "/records", token)?.body)
 }
 
 /// Prints the dump of `server` to standard output, byte for byte.
-pub fn run(server: &str, config: &Path, token: Option<&str>) -> Result<(), String> {
+pub fn run(server: &str, config: &Path, token: Option<&str>) -> Result<(), CtlError> {
     let dump = fetch(server, config, token)?;
     std::io::stdout()
         .write_all(&dump)
-        .map_err(|e| format!("cannot write the dump: {e}"))
+        .map_err(CtlError::WriteDump)
 }

@@ -11,8 +11,59 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 
-use super::ANSWER_TIMEOUT;
+use super::{CtlError, ANSWER_TIMEOUT};
 use crate::admin::reachable_host;
+use crate::settings::ADMIN_PORT_OFFSET;
+
+/// Why an admin request got no usable answer. The socket's own errors are
+/// kept as their messages, so that results compare (the admin tests do).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot resolve {address}: {reason}")]
+    Resolve { address: String, reason: String },
+    #[error("{address} resolves to no address")]
+    NoAddress { address: String },
+    #[error("cannot connect to {address}: {reason}")]
+    Connect { address: String, reason: String },
+    #[error("{0}")]
+    Socket(String),
+    #[error("a request line or header with a control character")]
+    ControlCharacter,
+    #[error("cannot send to {address}: {reason}")]
+    Send { address: String, reason: String },
+    #[error("no complete answer from {address}: {reason}")]
+    Read { address: String, reason: String },
+    #[error(
+        "{address} did not answer in HTTP (is it the admin port? by default the client port + {})",
+        ADMIN_PORT_OFFSET
+    )]
+    NotHttp { address: String },
+    #[error(
+        "{address}{path} wants the admin token: give it with --admin-token or HERD_ADMIN_TOKEN{}",
+        wrong_hint(.wrong_token)
+    )]
+    Unauthorized {
+        address: String,
+        path: String,
+        /// A token was given, and refused.
+        wrong_token: bool,
+    },
+    #[error("{address}{path} answered {status}: {text}")]
+    Status {
+        address: String,
+        path: String,
+        status: u16,
+        text: String,
+    },
+}
+
+fn wrong_hint(wrong_token: &bool) -> &'static str {
+    if *wrong_token {
+        " (the one given is wrong)"
+    } else {
+        ""
+    }
+}
 
 /// A response: status code, headers (names lower-cased) and body.
 #[derive(Debug, Clone)]
@@ -37,13 +88,17 @@ impl Response {
 }
 
 /// `GET path` from `address` (`host:port`).
-pub fn get(address: &str, path: &str) -> Result<Response, String> {
+pub fn get(address: &str, path: &str) -> Result<Response, HttpError> {
     get_with_token(address, path, None)
 }
 
 /// `GET path` from `address`, with `Authorization: Bearer <token>` when a
 /// token is given (the admin token, see docs/operations.md).
-pub fn get_with_token(address: &str, path: &str, token: Option<&str>) -> Result<Response, String> {
+pub fn get_with_token(
+    address: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<Response, HttpError> {
     let bearer = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = bearer
         .iter()
@@ -59,26 +114,65 @@ pub fn request(
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-) -> Result<Response, String> {
+) -> Result<Response, HttpError> {
+    let mut stream = connect(address)?;
+    let request = request_text(address, method, path, headers)?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| HttpError::Send {
+            address: address.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let raw = read_http(&mut stream, address)?;
+    parse(&raw).ok_or_else(|| not_http(address))
+}
+
+/// The error for an answer that is not HTTP.
+fn not_http(address: &str) -> HttpError {
+    HttpError::NotHttp {
+        address: address.to_owned(),
+    }
+}
+
+/// A connection to the first address `address` resolves to, reads bounded
+/// by [`ANSWER_TIMEOUT`].
+fn connect(address: &str) -> Result<TcpStream, HttpError> {
+    let address_of = || address.to_owned();
     let targets: Vec<SocketAddr> = address
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {address}: {e}"))?
+        .map_err(|e| HttpError::Resolve {
+            address: address_of(),
+            reason: e.to_string(),
+        })?
         .collect();
-    let target = targets
-        .first()
-        .ok_or_else(|| format!("{address} resolves to no address"))?;
-    let mut stream = TcpStream::connect_timeout(target, ANSWER_TIMEOUT)
-        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    let target = targets.first().ok_or_else(|| HttpError::NoAddress {
+        address: address_of(),
+    })?;
+    let stream =
+        TcpStream::connect_timeout(target, ANSWER_TIMEOUT).map_err(|e| HttpError::Connect {
+            address: address_of(),
+            reason: e.to_string(),
+        })?;
     stream
         .set_read_timeout(Some(ANSWER_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| HttpError::Socket(e.to_string()))?;
+    Ok(stream)
+}
+
+/// The request head, refused if a part of it would break its line.
+fn request_text(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<String, HttpError> {
     let breaks_line = |t: &str| t.bytes().any(|b| b.is_ascii_control());
     if breaks_line(path)
         || headers
             .iter()
             .any(|(n, v)| breaks_line(n) || breaks_line(v))
     {
-        return Err("a request line or header with a control character".into());
+        return Err(HttpError::ControlCharacter);
     }
     let mut request = format!("{method} {path} HTTP/1.0\r\n");
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
@@ -88,32 +182,28 @@ pub fn request(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("Accept: */*\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("cannot send to {address}: {e}"))?;
-    let not_http = || {
-        format!(
-            "{address} did not answer in HTTP (is it the admin port? by default the client port + 1000)"
-        )
-    };
-    // Read to the end, but give up as soon as the answer cannot be HTTP: a
-    // client port answers `? ...` and keeps the connection open.
+    Ok(request)
+}
+
+/// Reads the answer to the end, but gives up as soon as it cannot be HTTP:
+/// a client port answers `? ...` and keeps the connection open.
+fn read_http(stream: &mut TcpStream, address: &str) -> Result<Vec<u8>, HttpError> {
     let mut raw = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
-        let n = stream
-            .read(&mut chunk)
-            .map_err(|e| format!("no complete answer from {address}: {e}"))?;
+        let n = stream.read(&mut chunk).map_err(|e| HttpError::Read {
+            address: address.to_owned(),
+            reason: e.to_string(),
+        })?;
         if n == 0 {
-            break;
+            return Ok(raw);
         }
         raw.extend_from_slice(&chunk[..n]);
         let prefix = &raw[..raw.len().min(5)];
         if !b"HTTP/".starts_with(prefix) {
-            return Err(not_http());
+            return Err(not_http(address));
         }
     }
-    parse(&raw).ok_or_else(not_http)
 }
 
 /// Splits a raw HTTP/1.x response.
@@ -138,7 +228,7 @@ fn parse(raw: &[u8]) -> Option<Response> {
 }
 
 /// `GET path`, wanting a 200.
-pub fn get_ok(address: &str, path: &str) -> Result<Response, String> {
+pub fn get_ok(address: &str, path: &str) -> Result<Response, HttpError> {
     get_ok_with_token(address, path, None)
 }
 
@@ -148,40 +238,37 @@ pub fn get_ok_with_token(
     address: &str,
     path: &str,
     token: Option<&str>,
-) -> Result<Response, String> {
+) -> Result<Response, HttpError> {
     let response = get_with_token(address, path, token)?;
     if response.status == 401 {
-        return Err(format!(
-            "{address}{path} wants the admin token: give it with --admin-token or \
-             HERD_ADMIN_TOKEN{}",
-            if token.is_some() {
-                " (the one given is wrong)"
-            } else {
-                ""
-            }
-        ));
+        return Err(HttpError::Unauthorized {
+            address: address.to_owned(),
+            path: path.to_owned(),
+            wrong_token: token.is_some(),
+        });
     }
     if response.status != 200 {
-        return Err(format!(
-            "{address}{path} answered {}: {}",
-            response.status,
-            response.text().trim_end()
-        ));
+        return Err(HttpError::Status {
+            address: address.to_owned(),
+            path: path.to_owned(),
+            status: response.status,
+            text: response.text().trim_end().to_owned(),
+        });
     }
     Ok(response)
 }
 
 /// The admin address of `server`: `host:port` taken as it is (it must be the
 /// admin port), or a server name looked up in the settings file (its
-/// `admin_port`, default client port + 1000).
-pub fn resolve_admin(server: &str, config: &Path) -> Result<String, String> {
+/// [`ServerSection::admin_port`](crate::settings::ServerSection::admin_port)).
+pub fn resolve_admin(server: &str, config: &Path) -> Result<String, CtlError> {
     let Some(found) = super::server_settings(server, config)? else {
         return Ok(server.to_string());
     };
-    let port = found.admin_port.unwrap_or(found.port.saturating_add(1000));
     Ok(format!(
-        "{}:{port}",
-        reachable_host(&found.admin_listen, &found.host)
+        "{}:{}",
+        reachable_host(&found.admin_listen, &found.host),
+        found.admin_port()
     ))
 }
 

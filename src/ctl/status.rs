@@ -22,7 +22,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::http;
+use super::{http, CtlError};
 
 #[derive(Debug, Deserialize)]
 struct HerdView {
@@ -55,19 +55,45 @@ struct LinkView {
 
 /// Prints the herd as seen from `server` (a name, or any admin `host:port`),
 /// asking with the admin `token` if there is one (the same for the herd).
-pub fn run(server: &str, config: &Path, token: Option<&str>) -> Result<(), String> {
+pub fn run(server: &str, config: &Path, token: Option<&str>) -> Result<(), CtlError> {
     let address = http::resolve_admin(server, config)?;
     print!("{}", render(&address, token)?);
     Ok(())
 }
 
+/// What one server's status says, by server name; `None` for a server that
+/// did not answer.
+type Statuses<'a> = BTreeMap<&'a str, Option<StatusView>>;
+
 /// The whole picture as text.
-pub fn render(address: &str, token: Option<&str>) -> Result<String, String> {
+pub fn render(address: &str, token: Option<&str>) -> Result<String, CtlError> {
+    let herd = fetch_herd(address, token)?;
+    let statuses = fetch_statuses(&herd, token);
+    let width = name_width(&herd);
+    let mut out = String::new();
+    let (up, most) = write_servers(&mut out, &herd, &statuses, width);
+    let _ = writeln!(out, "links");
+    let (links_up, links) = write_links(&mut out, &herd, &statuses, width);
+    let _ = writeln!(
+        out,
+        "{up}/{} servers up, {links_up}/{links} links up, {most} records at most",
+        herd.servers.len()
+    );
+    Ok(out)
+}
+
+/// The herd as the server at `address` describes it (`/herd`).
+fn fetch_herd(address: &str, token: Option<&str>) -> Result<HerdView, CtlError> {
     let herd_answer = http::get_ok_with_token(address, "/herd", token)?;
-    let herd: HerdView = serde_json::from_slice(&herd_answer.body)
-        .map_err(|e| format!("{address}/herd is not the herd's JSON: {e}"))?;
-    let statuses: BTreeMap<&str, Option<StatusView>> = herd
-        .servers
+    serde_json::from_slice(&herd_answer.body).map_err(|source| CtlError::NotHerd {
+        address: address.to_owned(),
+        source,
+    })
+}
+
+/// Every server's `/status`, asked of each server itself.
+fn fetch_statuses<'a>(herd: &'a HerdView, token: Option<&str>) -> Statuses<'a> {
+    herd.servers
         .iter()
         .map(|m| {
             let host = m.admin_url.trim_start_matches("http://");
@@ -76,16 +102,27 @@ pub fn render(address: &str, token: Option<&str>) -> Result<String, String> {
                 .and_then(|r| serde_json::from_slice(&r.body).ok());
             (m.name.as_str(), status)
         })
-        .collect();
+        .collect()
+}
 
-    let width = herd
-        .servers
+/// The width of the server column: the longest name, at least "server".
+fn name_width(herd: &HerdView) -> usize {
+    herd.servers
         .iter()
         .map(|m| m.name.len())
         .max()
         .unwrap_or(6)
-        .max(6);
-    let mut out = String::new();
+        .max(6)
+}
+
+/// The servers table; returns how many servers are up and the most records
+/// any of them holds.
+fn write_servers(
+    out: &mut String,
+    herd: &HerdView,
+    statuses: &Statuses,
+    width: usize,
+) -> (usize, u64) {
     let _ = writeln!(
         out,
         "{:width$}  state  records    uptime  version",
@@ -113,61 +150,87 @@ pub fn render(address: &str, token: Option<&str>) -> Result<String, String> {
             }
         }
     }
+    (up, most)
+}
 
-    let _ = writeln!(out, "links");
-    let (mut links_up, mut links) = (0, 0);
+/// Every link of the herd once, its two ends in name order, in the order the
+/// herd lists servers and their neighbours.
+fn unique_links(herd: &HerdView) -> Vec<(&str, &str)> {
     let mut seen = std::collections::BTreeSet::new();
+    let mut links = Vec::new();
     for m in &herd.servers {
         for n in &m.neighbours {
             let (a, b) = if m.name <= *n {
-                (&m.name, n)
+                (m.name.as_str(), n.as_str())
             } else {
-                (n, &m.name)
+                (n.as_str(), m.name.as_str())
             };
-            if !seen.insert((a.clone(), b.clone())) {
-                continue;
-            }
-            links += 1;
-            let side = |from: &str, to: &str| -> Option<&LinkView> {
-                statuses
-                    .get(from)?
-                    .as_ref()?
-                    .neighbours
-                    .iter()
-                    .find(|l| l.name == to)
-            };
-            let (ab, ba) = (side(a, b), side(b, a));
-            let is_up = |l: Option<&LinkView>| l.is_some_and(|l| l.state == "up");
-            let state = match (is_up(ab), is_up(ba)) {
-                (true, true) => "up",
-                (true, false) | (false, true) => "partial",
-                _ => "down",
-            };
-            let label = format!("{a} -- {b}");
-            if state == "up" {
-                links_up += 1;
-                let _ = writeln!(out, "{label:lw$}  up", lw = 2 * width + 4);
-            } else {
-                let describe = |who: &str, l: Option<&LinkView>| match l {
-                    Some(l) => format!("{who}: {} since {}", l.state, clock(l.since)),
-                    None => format!("{who}: not answering"),
-                };
-                let _ = writeln!(
-                    out,
-                    "{label:lw$}  {state:7}  ({}; {})",
-                    describe(a, ab),
-                    describe(b, ba),
-                    lw = 2 * width + 4
-                );
+            if seen.insert((a, b)) {
+                links.push((a, b));
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "{up}/{} servers up, {links_up}/{links} links up, {most} records at most",
-        herd.servers.len()
-    );
-    Ok(out)
+    links
+}
+
+/// The outgoing link from `from` to `to` as `from` reports it, if `from`
+/// answered and lists it.
+fn link_side<'a>(statuses: &'a Statuses, from: &str, to: &str) -> Option<&'a LinkView> {
+    statuses
+        .get(from)?
+        .as_ref()?
+        .neighbours
+        .iter()
+        .find(|l| l.name == to)
+}
+
+/// "up" when both ends say their outgoing link is up, "partial" when only
+/// one does, "down" otherwise.
+fn link_state(ab: Option<&LinkView>, ba: Option<&LinkView>) -> &'static str {
+    let is_up = |l: Option<&LinkView>| l.is_some_and(|l| l.state == "up");
+    match (is_up(ab), is_up(ba)) {
+        (true, true) => "up",
+        (true, false) | (false, true) => "partial",
+        _ => "down",
+    }
+}
+
+/// The links table; returns how many links are up and how many there are.
+fn write_links(
+    out: &mut String,
+    herd: &HerdView,
+    statuses: &Statuses,
+    width: usize,
+) -> (usize, usize) {
+    let links = unique_links(herd);
+    let mut links_up = 0;
+    for &(a, b) in &links {
+        let (ab, ba) = (link_side(statuses, a, b), link_side(statuses, b, a));
+        let state = link_state(ab, ba);
+        let label = format!("{a} -- {b}");
+        if state == "up" {
+            links_up += 1;
+            let _ = writeln!(out, "{label:lw$}  up", lw = 2 * width + 4);
+        } else {
+            let _ = writeln!(
+                out,
+                "{label:lw$}  {state:7}  ({}; {})",
+                describe_side(a, ab),
+                describe_side(b, ba),
+                lw = 2 * width + 4
+            );
+        }
+    }
+    (links_up, links.len())
+}
+
+/// One end of a link that is not up: its state and since when, or that the
+/// server did not answer.
+fn describe_side(who: &str, l: Option<&LinkView>) -> String {
+    match l {
+        Some(l) => format!("{who}: {} since {}", l.state, clock(l.since)),
+        None => format!("{who}: not answering"),
+    }
 }
 
 /// Unix seconds as a UTC time of day, `HH:MM:SSZ`.

@@ -227,6 +227,85 @@ struct Loader {
 }
 
 impl Loader {
+    /// An empty loader for `file`, sized for a file of `size` bytes.
+    fn new(file: String, size: u64, admin_names: HashMap<String, String>) -> Loader {
+        // About 135 bytes a row in allCountries; the estimate only saves
+        // some regrowth.
+        let rows = usize::try_from(size / 135).unwrap_or(0).min(20_000_000);
+        Loader {
+            file,
+            entries: Vec::with_capacity(rows),
+            names: Vec::with_capacity(rows * 12),
+            features: Vec::new(),
+            feature_ids: HashMap::new(),
+            vicinities: Vec::new(),
+            vicinity_ids: HashMap::new(),
+            admin_names,
+            key: Vec::with_capacity(64),
+        }
+    }
+
+    /// Adds every row `reader` holds (blank lines skipped), counting rows in
+    /// `progress`; stops at the first malformed row.
+    fn read_rows(
+        &mut self,
+        mut reader: impl BufRead,
+        progress: &AtomicU64,
+    ) -> Result<(), GeoNamesError> {
+        let mut line = Vec::with_capacity(1024);
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            let read = reader.read_until(b'\n', &mut line);
+            if read.map_err(|error| GeoNamesError::Read {
+                file: self.file.clone(),
+                error,
+            })? == 0
+            {
+                break;
+            }
+            number += 1;
+            let content = line.strip_suffix(b"\n").unwrap_or(&line);
+            let content = content.strip_suffix(b"\r").unwrap_or(content);
+            if content.is_empty() {
+                continue;
+            }
+            let added = parse_row(content).and_then(|row| self.add(&row));
+            if let Err(reason) = added {
+                return Err(GeoNamesError::Malformed {
+                    file: self.file.clone(),
+                    line: number,
+                    reason,
+                });
+            }
+            if number.is_multiple_of(65_536) {
+                progress.store(number, Ordering::Relaxed);
+            }
+        }
+        progress.store(number, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The searchable index of what was loaded.
+    fn into_index(self) -> GeoIndex {
+        let Loader {
+            mut entries,
+            mut names,
+            features,
+            vicinities,
+            ..
+        } = self;
+        entries.shrink_to_fit();
+        names.shrink_to_fit();
+        kdtree::build(&mut entries);
+        GeoIndex {
+            entries,
+            names,
+            features,
+            vicinities,
+        }
+    }
+
     fn feature(&mut self, class: u8, code: &str) -> Result<u16, String> {
         self.key.clear();
         self.key.push(class);
@@ -311,74 +390,19 @@ impl GeoIndex {
     /// in `progress`.
     pub fn load(path: &Path, progress: &AtomicU64) -> Result<GeoIndex, GeoNamesError> {
         let file = path.display().to_string();
-        let read = |error| GeoNamesError::Read {
+        let opened = File::open(path).map_err(|error| GeoNamesError::Read {
             file: file.clone(),
             error,
-        };
-        let opened = File::open(path).map_err(read)?;
+        })?;
         let size = opened.metadata().map(|m| m.len()).unwrap_or(0);
         let mut admin_names = HashMap::new();
         if let Some(dir) = path.parent() {
             read_admin_names(&dir.join("admin1CodesASCII.txt"), &mut admin_names)?;
             read_admin_names(&dir.join("admin2Codes.txt"), &mut admin_names)?;
         }
-        // About 135 bytes a row in allCountries; the estimate only saves
-        // some regrowth.
-        let rows = usize::try_from(size / 135).unwrap_or(0).min(20_000_000);
-        let mut loader = Loader {
-            file: file.clone(),
-            entries: Vec::with_capacity(rows),
-            names: Vec::with_capacity(rows * 12),
-            features: Vec::new(),
-            feature_ids: HashMap::new(),
-            vicinities: Vec::new(),
-            vicinity_ids: HashMap::new(),
-            admin_names,
-            key: Vec::with_capacity(64),
-        };
-        let mut reader = BufReader::with_capacity(1 << 20, opened);
-        let mut line = Vec::with_capacity(1024);
-        let mut number = 0u64;
-        loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line).map_err(read)? == 0 {
-                break;
-            }
-            number += 1;
-            let content = line.strip_suffix(b"\n").unwrap_or(&line);
-            let content = content.strip_suffix(b"\r").unwrap_or(content);
-            if content.is_empty() {
-                continue;
-            }
-            let added = parse_row(content).and_then(|row| loader.add(&row));
-            if let Err(reason) = added {
-                return Err(GeoNamesError::Malformed {
-                    file: loader.file,
-                    line: number,
-                    reason,
-                });
-            }
-            if number.is_multiple_of(65_536) {
-                progress.store(number, Ordering::Relaxed);
-            }
-        }
-        progress.store(number, Ordering::Relaxed);
-        let Loader {
-            mut entries,
-            mut names,
-            features,
-            vicinities,
-            ..
-        } = loader;
-        entries.shrink_to_fit();
-        names.shrink_to_fit();
-        kdtree::build(&mut entries);
-        Ok(GeoIndex {
-            entries,
-            names,
-            features,
-            vicinities,
-        })
+        let mut loader = Loader::new(file, size, admin_names);
+        loader.read_rows(BufReader::with_capacity(1 << 20, opened), progress)?;
+        Ok(loader.into_index())
     }
 
     pub fn len(&self) -> usize {

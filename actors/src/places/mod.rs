@@ -374,84 +374,143 @@ impl Handler<Nearby> for PlacesActor {
             radius: msg.radius,
             bound: msg.bound,
         };
-        let metrics = self.metrics.clone();
         let provider = self.provider.name();
-        let deadline = self.deadline;
         let Some(guard) = self.guard.as_mut() else {
-            // A local provider: called directly.
-            let call = self.provider.nearby(query);
-            return Box::pin(async move {
-                let answer = within(deadline, call).await;
-                metrics.count_places(provider, status_of(&answer));
-                format_answer(answer, query.bound)
-            });
+            return self.ask_local(query);
         };
 
         let key = Key::of(provider, &query);
         let now = Instant::now();
-        if let Some(hit) = guard.cache.get(&key, now) {
-            Metrics::bump(&metrics.places_cache_hits);
-            metrics.count_places(provider, &hit.status);
-            let body = shape(&hit.value, query.bound);
+        if let Some(body) = cached_answer(guard, &self.metrics, &key, now, query.bound) {
             return Box::pin(std::future::ready(body));
         }
         let (tx, rx) = oneshot::channel();
         if let Some(waiters) = guard.in_flight.get_mut(&key) {
-            Metrics::bump(&metrics.places_coalesced);
+            Metrics::bump(&self.metrics.places_coalesced);
             log::debug!(target: LOG, "{}: places request joins the identical one in flight",
                 self.server);
             waiters.push((query.bound, tx));
         } else {
-            let wait = match guard.bucket.as_mut().map(|b| b.admit(now)) {
-                None | Some(Admission::Now) => Duration::ZERO,
-                Some(Admission::After(wait)) => wait,
-                Some(Admission::Refused) => {
-                    Metrics::bump(&metrics.places_rate_limited);
-                    log::debug!(target: LOG, "{}: places request over the rate limit",
-                        self.server);
-                    let answer = error_answer(
-                        "OVER_QUERY_LIMIT",
-                        &format!(
-                            "more places requests than this server allows \
-                             ({} per second, burst {})",
-                            guard.sharing.rate.per_sec, guard.sharing.rate.burst
-                        ),
-                    );
-                    metrics.count_places(provider, status_of(&answer));
-                    return Box::pin(std::future::ready(format_answer(answer, query.bound)));
-                }
+            let wait = match self.admit(now, query.bound) {
+                Ok(wait) => wait,
+                Err(refused) => return Box::pin(std::future::ready(refused)),
             };
-            guard.in_flight.insert(key, vec![(query.bound, tx)]);
-            Metrics::bump(&metrics.places_upstream_calls);
-            let call = self.provider.nearby(query);
-            let upstream = async move {
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
-                within(deadline, call).await
-            };
-            ctx.spawn(
-                upstream
-                    .into_actor(self)
-                    .map(move |answer, act, _| act.finish(key, answer)),
-            );
+            self.call_upstream(key, query, wait, tx, ctx);
         }
+        wait_for_answer(rx, self.metrics.clone(), provider, query.bound)
+    }
+}
+
+impl PlacesActor {
+    /// A local provider: called directly, within the deadline if there is one.
+    fn ask_local(&self, query: Query) -> ResponseFuture<Bytes> {
+        let metrics = self.metrics.clone();
+        let provider = self.provider.name();
+        let deadline = self.deadline;
+        let call = self.provider.nearby(query);
         Box::pin(async move {
-            let answer = match rx.await {
-                Ok(answer) => answer,
-                // Only if the actor stopped mid-request.
-                Err(_) => Answer::of(
-                    &Fetched::of(error_answer(
-                        "UNKNOWN_ERROR",
-                        "the places request was abandoned",
-                    )),
-                    query.bound,
-                ),
-            };
-            metrics.count_places(provider, &answer.status);
-            answer.body
+            let answer = within(deadline, call).await;
+            metrics.count_places(provider, status_of(&answer));
+            format_answer(answer, query.bound)
         })
     }
+
+    /// Asks the rate limit whether an upstream call may go: after how long,
+    /// or (`Err`) the `OVER_QUERY_LIMIT` body to answer at once.
+    fn admit(&mut self, now: Instant, bound: u8) -> Result<Duration, Bytes> {
+        let Some(guard) = self.guard.as_mut() else {
+            return Ok(Duration::ZERO);
+        };
+        match guard.bucket.as_mut().map(|b| b.admit(now)) {
+            None | Some(Admission::Now) => Ok(Duration::ZERO),
+            Some(Admission::After(wait)) => Ok(wait),
+            Some(Admission::Refused) => {
+                Metrics::bump(&self.metrics.places_rate_limited);
+                log::debug!(target: LOG, "{}: places request over the rate limit",
+                    self.server);
+                let answer = error_answer(
+                    "OVER_QUERY_LIMIT",
+                    &format!(
+                        "more places requests than this server allows \
+                         ({} per second, burst {})",
+                        guard.sharing.rate.per_sec, guard.sharing.rate.burst
+                    ),
+                );
+                self.metrics
+                    .count_places(self.provider.name(), status_of(&answer));
+                Err(format_answer(answer, bound))
+            }
+        }
+    }
+
+    /// Registers `tx` as the first waiter for `key` and calls the provider
+    /// after `wait`, within the deadline; [`PlacesActor::finish`] hands the
+    /// answer out.
+    fn call_upstream(
+        &mut self,
+        key: Key,
+        query: Query,
+        wait: Duration,
+        tx: oneshot::Sender<Answer>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(guard) = self.guard.as_mut() {
+            guard.in_flight.insert(key, vec![(query.bound, tx)]);
+        }
+        Metrics::bump(&self.metrics.places_upstream_calls);
+        let deadline = self.deadline;
+        let call = self.provider.nearby(query);
+        let upstream = async move {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            within(deadline, call).await
+        };
+        ctx.spawn(
+            upstream
+                .into_actor(self)
+                .map(move |answer, act, _| act.finish(key, answer)),
+        );
+    }
+}
+
+/// The cached answer for `key` shaped to `bound`, if the cache holds one.
+fn cached_answer(
+    guard: &mut Guard,
+    metrics: &Metrics,
+    key: &Key,
+    now: Instant,
+    bound: u8,
+) -> Option<Bytes> {
+    let hit = guard.cache.get(key, now)?;
+    Metrics::bump(&metrics.places_cache_hits);
+    metrics.count_places(key.provider, &hit.status);
+    Some(shape(&hit.value, bound))
+}
+
+/// The body of the answer `rx` brings (an `UNKNOWN_ERROR` one if the actor
+/// stopped mid-request), counted in the metrics.
+fn wait_for_answer(
+    rx: oneshot::Receiver<Answer>,
+    metrics: Arc<Metrics>,
+    provider: &'static str,
+    bound: u8,
+) -> ResponseFuture<Bytes> {
+    Box::pin(async move {
+        let answer = match rx.await {
+            Ok(answer) => answer,
+            // Only if the actor stopped mid-request.
+            Err(_) => Answer::of(
+                &Fetched::of(error_answer(
+                    "UNKNOWN_ERROR",
+                    "the places request was abandoned",
+                )),
+                bound,
+            ),
+        };
+        metrics.count_places(provider, &answer.status);
+        answer.body
+    })
 }
 
 #[cfg(test)]
