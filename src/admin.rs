@@ -31,7 +31,7 @@ mod map;
 mod prometheus;
 
 use std::net::{IpAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -47,6 +47,7 @@ use log::{info, warn};
 use serde::Serialize;
 
 use guard::{Guard, Refusal};
+use prometheus::AdminCounters;
 
 use crate::settings::{ServerPlan, Settings};
 
@@ -142,10 +143,8 @@ struct AdminState {
     started_unix: u64,
     /// The Host, Origin and token checks.
     guard: Guard,
-    /// Requests served, by [`PATHS`] index.
-    served: [AtomicU64; PATHS.len()],
-    /// Requests refused, by [`Refusal::index`].
-    refused: [AtomicU64; Refusal::ALL.len()],
+    /// Requests served by path and refused by reason.
+    counters: AdminCounters,
 }
 
 /// The paths whose requests are counted (`herd_admin_requests_total`); any
@@ -169,11 +168,9 @@ enum Verdict {
 
 impl AdminState {
     fn count_request(&self, path: &str) {
-        let index = PATHS
-            .iter()
-            .position(|p| *p == path)
-            .unwrap_or(PATHS.len() - 1);
-        self.served[index].fetch_add(1, Ordering::Relaxed);
+        let known = PATHS.iter().find(|p| **p == path);
+        self.counters
+            .count_request(known.unwrap_or(&PATHS[PATHS.len() - 1]));
     }
 
     /// Runs the checks of `admin/guard.rs` on `request`.
@@ -213,7 +210,7 @@ impl AdminState {
     /// Counts and logs a refusal of `request` (`what`: the header at fault)
     /// and says why in the answer.
     fn refuse(&self, refusal: Refusal, request: &ServiceRequest, what: Option<&[u8]>) -> Verdict {
-        self.refused[refusal.index()].fetch_add(1, Ordering::Relaxed);
+        self.counters.count_refusal(refusal.label());
         let shown = what.map(|w| String::from_utf8_lossy(&w[..w.len().min(100)]).into_owned());
         warn!(target: "herd", "{}: admin refused {} {:.100} from {}: {}{}",
             self.name, request.method(), request.path(),
@@ -295,8 +292,7 @@ pub fn start(
         started: Instant::now(),
         started_unix: unix_now(),
         guard: Guard::new(&plan.admin),
-        served: Default::default(),
-        refused: Default::default(),
+        counters: AdminCounters::new(&PATHS, &Refusal::ALL.map(Refusal::label)),
     });
     let server = HttpServer::new(move || {
         let gate = state.clone();
@@ -371,18 +367,10 @@ async fn metrics_text(state: web::Data<AdminState>) -> HttpResponse {
         &state.metrics,
         &state.neighbours,
         state.started.elapsed().as_secs_f64(),
-        &PATHS
-            .iter()
-            .zip(&state.served)
-            .map(|(path, n)| (*path, n.load(Ordering::Relaxed)))
-            .collect::<Vec<_>>(),
-        &Refusal::ALL
-            .iter()
-            .map(|r| (r.label(), state.refused[r.index()].load(Ordering::Relaxed)))
-            .collect::<Vec<_>>(),
+        &state.counters,
     );
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .content_type(prometheus::CONTENT_TYPE)
         .body(text)
 }
 
@@ -537,7 +525,7 @@ async fn places(state: web::Data<AdminState>, request: HttpRequest) -> HttpRespo
     let bounds = match map::Bounds::parse(request.query_string()) {
         Ok(bounds) => bounds,
         Err(e) => {
-            state.refused[Refusal::Query.index()].fetch_add(1, Ordering::Relaxed);
+            state.counters.count_refusal(Refusal::Query.label());
             warn!(target: "herd", "{}: admin refused /places?{:.100}: {e}",
                 state.name, request.query_string());
             return HttpResponse::BadRequest()
