@@ -32,7 +32,7 @@ mod prometheus;
 
 use std::future::Future;
 use std::net::{IpAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -48,6 +48,7 @@ use log::{info, warn};
 use serde::Serialize;
 
 use guard::{Guard, Refusal};
+use prometheus::AdminCounters;
 
 use crate::server::StartError;
 use crate::settings::{ServerPlan, Settings};
@@ -140,10 +141,8 @@ struct AdminState {
     started_unix: u64,
     /// The Host, Origin and token checks.
     guard: Guard,
-    /// Requests served, by [`PATHS`] index.
-    served: [AtomicU64; PATHS.len()],
-    /// Requests refused, by [`Refusal::index`].
-    refused: [AtomicU64; Refusal::ALL.len()],
+    /// Requests served by path and refused by reason.
+    counters: AdminCounters,
 }
 
 /// The paths whose requests are counted (`herd_admin_requests_total`); any
@@ -167,11 +166,9 @@ enum Verdict {
 
 impl AdminState {
     fn count_request(&self, path: &str) {
-        let index = PATHS
-            .iter()
-            .position(|p| *p == path)
-            .unwrap_or(PATHS.len() - 1);
-        self.served[index].fetch_add(1, Ordering::Relaxed);
+        let known = PATHS.iter().find(|p| **p == path);
+        self.counters
+            .count_request(known.unwrap_or(&PATHS[PATHS.len() - 1]));
     }
 
     /// Runs the checks of `admin/guard.rs` on `request`.
@@ -211,7 +208,7 @@ impl AdminState {
     /// Counts and logs a refusal of `request` (`what`: the header at fault)
     /// and says why in the answer.
     fn refuse(&self, refusal: Refusal, request: &ServiceRequest, what: Option<&[u8]>) -> Verdict {
-        self.refused[refusal.index()].fetch_add(1, Ordering::Relaxed);
+        self.counters.count_refusal(refusal.label());
         let shown = what.map(|w| String::from_utf8_lossy(&w[..w.len().min(100)]).into_owned());
         warn!(target: "herd", "{}: admin refused {} {:.100} from {}: {}{}",
             self.name, request.method(), request.path(),
@@ -296,8 +293,7 @@ pub fn start(
         started: Instant::now(),
         started_unix: unix_now(),
         guard: Guard::new(&plan.admin),
-        served: Default::default(),
-        refused: Default::default(),
+        counters: AdminCounters::new(&PATHS, &Refusal::ALL.map(Refusal::label)),
     });
     let server = HttpServer::new(move || {
         let gate = state.clone();
@@ -388,18 +384,10 @@ async fn metrics_text(state: web::Data<AdminState>) -> HttpResponse {
         &state.metrics,
         &state.neighbours,
         state.started.elapsed().as_secs_f64(),
-        &PATHS
-            .iter()
-            .zip(&state.served)
-            .map(|(path, n)| (*path, n.load(Ordering::Relaxed)))
-            .collect::<Vec<_>>(),
-        &Refusal::ALL
-            .iter()
-            .map(|r| (r.label(), state.refused[r.index()].load(Ordering::Relaxed)))
-            .collect::<Vec<_>>(),
+        &state.counters,
     );
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .content_type(prometheus::CONTENT_TYPE)
         .body(text)
 }
 
@@ -554,7 +542,7 @@ async fn places(state: web::Data<AdminState>, request: HttpRequest) -> HttpRespo
     let bounds = match map::Bounds::parse(request.query_string()) {
         Ok(bounds) => bounds,
         Err(e) => {
-            state.refused[Refusal::Query.index()].fetch_add(1, Ordering::Relaxed);
+            state.counters.count_refusal(Refusal::Query.label());
             warn!(target: "herd", "{}: admin refused /places?{:.100}: {e}",
                 state.name, request.query_string());
             return HttpResponse::BadRequest()

@@ -64,6 +64,47 @@ pub struct HerdSection {
     /// Peers by name alone, in clear, with no secret: only when an operator
     /// asks for it, and warned about at every start.
     pub insecure_peers: bool,
+    /// How updates travel between servers: `tree` or `flood`.
+    pub forwarding: Forwarding,
+}
+
+/// How updates travel between servers (`herd.forwarding`,
+/// docs/peer-protocol.md "Floods"): down each origin's shortest-path tree,
+/// n−1 receptions per update; or flooded along every link, for a herd whose
+/// servers do not yet all have the same topology (during a change of links).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum Forwarding {
+    Tree,
+    Flood,
+}
+
+impl Forwarding {
+    pub const ALL: [Forwarding; 2] = [Forwarding::Tree, Forwarding::Flood];
+
+    /// The name the settings use.
+    pub fn label(self) -> &'static str {
+        match self {
+            Forwarding::Tree => "tree",
+            Forwarding::Flood => "flood",
+        }
+    }
+}
+
+/// A `herd.forwarding` that is neither way.
+#[derive(Debug, thiserror::Error)]
+#[error("forwarding {0:?} is not tree or flood")]
+pub struct UnknownForwarding(String);
+
+impl TryFrom<String> for Forwarding {
+    type Error = UnknownForwarding;
+
+    fn try_from(name: String) -> Result<Forwarding, UnknownForwarding> {
+        Forwarding::ALL
+            .into_iter()
+            .find(|f| f.label() == name)
+            .ok_or(UnknownForwarding(name))
+    }
 }
 
 impl Default for HerdSection {
@@ -77,6 +118,7 @@ impl Default for HerdSection {
             durability: journal::Mode::Sync,
             secret_file: String::new(),
             insecure_peers: false,
+            forwarding: Forwarding::Tree,
         }
     }
 }
@@ -405,7 +447,8 @@ pub struct ServerPlan {
     pub log_lines: bool,
     pub data_dir: Option<PathBuf>,
     pub durability: journal::Mode,
-    /// The whole herd's links: the trees updates travel down.
+    /// The whole herd's links: the trees updates travel down (none with
+    /// `herd.forwarding = "flood"`: every update is flooded).
     pub topology: Topology,
 }
 
@@ -565,7 +608,10 @@ impl Settings {
             data_dir: (!self.herd.data_dir.is_empty())
                 .then(|| PathBuf::from(&self.herd.data_dir).join(&server.name)),
             durability: self.herd.durability,
-            topology: self.topology(),
+            topology: match self.herd.forwarding {
+                Forwarding::Tree => self.topology(),
+                Forwarding::Flood => Topology::default(),
+            },
         })
     }
 

@@ -372,10 +372,7 @@ impl Actor for ConnectionActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         Metrics::bump(&self.shared.metrics.connections_total);
-        self.shared
-            .metrics
-            .connections_open
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.connections_open.inc();
         info!(target: LOG, "{}: client {} connected", self.shared.server, self.peer);
         if let Some(reader) = self.reader.take() {
             let codec = LineCodec::new(self.shared.limits.max_line);
@@ -391,10 +388,7 @@ impl Actor for ConnectionActor {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.shared
-            .metrics
-            .connections_open
-            .fetch_sub(1, Ordering::Relaxed);
+        self.shared.metrics.connections_open.dec();
         info!(target: LOG, "{}: client {} disconnected", self.shared.server, self.peer);
     }
 }

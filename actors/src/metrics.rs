@@ -1,70 +1,276 @@
-//! Counters and gauges of one server, shared by its actors as plain atomics.
+//! Counters and gauges of one server, shared by its actors.
 //!
-//! Actors only bump numbers here; turning them into Prometheus text or the
-//! `/status` JSON is the admin listener's business. Atomics with relaxed
-//! ordering cost a few nanoseconds, so the hot path can afford them.
+//! Every metric is a `prometheus-client` type, declared once: its handle
+//! below, its name, help and type in [`Metrics::register`]. Actors only bump
+//! the handles; a labelled series is fetched from its family once, when
+//! [`Metrics`] is made, so the hot path is a relaxed atomic add on a held
+//! handle, never a label lookup. The admin listener turns the registry into
+//! the Prometheus text of `/metrics` (src/admin/prometheus.rs).
 //!
 //! Latencies go into [`Histogram`]s with fixed buckets (the Prometheus way):
 //! observing is two relaxed additions and a short scan, no lock, no
-//! allocation, and buckets never need merging or resizing.
+//! allocation (prometheus-client's own histogram takes a lock per
+//! observation, so this one is ours and only its encoding is the crate's).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Everything one server counts.
-#[derive(Debug, Default)]
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+/// `herd_requests_total{verb, outcome}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    verb: &'static str,
+    outcome: &'static str,
+}
+
+/// `herd_updates_total{source, result}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpdateLabels {
+    source: &'static str,
+    result: &'static str,
+}
+
+/// `herd_request_duration_seconds{verb}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerbLabels {
+    verb: &'static str,
+}
+
+/// `herd_places_answers_total{provider, status}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlacesLabels {
+    pub provider: String,
+    pub status: String,
+}
+
+/// Everything one server counts. The labelled handles are series of the
+/// families kept beside them (and registered in their place).
+#[derive(Debug)]
 pub struct Metrics {
-    pub iamat_ok: AtomicU64,
-    pub whatsat_ok: AtomicU64,
-    pub whatsat_unknown: AtomicU64,
-    pub invalid_lines: AtomicU64,
-    pub overlong_lines: AtomicU64,
-    pub connections_open: AtomicU64,
-    pub connections_total: AtomicU64,
-    pub connections_refused: AtomicU64,
-    pub records: AtomicU64,
-    pub updates_new_client: AtomicU64,
-    pub updates_new_peer: AtomicU64,
-    pub updates_new_sync: AtomicU64,
+    pub iamat_ok: Counter,
+    pub whatsat_ok: Counter,
+    pub whatsat_unknown: Counter,
+    pub invalid_lines: Counter,
+    pub overlong_lines: Counter,
+    pub connections_open: Gauge,
+    pub connections_total: Counter,
+    pub connections_refused: Counter,
+    pub records: Gauge,
+    pub updates_new_client: Counter,
+    pub updates_new_peer: Counter,
+    pub updates_new_sync: Counter,
     /// Stale updates from any source (the sum of the three below).
-    pub updates_stale: AtomicU64,
-    pub updates_stale_client: AtomicU64,
-    pub updates_stale_peer: AtomicU64,
-    pub updates_stale_sync: AtomicU64,
-    pub floods_sent: AtomicU64,
-    pub sync_runs: AtomicU64,
-    pub sync_records_sent: AtomicU64,
-    pub peer_auth_failures: AtomicU64,
+    pub updates_stale: Counter,
+    pub updates_stale_client: Counter,
+    pub updates_stale_peer: Counter,
+    pub updates_stale_sync: Counter,
+    pub floods_sent: Counter,
+    pub sync_runs: Counter,
+    pub sync_records_sent: Counter,
+    pub peer_auth_failures: Counter,
     /// Sealed peer frames refused (tampered, replayed, reordered, cut off,
     /// wrong key); each one closed its link.
-    pub peer_seal_failures: AtomicU64,
+    pub peer_seal_failures: Counter,
     /// Records from neighbours, syncs or the journal refused because they
     /// break a client rule (SPEC §4, §7): never stored.
-    pub records_refused: AtomicU64,
+    pub records_refused: Counter,
     /// Unauthenticated peer connections dropped to make room for newer ones.
-    pub peer_handshakes_dropped: AtomicU64,
+    pub peer_handshakes_dropped: Counter,
     /// Places answers by provider and status, e.g. ("offline", "OK").
-    pub places: Mutex<BTreeMap<(String, String), u64>>,
-    pub places_cache_hits: AtomicU64,
-    pub places_upstream_calls: AtomicU64,
+    pub places: Family<PlacesLabels, Counter>,
+    pub places_cache_hits: Counter,
+    pub places_upstream_calls: Counter,
     /// Places requests that waited for an identical one in flight.
-    pub places_coalesced: AtomicU64,
+    pub places_coalesced: Counter,
     /// Places requests refused by the token bucket (answered OVER_QUERY_LIMIT
     /// without calling upstream).
-    pub places_rate_limited: AtomicU64,
+    pub places_rate_limited: Counter,
     /// Outgoing links by neighbour.
     pub links: Mutex<BTreeMap<String, LinkStatus>>,
     /// From an IAMAT line's arrival to its answer being queued.
     pub iamat_latency: Histogram,
     /// From a WHATSAT line's arrival to its answer being queued.
     pub whatsat_latency: Histogram,
+    requests: Family<RequestLabels, Counter>,
+    updates: Family<UpdateLabels, Counter>,
+    latency: Family<VerbLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request =
+            |verb, outcome| requests.get_or_create_owned(&RequestLabels { verb, outcome });
+        let updates = Family::<UpdateLabels, Counter>::default();
+        let update = |source, result| updates.get_or_create_owned(&UpdateLabels { source, result });
+        let latency = Family::<VerbLabels, Histogram>::default();
+        let timed = |verb| latency.get_or_create_owned(&VerbLabels { verb });
+        Metrics {
+            iamat_ok: request("IAMAT", "ok"),
+            whatsat_ok: request("WHATSAT", "ok"),
+            whatsat_unknown: request("WHATSAT", "unknown_client"),
+            invalid_lines: request("invalid", "invalid"),
+            updates_new_client: update("client", "new"),
+            updates_stale_client: update("client", "stale"),
+            updates_new_peer: update("peer", "new"),
+            updates_stale_peer: update("peer", "stale"),
+            updates_new_sync: update("sync", "new"),
+            updates_stale_sync: update("sync", "stale"),
+            iamat_latency: timed("IAMAT"),
+            whatsat_latency: timed("WHATSAT"),
+            overlong_lines: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_total: Counter::default(),
+            connections_refused: Counter::default(),
+            records: Gauge::default(),
+            updates_stale: Counter::default(),
+            floods_sent: Counter::default(),
+            sync_runs: Counter::default(),
+            sync_records_sent: Counter::default(),
+            peer_auth_failures: Counter::default(),
+            peer_seal_failures: Counter::default(),
+            records_refused: Counter::default(),
+            peer_handshakes_dropped: Counter::default(),
+            places: Family::default(),
+            places_cache_hits: Counter::default(),
+            places_upstream_calls: Counter::default(),
+            places_coalesced: Counter::default(),
+            places_rate_limited: Counter::default(),
+            links: Mutex::default(),
+            requests,
+            updates,
+            latency,
+        }
+    }
 }
 
 impl Metrics {
+    /// Declares every metric above to `registry`: name, help and (through
+    /// its Rust type) kind. Counters are named without `_total`; the encoder
+    /// adds it. docs/operations.md lists them all; keep the two in step.
+    pub fn register(&self, registry: &mut Registry) {
+        self.register_clients(registry);
+        self.register_updates(registry);
+        self.register_peers(registry);
+        self.register_places(registry);
+    }
+
+    fn register_clients(&self, r: &mut Registry) {
+        let help = "Client commands answered, by verb and outcome";
+        r.register("herd_requests", help, self.requests.clone());
+        let help =
+            "Lines answered with '?' (bad commands, unknown WHATSAT clients, AT from clients)";
+        r.register("herd_invalid_lines", help, self.invalid_lines.clone());
+        let help = "Lines over the length limit (the connection was closed)";
+        r.register("herd_overlong_lines", help, self.overlong_lines.clone());
+        let help = "Time from a command's arrival to its answer being queued, by verb";
+        r.register("herd_request_duration_seconds", help, self.latency.clone());
+        let help = "Client connections open now";
+        r.register("herd_connections_open", help, self.connections_open.clone());
+        let help = "Client connections accepted";
+        r.register("herd_connections", help, self.connections_total.clone());
+        let help = "Client connections refused at the connection limit";
+        r.register(
+            "herd_connections_refused",
+            help,
+            self.connections_refused.clone(),
+        );
+        r.register("herd_records", "Client records held", self.records.clone());
+    }
+
+    fn register_updates(&self, r: &mut Registry) {
+        let help = "Updates offered to the store, by source (client, peer flood, sync) \
+                    and result (new, stale)";
+        r.register("herd_updates", help, self.updates.clone());
+        let help = "Updates offered to the store that were not newer than the record held, \
+                    from any source";
+        r.register("herd_updates_stale", help, self.updates_stale.clone());
+        let help = "Records sent to neighbours as floods";
+        r.register("herd_floods_sent", help, self.floods_sent.clone());
+        let help = "Floods received from neighbours (new or stale)";
+        let received = Sum([
+            self.updates_new_peer.clone(),
+            self.updates_stale_peer.clone(),
+        ]);
+        r.register("herd_floods_received", help, received);
+        let help = "Floods received that were not newer than the record held";
+        r.register("herd_floods_stale", help, self.updates_stale_peer.clone());
+        let help = "Catch-up syncs run on outgoing links";
+        r.register("herd_sync_runs", help, self.sync_runs.clone());
+        let help = "Records sent to neighbours by catch-up syncs";
+        r.register(
+            "herd_sync_records_sent",
+            help,
+            self.sync_records_sent.clone(),
+        );
+        let help = "Records received from neighbours by catch-up syncs (new or stale)";
+        let received = Sum([
+            self.updates_new_sync.clone(),
+            self.updates_stale_sync.clone(),
+        ]);
+        r.register("herd_sync_records_received", help, received);
+    }
+
+    fn register_peers(&self, r: &mut Registry) {
+        let help = "Incoming peer connections rejected at the handshake";
+        r.register(
+            "herd_peer_auth_failures",
+            help,
+            self.peer_auth_failures.clone(),
+        );
+        let help = "Sealed peer frames refused (tampered, replayed, reordered, cut off or \
+                    under another key); each closed its link";
+        r.register(
+            "herd_peer_seal_failures",
+            help,
+            self.peer_seal_failures.clone(),
+        );
+        let help = "Records from neighbours, syncs or the journal refused for breaking a \
+                    client rule";
+        r.register("herd_records_refused", help, self.records_refused.clone());
+        let help = "Unauthenticated peer connections dropped for a newer one: \
+                    limits.max_peer_handshakes were in progress";
+        let dropped = self.peer_handshakes_dropped.clone();
+        r.register("herd_peer_handshakes_dropped", help, dropped);
+    }
+
+    fn register_places(&self, r: &mut Registry) {
+        let help = "Places answers by provider and status";
+        r.register("herd_places_answers", help, self.places.clone());
+        let help = "Places answers served from the cache";
+        r.register(
+            "herd_places_cache_hits",
+            help,
+            self.places_cache_hits.clone(),
+        );
+        let help = "Requests made to the places provider";
+        r.register(
+            "herd_places_upstream_calls",
+            help,
+            self.places_upstream_calls.clone(),
+        );
+        let help = "Places requests that waited for an identical one in flight instead of \
+                    calling the provider";
+        r.register("herd_places_coalesced", help, self.places_coalesced.clone());
+        let help = "Places requests refused by the rate limit (answered OVER_QUERY_LIMIT \
+                    without calling the provider)";
+        r.register(
+            "herd_places_rate_limited",
+            help,
+            self.places_rate_limited.clone(),
+        );
+    }
+
     pub fn set_records(&self, count: usize) {
-        self.records.store(count as u64, Relaxed);
+        self.records.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn count_update(&self, source: SourceKind, new: bool) {
@@ -76,30 +282,57 @@ impl Metrics {
             (SourceKind::Peer, true) => &self.updates_new_peer,
             (SourceKind::Sync, true) => &self.updates_new_sync,
         };
-        counter.fetch_add(1, Relaxed);
+        counter.inc();
         if !new {
-            self.updates_stale.fetch_add(1, Relaxed);
+            self.updates_stale.inc();
         }
     }
 
-    /// Places answers by (provider, status), copied out of the lock.
-    pub fn places_counts(&self) -> BTreeMap<(String, String), u64> {
-        self.places.lock().map(|m| m.clone()).unwrap_or_default()
+    /// Places answers given with `status` by `provider` so far.
+    pub fn places_count(&self, provider: &str, status: &str) -> u64 {
+        let labels = PlacesLabels {
+            provider: provider.to_owned(),
+            status: status.to_owned(),
+        };
+        self.places.get(&labels).map_or(0, |c| c.get())
     }
 
+    /// One places answer: a label lookup, fine at the rate of WHATSATs (the
+    /// per-update counters are held handles).
     pub fn count_places(&self, provider: &str, status: &str) {
-        if let Ok(mut map) = self.places.lock() {
-            *map.entry((provider.to_owned(), status.to_owned()))
-                .or_default() += 1;
-        }
+        let labels = PlacesLabels {
+            provider: provider.to_owned(),
+            status: status.to_owned(),
+        };
+        self.places.get_or_create(&labels).inc();
     }
 
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Relaxed)
+    pub fn get(counter: &Counter) -> u64 {
+        counter.get()
     }
 
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+    pub fn bump(counter: &Counter) {
+        counter.inc();
+    }
+}
+
+/// A counter that is the sum of others, added up when scraped (so the hot
+/// path bumps only the parts).
+#[derive(Debug)]
+struct Sum<const N: usize>([Counter; N]);
+
+impl<const N: usize> TypedMetric for Sum<N> {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl<const N: usize> EncodeMetric for Sum<N> {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let total: u64 = self.0.iter().map(Counter::get).sum();
+        encoder.encode_counter::<NoLabelSet, _, u64>(&total, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }
 
@@ -163,13 +396,16 @@ pub const LATENCY_BUCKETS: [f64; 17] = [
     1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A latency histogram with the fixed [`LATENCY_BUCKETS`].
+/// A latency histogram with the fixed [`LATENCY_BUCKETS`]; clones share it.
 ///
 /// Each observation lands in exactly one bucket (the first whose bound it does
 /// not exceed, or none when it exceeds them all); [`Histogram::snapshot`]
 /// turns those into the cumulative counts Prometheus expects.
+#[derive(Debug, Default, Clone)]
+pub struct Histogram(Arc<Buckets>);
+
 #[derive(Debug, Default)]
-pub struct Histogram {
+struct Buckets {
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     count: AtomicU64,
     sum_nanos: AtomicU64,
@@ -188,31 +424,59 @@ impl Histogram {
     pub fn observe(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         if let Some(i) = LATENCY_BUCKETS.iter().position(|&bound| seconds <= bound) {
-            self.buckets[i].fetch_add(1, Relaxed);
+            self.0.buckets[i].fetch_add(1, Relaxed);
         }
-        self.count.fetch_add(1, Relaxed);
+        self.0.count.fetch_add(1, Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Relaxed);
+        self.0.sum_nanos.fetch_add(nanos, Relaxed);
     }
 
-    /// Cumulative counts. Read without a lock, so a snapshot taken during an
-    /// observation may be off by that one observation, never more.
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        let mut running = 0;
-        let buckets = LATENCY_BUCKETS
+    /// Each bucket's own observations (not cumulative), the count and the sum.
+    /// Read without a lock, so a reading taken during an observation may be
+    /// off by that one observation, never more.
+    fn read(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let own: Vec<(f64, u64)> = LATENCY_BUCKETS
             .iter()
-            .zip(&self.buckets)
-            .map(|(&bound, n)| {
-                running += n.load(Relaxed);
+            .zip(&self.0.buckets)
+            .map(|(&bound, n)| (bound, n.load(Relaxed)))
+            .collect();
+        let bounded: u64 = own.iter().map(|(_, n)| n).sum();
+        let count = self.0.count.load(Relaxed).max(bounded);
+        let sum_seconds = self.0.sum_nanos.load(Relaxed) as f64 / 1e9;
+        (own, count, sum_seconds)
+    }
+
+    /// Cumulative counts, as Prometheus shows them.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let (own, count, sum_seconds) = self.read();
+        let mut running = 0;
+        let buckets = own
+            .into_iter()
+            .map(|(bound, n)| {
+                running += n;
                 (bound, running)
             })
             .collect();
-        let count = self.count.load(Relaxed).max(running);
         HistogramSnapshot {
             buckets,
             count,
-            sum_seconds: self.sum_nanos.load(Relaxed) as f64 / 1e9,
+            sum_seconds,
         }
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (own, count, sum_seconds) = self.read();
+        encoder.encode_histogram::<NoLabelSet>(sum_seconds, count, &own, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }
 

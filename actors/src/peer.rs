@@ -300,9 +300,7 @@ impl PeerActor {
         reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
         self.reader = Some(ctx.add_stream(reader));
         Metrics::bump(&self.metrics.sync_runs);
-        self.metrics
-            .sync_records_sent
-            .fetch_add(stats.records as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.sync_records_sent.inc_by(stats.records as u64);
         info!(target: LOG, "{}: link to {} up; sync sent {} records in {} rounds, {} bytes out, \
             {} in, {:?}", self.me, self.neighbour, stats.records, stats.rounds, stats.bytes_out,
             stats.bytes_in, stats.elapsed);
@@ -443,9 +441,7 @@ impl Handler<Flood> for PeerActor {
     type Result = ();
 
     fn handle(&mut self, Flood(records): Flood, ctx: &mut Context<Self>) {
-        self.metrics
-            .floods_sent
-            .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.floods_sent.inc_by(records.len() as u64);
         let now = Instant::now();
         let mut bounced = Vec::new();
         for (record, spread) in records {

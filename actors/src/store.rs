@@ -642,7 +642,6 @@ mod tests {
     use super::*;
     use crate::protocol::DEFAULT_MAX_FUTURE_SKEW as DAY;
     use std::collections::BTreeMap;
-    use std::sync::atomic::Ordering::Relaxed;
     use std::sync::Mutex;
 
     const KIWI_1: &str =
@@ -701,8 +700,8 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(held(&store).await.as_deref(), Some(KIWI_1));
-            assert_eq!(metrics.updates_new_peer.load(Relaxed), 1);
-            assert_eq!(metrics.updates_stale_peer.load(Relaxed), 1);
+            assert_eq!(metrics.updates_new_peer.get(), 1);
+            assert_eq!(metrics.updates_stale_peer.get(), 1);
 
             // Not canonical (two spaces), newer: parsed, kept in canonical form.
             let spaced = KIWI_2.replacen(' ', "  ", 1);
@@ -718,8 +717,8 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(held(&store).await.as_deref(), Some(KIWI_2));
-            assert_eq!(metrics.updates_new_peer.load(Relaxed), 2);
-            assert_eq!(metrics.updates_stale_peer.load(Relaxed), 1);
+            assert_eq!(metrics.updates_new_peer.get(), 2);
+            assert_eq!(metrics.updates_stale_peer.get(), 1);
             System::current().stop();
         });
     }

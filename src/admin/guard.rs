@@ -43,7 +43,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// Every reason, in the order of the counters.
+    /// Every reason (each has its counter from the start).
     pub const ALL: [Refusal; 4] = [
         Refusal::Host,
         Refusal::Origin,
@@ -59,11 +59,6 @@ impl Refusal {
             Refusal::Token => "token",
             Refusal::Query => "query",
         }
-    }
-
-    /// Index into the counters.
-    pub fn index(self) -> usize {
-        self as usize
     }
 }
 

@@ -1,341 +1,276 @@
-//! `/metrics`: one server's [`Metrics`] in the Prometheus text exposition
-//! format (version 0.0.4), written by hand: a handful of `# HELP`/`# TYPE`
-//! headers and `name{label="value"} number` lines need no crate.
+//! `/metrics`: one server's metrics in the Prometheus text exposition format
+//! (version 0.0.4), encoded by `prometheus-client`.
 //!
-//! Every family carries a `server` label so that one scrape config over all
-//! the admin ports yields series that are told apart without relabelling.
+//! The actors' metrics are declared in `herd_actors::metrics` (name, help and
+//! type in `Metrics::register`); the ones only this listener knows (build,
+//! uptime, links, its own requests and refusals) are declared here. Each
+//! scrape puts them all in a registry whose constant `server` label comes
+//! first on every series, so that one scrape config over all the admin ports
+//! yields series that are told apart without relabelling.
 //! Names and meanings are listed in docs/operations.md; keep the two in step.
 
-use std::fmt::Write;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
-use herd_actors::metrics::{Histogram, LinkState, Metrics};
+use herd_actors::metrics::{LinkState, LinkStatus, Metrics};
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 
-/// Writes a label value with the escapes the format asks for.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The `Content-Type` of `/metrics`.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabels {
+    path: &'static str,
 }
 
-/// A text under construction: families, then their samples.
-struct Out {
-    text: String,
-    server: String,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
-impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.text, "# HELP {name} {help}");
-        let _ = writeln!(self.text, "# TYPE {name} {kind}");
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NeighbourLabels {
+    neighbour: String,
+}
 
-    /// One sample; `labels` are extra `(name, value)` pairs after `server`.
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        let _ = write!(self.text, "{name}{{server=\"{}\"", self.server);
-        for (label, v) in labels {
-            let _ = write!(self.text, ",{label}=\"{}\"", escape(v));
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LinkStateLabels {
+    neighbour: String,
+    state: &'static str,
+}
+
+/// The admin listener's own counters: requests by path, refusals by reason.
+/// Every path and reason is there from the start, at zero.
+#[derive(Debug, Default)]
+pub struct AdminCounters {
+    requests: Family<PathLabels, Counter>,
+    refused: Family<ReasonLabels, Counter>,
+}
+
+impl AdminCounters {
+    pub fn new(paths: &[&'static str], reasons: &[&'static str]) -> AdminCounters {
+        let counters = AdminCounters::default();
+        for &path in paths {
+            let _ = counters.requests.get_or_create(&PathLabels { path });
         }
-        let _ = writeln!(self.text, "}} {value}");
-    }
-
-    /// A family with a single sample and no extra labels.
-    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-        self.family(name, kind, help);
-        self.sample(name, &[], value);
-    }
-
-    /// The `_bucket`, `_sum` and `_count` lines of one histogram.
-    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
-        let snapshot = histogram.snapshot();
-        let bucket = format!("{name}_bucket");
-        for (bound, cumulative) in &snapshot.buckets {
-            let le = format!("{bound}");
-            let mut with_le = labels.to_vec();
-            with_le.push(("le", &le));
-            self.sample(&bucket, &with_le, cumulative);
+        for &reason in reasons {
+            let _ = counters.refused.get_or_create(&ReasonLabels { reason });
         }
-        let mut with_le = labels.to_vec();
-        with_le.push(("le", "+Inf"));
-        self.sample(&bucket, &with_le, snapshot.count);
-        self.sample(&format!("{name}_sum"), labels, snapshot.sum_seconds);
-        self.sample(&format!("{name}_count"), labels, snapshot.count);
+        counters
     }
+
+    pub fn count_request(&self, path: &'static str) {
+        self.requests.get_or_create(&PathLabels { path }).inc();
+    }
+
+    pub fn count_refusal(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    fn register(&self, r: &mut Registry) {
+        let help = "Requests to this admin listener, by path (this scrape included)";
+        r.register("herd_admin_requests", help, self.requests.clone());
+        let help = "Admin requests refused, by reason: host (not a name of this server), \
+                    origin (not a page of this herd), token (missing or wrong), query (unreadable)";
+        r.register("herd_admin_refused", help, self.refused.clone());
+    }
+}
+
+/// The outgoing links of the configured `neighbours` (each has series even
+/// before its first attempt), as they are now.
+fn register_links(r: &mut Registry, links: &BTreeMap<String, LinkStatus>, neighbours: &[String]) {
+    let up = Family::<NeighbourLabels, Gauge>::default();
+    let states = Family::<LinkStateLabels, Gauge>::default();
+    let changed = Family::<NeighbourLabels, Gauge>::default();
+    for n in neighbours {
+        let link = links.get(n);
+        let current = link.map_or(LinkState::Down, |l| l.state);
+        let neighbour = NeighbourLabels {
+            neighbour: n.clone(),
+        };
+        up.get_or_create(&neighbour)
+            .set(i64::from(current == LinkState::Up));
+        for state in LinkState::ALL {
+            let labels = LinkStateLabels {
+                neighbour: n.clone(),
+                state: state.label(),
+            };
+            states
+                .get_or_create(&labels)
+                .set(i64::from(current == state));
+        }
+        if let Some(link) = link {
+            let since = i64::try_from(link.since).unwrap_or(i64::MAX);
+            changed.get_or_create(&neighbour).set(since);
+        }
+    }
+    let help = "1 when the outgoing link to the neighbour is up, else 0";
+    r.register("herd_link_up", help, up);
+    let help = "1 for the state the outgoing link to the neighbour is in, 0 for the others";
+    r.register("herd_link_state", help, states);
+    let help = "Unix time of the outgoing link's last change of state";
+    r.register("herd_link_changed_seconds", help, changed);
 }
 
 /// The whole `/metrics` text of server `server`, whose configured neighbours
-/// are `neighbours` (each gets link series even before its first attempt).
-/// `admin_requests` are the admin listener's own requests by path,
-/// `admin_refused` those it refused, by reason.
+/// are `neighbours`.
 pub fn render(
     server: &str,
     m: &Metrics,
     neighbours: &[String],
     uptime_seconds: f64,
-    admin_requests: &[(&str, u64)],
-    admin_refused: &[(&str, u64)],
+    admin: &AdminCounters,
 ) -> String {
-    let get = Metrics::get;
-    let mut out = Out {
-        text: String::with_capacity(8192),
-        server: escape(server),
-    };
-
-    out.family(
-        "herd_build_info",
-        "gauge",
-        "Version of the running herd binary (always 1).",
+    let server_label = (Cow::Borrowed("server"), Cow::Owned(server.to_owned()));
+    let mut r = Registry::with_labels(std::iter::once(server_label));
+    let version = Info::new([("version", env!("CARGO_PKG_VERSION"))]);
+    r.register(
+        "herd_build",
+        "Version of the running herd binary (always 1)",
+        version,
     );
-    out.sample(
-        "herd_build_info",
-        &[("version", env!("CARGO_PKG_VERSION"))],
-        1,
-    );
-    out.single(
+    let uptime = ConstGauge::new(uptime_seconds);
+    r.register(
         "herd_uptime_seconds",
-        "gauge",
-        "Seconds since this server started.",
-        format!("{uptime_seconds:.3}"),
+        "Seconds since this server started",
+        uptime,
     );
+    m.register(&mut r);
+    register_links(&mut r, &m.links(), neighbours);
+    admin.register(&mut r);
+    let mut text = String::with_capacity(8192);
+    // Writing to a String cannot fail.
+    let _ = prometheus_text::encode(&mut text, &r);
+    text
+}
 
-    out.family(
-        "herd_requests_total",
-        "counter",
-        "Client commands answered, by verb and outcome.",
-    );
-    out.sample(
-        "herd_requests_total",
-        &[("verb", "IAMAT"), ("outcome", "ok")],
-        get(&m.iamat_ok),
-    );
-    out.sample(
-        "herd_requests_total",
-        &[("verb", "WHATSAT"), ("outcome", "ok")],
-        get(&m.whatsat_ok),
-    );
-    out.sample(
-        "herd_requests_total",
-        &[("verb", "WHATSAT"), ("outcome", "unknown_client")],
-        get(&m.whatsat_unknown),
-    );
-    out.sample(
-        "herd_requests_total",
-        &[("verb", "invalid"), ("outcome", "invalid")],
-        get(&m.invalid_lines),
-    );
-    out.single(
-        "herd_invalid_lines_total",
-        "counter",
-        "Lines answered with '?' (bad commands, unknown WHATSAT clients, AT from clients).",
-        get(&m.invalid_lines),
-    );
-    out.single(
-        "herd_overlong_lines_total",
-        "counter",
-        "Lines over the length limit (the connection was closed).",
-        get(&m.overlong_lines),
-    );
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_actors::metrics::SourceKind;
+    use std::time::Duration;
 
-    out.family(
-        "herd_request_duration_seconds",
-        "histogram",
-        "Time from a command's arrival to its answer being queued, by verb.",
-    );
-    out.histogram(
-        "herd_request_duration_seconds",
-        &[("verb", "IAMAT")],
-        &m.iamat_latency,
-    );
-    out.histogram(
-        "herd_request_duration_seconds",
-        &[("verb", "WHATSAT")],
-        &m.whatsat_latency,
-    );
-
-    out.single(
-        "herd_connections_open",
-        "gauge",
-        "Client connections open now.",
-        get(&m.connections_open),
-    );
-    out.single(
-        "herd_connections_total",
-        "counter",
-        "Client connections accepted.",
-        get(&m.connections_total),
-    );
-    out.single(
-        "herd_connections_refused_total",
-        "counter",
-        "Client connections refused at the connection limit.",
-        get(&m.connections_refused),
-    );
-
-    out.single(
-        "herd_records",
-        "gauge",
-        "Client records held.",
-        get(&m.records),
-    );
-
-    out.family(
-        "herd_updates_total",
-        "counter",
-        "Updates offered to the store, by source (client, peer flood, sync) and result (new, stale).",
-    );
-    for (source, new, stale) in [
-        ("client", &m.updates_new_client, &m.updates_stale_client),
-        ("peer", &m.updates_new_peer, &m.updates_stale_peer),
-        ("sync", &m.updates_new_sync, &m.updates_stale_sync),
-    ] {
-        out.sample(
-            "herd_updates_total",
-            &[("source", source), ("result", "new")],
-            get(new),
-        );
-        out.sample(
-            "herd_updates_total",
-            &[("source", source), ("result", "stale")],
-            get(stale),
-        );
+    /// The value of the series `name{server="Riley"<labels>}`.
+    fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+        let series = format!("{name}{{server=\"Riley\"{labels}}} ");
+        let line = text.lines().find(|l| l.starts_with(&series))?;
+        line[series.len()..].parse().ok()
     }
-    out.single(
-        "herd_floods_sent_total",
-        "counter",
-        "Records sent to neighbours as floods.",
-        get(&m.floods_sent),
-    );
-    out.single(
-        "herd_floods_received_total",
-        "counter",
-        "Floods received from neighbours (new or stale).",
-        get(&m.updates_new_peer) + get(&m.updates_stale_peer),
-    );
-    out.single(
-        "herd_floods_stale_total",
-        "counter",
-        "Floods received that were not newer than the record held.",
-        get(&m.updates_stale_peer),
-    );
-    out.single(
-        "herd_sync_runs_total",
-        "counter",
-        "Catch-up syncs run on outgoing links.",
-        get(&m.sync_runs),
-    );
-    out.single(
-        "herd_sync_records_sent_total",
-        "counter",
-        "Records sent to neighbours by catch-up syncs.",
-        get(&m.sync_records_sent),
-    );
-    out.single(
-        "herd_sync_records_received_total",
-        "counter",
-        "Records received from neighbours by catch-up syncs (new or stale).",
-        get(&m.updates_new_sync) + get(&m.updates_stale_sync),
-    );
-    out.single(
-        "herd_peer_auth_failures_total",
-        "counter",
-        "Incoming peer connections rejected at the handshake.",
-        get(&m.peer_auth_failures),
-    );
-    out.single(
-        "herd_peer_seal_failures_total",
-        "counter",
-        "Sealed peer frames refused (tampered, replayed, reordered, cut off or under another key); each closed its link.",
-        get(&m.peer_seal_failures),
-    );
-    out.single(
-        "herd_records_refused_total",
-        "counter",
-        "Records from neighbours, syncs or the journal refused for breaking a client rule.",
-        get(&m.records_refused),
-    );
-    out.single(
-        "herd_peer_handshakes_dropped_total",
-        "counter",
-        "Unauthenticated peer connections dropped for a newer one: limits.max_peer_handshakes were in progress.",
-        get(&m.peer_handshakes_dropped),
-    );
 
-    let links = m.links();
-    out.family(
-        "herd_link_up",
-        "gauge",
-        "1 when the outgoing link to the neighbour is up, else 0.",
-    );
-    for n in neighbours {
-        let up = links.get(n).is_some_and(|l| l.state == LinkState::Up);
-        out.sample("herd_link_up", &[("neighbour", n)], u8::from(up));
+    /// The text of server Riley after a little of everything.
+    fn scraped() -> String {
+        let m = Metrics::default();
+        m.count_update(SourceKind::Peer, false);
+        m.count_update(SourceKind::Sync, false);
+        m.count_update(SourceKind::Peer, true);
+        Metrics::bump(&m.invalid_lines);
+        Metrics::bump(&m.places_coalesced);
+        Metrics::bump(&m.places_rate_limited);
+        Metrics::bump(&m.places_rate_limited);
+        m.count_places("google", "OVER_QUERY_LIMIT");
+        m.iamat_latency.observe(Duration::from_micros(300));
+        m.set_link("Jaquez", LinkState::Syncing);
+        let admin = AdminCounters::new(&["/", "/metrics"], &["host"]);
+        admin.count_request("/metrics");
+        let neighbours = ["Jaquez".to_owned(), "Juzang".to_owned()];
+        render("Riley", &m, &neighbours, 1.5, &admin)
     }
-    out.family(
-        "herd_link_state",
-        "gauge",
-        "1 for the state the outgoing link to the neighbour is in, 0 for the others.",
-    );
-    for n in neighbours {
-        let state = links.get(n).map_or(LinkState::Down, |l| l.state);
-        for s in LinkState::ALL {
-            out.sample(
-                "herd_link_state",
-                &[("neighbour", n), ("state", s.label())],
-                u8::from(state == s),
-            );
+
+    #[test]
+    fn every_family_is_typed_and_labelled_with_the_server_first() {
+        let text = scraped();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("herd_"), "{line}");
+            assert!(line.contains("{server=\"Riley\""), "{line}");
         }
-    }
-    out.family(
-        "herd_link_changed_seconds",
-        "gauge",
-        "Unix time of the outgoing link's last change of state.",
-    );
-    for n in neighbours {
-        if let Some(link) = links.get(n) {
-            out.sample("herd_link_changed_seconds", &[("neighbour", n)], link.since);
-        }
+        assert!(
+            text.contains("# TYPE herd_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE herd_records gauge\n"), "{text}");
+        assert!(text.contains("# TYPE herd_request_duration_seconds histogram\n"));
+        assert!(text.contains("# HELP herd_updates_stale_total Updates offered"));
+        assert!(!text.contains("# EOF"), "{text}");
+        let version = format!(",version=\"{}\"", env!("CARGO_PKG_VERSION"));
+        assert_eq!(sample(&text, "herd_build_info", &version), Some(1.0));
+        assert_eq!(sample(&text, "herd_uptime_seconds", ""), Some(1.5));
     }
 
-    out.family(
-        "herd_places_answers_total",
-        "counter",
-        "Places answers by provider and status.",
-    );
-    for ((provider, status), count) in m.places_counts() {
-        out.sample(
-            "herd_places_answers_total",
-            &[("provider", &provider), ("status", &status)],
-            count,
+    #[test]
+    fn counters_and_the_sums_made_at_scrape_time() {
+        let text = scraped();
+        let at = |name: &str, labels: &str| sample(&text, name, labels);
+        let invalid = ",verb=\"invalid\",outcome=\"invalid\"";
+        assert_eq!(at("herd_requests_total", invalid), Some(1.0));
+        assert_eq!(at("herd_invalid_lines_total", ""), Some(1.0));
+        assert_eq!(at("herd_updates_stale_total", ""), Some(2.0));
+        let stale = ",source=\"peer\",result=\"stale\"";
+        assert_eq!(at("herd_updates_total", stale), Some(1.0));
+        assert_eq!(at("herd_floods_received_total", ""), Some(2.0));
+        assert_eq!(at("herd_floods_stale_total", ""), Some(1.0));
+        assert_eq!(at("herd_sync_records_received_total", ""), Some(1.0));
+        assert_eq!(at("herd_places_coalesced_total", ""), Some(1.0));
+        assert_eq!(at("herd_places_rate_limited_total", ""), Some(2.0));
+        let limited = ",provider=\"google\",status=\"OVER_QUERY_LIMIT\"";
+        assert_eq!(at("herd_places_answers_total", limited), Some(1.0));
+        assert_eq!(
+            at("herd_admin_requests_total", ",path=\"/metrics\""),
+            Some(1.0)
+        );
+        assert_eq!(at("herd_admin_requests_total", ",path=\"/\""), Some(0.0));
+        assert_eq!(
+            at("herd_admin_refused_total", ",reason=\"host\""),
+            Some(0.0)
         );
     }
-    out.single(
-        "herd_places_cache_hits_total",
-        "counter",
-        "Places answers served from the cache.",
-        get(&m.places_cache_hits),
-    );
-    out.single(
-        "herd_places_upstream_calls_total",
-        "counter",
-        "Requests made to the places provider.",
-        get(&m.places_upstream_calls),
-    );
-    out.family(
-        "herd_admin_requests_total",
-        "counter",
-        "Requests to this admin listener, by path (this scrape included).",
-    );
-    for (path, count) in admin_requests {
-        out.sample("herd_admin_requests_total", &[("path", path)], count);
+
+    #[test]
+    fn histograms_are_cumulative_and_links_cover_every_neighbour() {
+        let text = scraped();
+        let at = |name: &str, labels: &str| sample(&text, name, labels);
+        let bucket = |le: &str| {
+            at(
+                "herd_request_duration_seconds_bucket",
+                &format!(",verb=\"IAMAT\",le=\"{le}\""),
+            )
+        };
+        assert_eq!(bucket("0.00025"), Some(0.0));
+        assert_eq!(bucket("0.0005"), Some(1.0));
+        assert_eq!(bucket("+Inf"), Some(1.0));
+        let whatsat = ",verb=\"WHATSAT\"";
+        assert_eq!(
+            at("herd_request_duration_seconds_count", whatsat),
+            Some(0.0)
+        );
+        let syncing = ",neighbour=\"Jaquez\",state=\"syncing\"";
+        assert_eq!(at("herd_link_state", syncing), Some(1.0));
+        assert_eq!(at("herd_link_up", ",neighbour=\"Jaquez\""), Some(0.0));
+        let down = ",neighbour=\"Juzang\",state=\"down\"";
+        assert_eq!(at("herd_link_state", down), Some(1.0));
+        assert_eq!(
+            at("herd_link_changed_seconds", ",neighbour=\"Juzang\""),
+            None
+        );
+        assert!(at("herd_link_changed_seconds", ",neighbour=\"Jaquez\"").is_some());
     }
-    out.family(
-        "herd_admin_refused_total",
-        "counter",
-        "Admin requests refused, by reason: host (not a name of this server), \
-         origin (not a page of this herd), token (missing or wrong), query (unreadable).",
-    );
-    for (reason, count) in admin_refused {
-        out.sample("herd_admin_refused_total", &[("reason", reason)], count);
+
+    #[test]
+    fn label_values_are_escaped() {
+        let text = render(
+            "a\"b\\c",
+            &Metrics::default(),
+            &[],
+            0.0,
+            &AdminCounters::default(),
+        );
+        assert!(
+            text.contains("herd_records{server=\"a\\\"b\\\\c\"} 0\n"),
+            "{text}"
+        );
     }
-    out.text
 }

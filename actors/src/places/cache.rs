@@ -10,6 +10,12 @@
 //! the bound whatever the traffic.
 //!
 //! The clock is passed in, so the behaviour is tested without sleeping.
+//!
+//! Kept hand-written rather than `moka`: the actor already serialises access
+//! (a concurrent cache buys nothing), moka's `get_with` coalescing would hide
+//! whether a request hit, joined one in flight or called upstream (three
+//! counters), its eviction is TinyLFU or LRU rather than closest-to-expiry,
+//! and its clock cannot be driven by tests.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;

@@ -682,8 +682,7 @@ mod tests {
         // Another radius is another question.
         let _ = actor.send(nearby("6", 3)).await.unwrap();
         assert_eq!(calls.get(), 2);
-        let counted = metrics.places.lock().unwrap().clone();
-        assert_eq!(counted[&("counting".to_string(), "OK".to_string())], 30);
+        assert_eq!(metrics.places_count("counting", "OK"), 30);
     }
 
     #[actix_rt::test]

@@ -10,6 +10,10 @@
 //! the actor answers it with `OVER_QUERY_LIMIT`.
 //!
 //! The clock is passed in, so the arithmetic is tested without sleeping.
+//!
+//! Kept hand-written rather than `governor`: governor cannot reserve a token
+//! (a refused check takes nothing and `until_ready` polls again), so waits
+//! would be neither in arrival order nor bounded by `max_wait` as above.
 
 use std::time::{Duration, Instant};
 
