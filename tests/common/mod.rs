@@ -262,12 +262,16 @@ impl Herd {
         }
     }
 
+    /// Waits until `name` accepts on its client and its peer port (bound
+    /// one after the other: a test that goes straight to the peer port
+    /// must not find it still unbound).
     pub fn wait_accepting(&self, name: &str) {
-        let port = self.ports(name).client;
+        let ports = self.ports(name);
+        let up = |port: u16| TcpStream::connect(("127.0.0.1", port)).is_ok();
         wait_until(
             Duration::from_secs(10),
-            &format!("{name} to accept clients"),
-            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            &format!("{name} to accept clients and peers"),
+            || up(ports.client) && up(ports.peer),
         );
     }
 
