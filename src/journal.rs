@@ -51,42 +51,13 @@ pub const ASYNC_WINDOW: Duration = Duration::from_millis(10);
 /// Most records written in one transaction (bounds the writer's memory).
 const MAX_GROUP: usize = 65_536;
 
-/// When an IAMAT is answered relative to its fsync (`herd.durability`),
-/// read through its name so that a wrong one is refused with the right ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum Mode {
-    /// After the record's group commit has fsynced.
-    Sync,
-    /// At once; the commit follows within [`ASYNC_WINDOW`].
-    Async,
-}
-
-impl Mode {
-    pub const ALL: [Mode; 2] = [Mode::Sync, Mode::Async];
-
-    /// The name the settings use.
-    pub fn label(self) -> &'static str {
-        match self {
-            Mode::Sync => "sync",
-            Mode::Async => "async",
-        }
-    }
-}
-
-/// A `herd.durability` that is neither mode.
-#[derive(Debug, thiserror::Error)]
-#[error("durability {0:?} is not sync or async")]
-pub struct UnknownMode(String);
-
-impl TryFrom<String> for Mode {
-    type Error = UnknownMode;
-
-    fn try_from(name: String) -> Result<Mode, UnknownMode> {
-        Mode::ALL
-            .into_iter()
-            .find(|m| m.label() == name)
-            .ok_or(UnknownMode(name))
+crate::settings::choice! {
+    /// When an IAMAT is answered relative to its fsync (`herd.durability`).
+    pub enum Mode ("durability") {
+        /// After the record's group commit has fsynced.
+        Sync = "sync",
+        /// At once; the commit follows within [`ASYNC_WINDOW`].
+        Async = "async",
     }
 }
 

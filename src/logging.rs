@@ -22,34 +22,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use log::{LevelFilter, Log, Metadata, Record};
-use serde::{Deserialize, Serialize};
 
-/// What a log line looks like (`herd.log_format`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum LogFormat {
-    /// Plain lines for people: time, level, target, message.
-    #[default]
-    Text,
-    /// One JSON object per line, for Loki, Elasticsearch and the like.
-    Json,
-}
-
-/// A `herd.log_format` that is neither of the two.
-#[derive(Debug, thiserror::Error)]
-#[error("log format {0:?} is neither \"text\" nor \"json\"")]
-pub struct UnknownLogFormat(String);
-
-impl TryFrom<String> for LogFormat {
-    type Error = UnknownLogFormat;
-
-    /// Through text, so that a wrong value is refused with the right ones.
-    fn try_from(text: String) -> Result<LogFormat, UnknownLogFormat> {
-        match text.as_str() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(UnknownLogFormat(text)),
-        }
+crate::settings::choice! {
+    /// What a log line looks like (`herd.log_format`).
+    #[derive(Default)]
+    pub enum LogFormat ("log format") {
+        /// Plain lines for people: time, level, target, message.
+        #[default]
+        Text = "text",
+        /// One JSON object per line, for Loki, Elasticsearch and the like.
+        Json = "json",
     }
 }
 
@@ -298,7 +280,7 @@ mod tests {
 
     #[test]
     fn the_format_setting_is_text_or_json() {
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct Holder {
             format: LogFormat,
         }

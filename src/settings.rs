@@ -28,7 +28,10 @@ use serde::{Deserialize, Serialize};
 use crate::cookie;
 use crate::journal;
 
+pub(crate) mod choice;
 mod keys;
+
+pub(crate) use choice::choice;
 
 /// What can go wrong reading the settings.
 #[derive(Debug, thiserror::Error)]
@@ -68,42 +71,14 @@ pub struct HerdSection {
     pub forwarding: Forwarding,
 }
 
-/// How updates travel between servers (`herd.forwarding`,
-/// docs/peer-protocol.md "Floods"): down each origin's shortest-path tree,
-/// n−1 receptions per update; or flooded along every link, for a herd whose
-/// servers do not yet all have the same topology (during a change of links).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum Forwarding {
-    Tree,
-    Flood,
-}
-
-impl Forwarding {
-    pub const ALL: [Forwarding; 2] = [Forwarding::Tree, Forwarding::Flood];
-
-    /// The name the settings use.
-    pub fn label(self) -> &'static str {
-        match self {
-            Forwarding::Tree => "tree",
-            Forwarding::Flood => "flood",
-        }
-    }
-}
-
-/// A `herd.forwarding` that is neither way.
-#[derive(Debug, thiserror::Error)]
-#[error("forwarding {0:?} is not tree or flood")]
-pub struct UnknownForwarding(String);
-
-impl TryFrom<String> for Forwarding {
-    type Error = UnknownForwarding;
-
-    fn try_from(name: String) -> Result<Forwarding, UnknownForwarding> {
-        Forwarding::ALL
-            .into_iter()
-            .find(|f| f.label() == name)
-            .ok_or(UnknownForwarding(name))
+choice! {
+    /// How updates travel between servers (`herd.forwarding`,
+    /// docs/peer-protocol.md "Floods"): down each origin's shortest-path tree,
+    /// n−1 receptions per update; or flooded along every link, for a herd
+    /// whose servers do not yet all have the same topology (a change of links).
+    pub enum Forwarding ("forwarding") {
+        Tree = "tree",
+        Flood = "flood",
     }
 }
 
@@ -194,49 +169,15 @@ impl LimitsSection {
     }
 }
 
-/// Where WHATSAT finds places (`places.provider`). Read through its name,
-/// so that a wrong one is refused with the right ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case", try_from = "String")]
-pub enum PlacesProvider {
-    /// The embedded towns, or a GeoNames file (`places.geonames_file`).
-    Offline,
-    /// The legacy Places API (Nearby Search).
-    Google,
-    /// The Places API (New).
-    GoogleNew,
-}
-
-/// A `places.provider` that is none of them.
-#[derive(Debug, thiserror::Error)]
-#[error("places provider {0:?} is not one of offline, google, google-new")]
-pub struct UnknownProvider(String);
-
-impl TryFrom<String> for PlacesProvider {
-    type Error = UnknownProvider;
-
-    fn try_from(name: String) -> Result<PlacesProvider, UnknownProvider> {
-        PlacesProvider::ALL
-            .into_iter()
-            .find(|p| p.label() == name)
-            .ok_or(UnknownProvider(name))
-    }
-}
-
-impl PlacesProvider {
-    pub const ALL: [PlacesProvider; 3] = [
-        PlacesProvider::Offline,
-        PlacesProvider::Google,
-        PlacesProvider::GoogleNew,
-    ];
-
-    /// The name the settings use.
-    pub fn label(self) -> &'static str {
-        match self {
-            PlacesProvider::Offline => "offline",
-            PlacesProvider::Google => "google",
-            PlacesProvider::GoogleNew => "google-new",
-        }
+choice! {
+    /// Where WHATSAT finds places (`places.provider`).
+    pub enum PlacesProvider ("places provider") {
+        /// The embedded towns, or a GeoNames file (`places.geonames_file`).
+        Offline = "offline",
+        /// The legacy Places API (Nearby Search).
+        Google = "google",
+        /// The Places API (New).
+        GoogleNew = "google-new",
     }
 }
 
@@ -864,13 +805,13 @@ mod tests {
         assert_eq!(loaded.herd.durability, journal::Mode::Async);
         assert_eq!(loaded.places.provider, PlacesProvider::GoogleNew);
         // Each name is written as it is read.
-        for provider in PlacesProvider::ALL {
+        for &provider in PlacesProvider::ALL {
             let name = serde_json::to_value(provider).expect("a name");
             assert_eq!(name, provider.label());
             let read: PlacesProvider = serde_json::from_value(name).expect("read back");
             assert_eq!(read, provider);
         }
-        for mode in journal::Mode::ALL {
+        for &mode in journal::Mode::ALL {
             let name = serde_json::to_value(mode).expect("a name");
             assert_eq!(name, mode.label());
             let read: journal::Mode = serde_json::from_value(name).expect("read back");

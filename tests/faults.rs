@@ -214,6 +214,26 @@ fn partitions_cut_and_heal_while_updates_flow() {
     );
 }
 
+/// A tree has no spare paths: a link that carries nothing and never closes
+/// (a frozen path, a neighbour cut off without a word) is found by its
+/// missing acknowledgements, and what goes down the tree through it is
+/// flooded around it. Riley's updates go to Bernard through Jaquez.
+#[test]
+fn updates_go_around_a_link_that_silently_carries_nothing() {
+    let mut herd = Herd::five().build();
+    let proxies = proxy_every_link(&herd);
+    zero_loss::start_all(&mut herd);
+    herd.wait_links_up();
+    proxies[&("Riley".to_string(), "Jaquez".to_string())].freeze();
+    let answer = herd.ask("Riley", &iamat("around.frozen", &time(1)));
+    let started = Instant::now();
+    for name in ["Juzang", "Campbell", "Bernard", "Jaquez"] {
+        herd.wait_for_at_line(name, "around.frozen", &answer);
+    }
+    eprintln!("around a frozen link in {:?}", started.elapsed());
+    heal_all(&proxies);
+}
+
 #[test]
 fn a_frozen_or_dead_neighbour_never_slows_answers() {
     // A generous write timeout: were the store or the answers ever to wait

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{iamat, metric_sample, metrics_text, wait_until, Client, Herd};
+use common::{herd_sum, iamat, wait_until, Client, Herd};
 
 #[test]
 fn iamat_at_riley_is_answered_identically_by_campbell() {
@@ -226,28 +226,6 @@ fn sigterm_stops_a_server_cleanly() {
         .starts_with("AT Jaquez "));
 }
 
-/// Waits until every link of the herd is up (SPEC §8's "while all links are up").
-fn wait_links_up(herd: &Herd) {
-    for name in herd.names() {
-        for neighbour in herd.ports(&name).neighbours.clone() {
-            let labels = format!(",neighbour=\"{neighbour}\"");
-            wait_until(Duration::from_secs(20), "every link up", || {
-                let text = metrics_text(herd, &name);
-                metric_sample(&text, "herd_link_up", &labels) == Some(1.0)
-            });
-        }
-    }
-}
-
-/// The sum over the herd of a metric labelled by server alone.
-fn herd_sum(herd: &Herd, metric: &str, labels: &str) -> f64 {
-    let names = herd.names();
-    let samples = names
-        .iter()
-        .map(|n| metric_sample(&metrics_text(herd, n), metric, labels));
-    samples.map(|s| s.unwrap_or(0.0)).sum()
-}
-
 /// SPEC §8: while all links are up, an update is received n−1 times, once
 /// by each other server, whatever the topology. Flooding along every link
 /// (`herd.forwarding = "flood"`) receives it 8 times in SPEC §1's herd (and
@@ -268,7 +246,7 @@ fn every_update_is_received_once_by_each_other_server() {
     ] {
         let mut herd = builder.build();
         herd.start_each();
-        wait_links_up(&herd);
+        herd.wait_links_up();
         const EACH: usize = 40;
         for origin in herd.names() {
             let mut client = herd.client(&origin);

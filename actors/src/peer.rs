@@ -35,11 +35,15 @@
 //! as it stays up for one sync.
 //!
 //! Updates go down trees ([`crate::tree`]), so the neighbour's side of a tree
-//! waits for this link alone. The store therefore hears whenever the link
-//! starts or stops carrying floods promptly ([`LinkChanged`]), and when it
-//! stops, gets back the records given to it in the last [`UNCONFIRMED_FOR`]
-//! and those sent down a tree that it could only hold: the store floods them
-//! around the link at once, instead of them waiting for the link to return.
+//! waits for this link alone. The neighbour therefore acknowledges what it
+//! read (`ACK <count>`, at most every [`ACK_EVERY`](crate::peer_session::ACK_EVERY)),
+//! and the link stops counting as carrying when it is down, behind, or has
+//! left a line unacknowledged for [`ACK_TIMEOUT`] (a neighbour cut off
+//! without a word, a frozen path). The store hears whenever the link starts
+//! or stops carrying ([`LinkChanged`]); when it stops, the store gets back
+//! every record not yet acknowledged and those sent down a tree that the
+//! link could only hold, and floods them around the link at once, instead of
+//! them waiting for the link to return.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -48,12 +52,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use log::{debug, info, warn};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Framed, FramedRead};
+use tokio_util::codec::Framed;
 
 use crate::codec::Frame;
-use crate::handshake::{self, PeerFramed, Secret};
+use crate::handshake::{self, into_halves, PeerFramed, Secret};
 use crate::metrics::{LinkState, Metrics};
 use crate::output::{Drain, HasOutput, Output};
+use crate::peer_session::ack_count;
 use crate::record::{ByClient, RecordSet, SharedRecord};
 use crate::seal::PeerCodec;
 use crate::store::{Flood, LinkChanged, LocationStoreActor};
@@ -68,15 +73,15 @@ const LOG: &str = "peer";
 /// one leaf, where a million-record store averages 15 per leaf).
 pub const PEER_MAX_LINE: usize = 1 << 20;
 
-/// How long a record handed to the socket counts as possibly undelivered,
-/// should the link fail: a neighbour that dies or is cut off closes the
-/// connection well within it. A link that breaks silently is found by the
-/// write timeout instead, and what it lost reaches the neighbour's side by
-/// the sync of the next connection.
-pub const UNCONFIRMED_FOR: Duration = Duration::from_secs(1);
+/// A line not acknowledged for this long makes the link stop carrying:
+/// what it holds unacknowledged is flooded around it. Ten times the
+/// neighbour's acknowledgement period, so a busy neighbour is not taken for
+/// a dead one; a link that then acknowledges carries again.
+pub const ACK_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Most records remembered as possibly undelivered (24 bytes each).
-const MAX_UNCONFIRMED: usize = 1 << 16;
+/// Most records remembered until acknowledged (32 bytes each); past it the
+/// oldest are forgotten, and a failure leaves them to the next sync.
+const MAX_UNACKED: usize = 1 << 16;
 
 /// Why an established link was dropped (and is dialled again).
 #[derive(Debug, thiserror::Error)]
@@ -146,9 +151,14 @@ pub struct PeerActor {
     backoff: Duration,
     /// Newest record per client not yet handed to the socket.
     pending: RecordSet,
-    /// Records handed to the socket lately, with when: flooded around the
-    /// link by the store if it stops carrying.
-    unconfirmed: VecDeque<(Instant, SharedRecord)>,
+    /// Lines written since the sync, the neighbour's count of them in its
+    /// `ACK`s.
+    written: u64,
+    /// Records written and not yet acknowledged, by line number and when:
+    /// flooded around the link by the store if it stops carrying.
+    unacked: VecDeque<(u64, Instant, SharedRecord)>,
+    /// A line has gone unacknowledged for [`ACK_TIMEOUT`].
+    stalled: bool,
     /// What the store was last told: the link carries floods promptly.
     carrying: bool,
 }
@@ -181,14 +191,17 @@ impl PeerActor {
             flush_scheduled: false,
             backoff,
             pending: RecordSet::default(),
-            unconfirmed: VecDeque::new(),
+            written: 0,
+            unacked: VecDeque::new(),
+            stalled: false,
             carrying: false,
         }
     }
 
-    /// Whether the link takes floods now: up, and keeping up.
+    /// Whether the link takes floods now: up, acknowledging, keeping up.
     fn takes_floods(&self) -> bool {
         self.state == LinkState::Up
+            && !self.stalled
             && self
                 .output
                 .as_ref()
@@ -204,7 +217,7 @@ impl PeerActor {
             return;
         }
         if !carrying {
-            bounced.extend(self.unconfirmed.drain(..).map(|(_, record)| record));
+            bounced.extend(self.unacked.drain(..).map(|(_, _, record)| record));
         }
         self.carrying = carrying;
         self.store.do_send(LinkChanged {
@@ -214,22 +227,55 @@ impl PeerActor {
         });
     }
 
-    /// Remembers `record` as handed to the socket at `now`, forgetting what
-    /// was handed over long enough ago.
-    fn sent(&mut self, record: SharedRecord, now: Instant) {
-        while self
-            .unconfirmed
-            .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) > UNCONFIRMED_FOR)
-            || self.unconfirmed.len() >= MAX_UNCONFIRMED
-        {
-            self.unconfirmed.pop_front();
+    /// Writes `record` to the socket (queued), to be acknowledged.
+    fn write_record(&mut self, record: SharedRecord, spread: Spread, now: Instant) {
+        let Some(output) = self.output.as_mut() else {
+            return;
+        };
+        queue_record(output, &record, spread);
+        self.written += 1;
+        if self.unacked.len() >= MAX_UNACKED {
+            self.unacked.pop_front();
         }
-        self.unconfirmed.push_back((now, record));
+        self.unacked.push_back((self.written, now, record));
+    }
+
+    /// The neighbour has read `count` lines since the sync.
+    fn acknowledged(&mut self, count: u64, ctx: &mut Context<Self>) {
+        while self.unacked.front().is_some_and(|(n, _, _)| *n <= count) {
+            self.unacked.pop_front();
+        }
+        if self.stalled {
+            info!(target: LOG, "{}: link to {} acknowledges again", self.me, self.neighbour);
+            self.stalled = false;
+            self.move_pending();
+            self.drain(ctx);
+            self.report(Vec::new());
+        }
+    }
+
+    /// Stops counting the link as carrying when a line has gone
+    /// unacknowledged for [`ACK_TIMEOUT`].
+    fn check_acks(&mut self) {
+        let late = self
+            .unacked
+            .front()
+            .is_some_and(|(_, at, _)| at.elapsed() > ACK_TIMEOUT);
+        if late && self.state == LinkState::Up && !self.stalled {
+            info!(target: LOG, "{}: link to {} has not acknowledged for {:?}; {} records \
+                flooded around it", self.me, self.neighbour, ACK_TIMEOUT, self.unacked.len());
+            self.stalled = true;
+            self.report(Vec::new());
+        }
     }
 
     fn set_state(&mut self, state: LinkState) {
         self.state = state;
+        if state != LinkState::Up {
+            // A new connection counts its lines afresh.
+            self.written = 0;
+            self.stalled = false;
+        }
         self.metrics.set_link(&self.neighbour, state);
         self.report(Vec::new());
     }
@@ -291,14 +337,17 @@ impl PeerActor {
     /// The sync is done: the link carries floods from now on.
     fn synced(&mut self, framed: PeerFramed, stats: SyncStats, ctx: &mut Context<Self>) {
         self.backoff = self.limits.backoff_first;
-        let mut parts = framed.into_parts();
-        let (read, write) = parts.io.into_split();
         // The floods are sealed by the Output from now on, in the same
         // counter sequence the sync's frames began.
-        self.output = Some(Output::new(write).sealed_by(parts.codec.take_sealer()));
-        let mut reader = FramedRead::new(read, parts.codec);
-        reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
-        self.reader = Some(ctx.add_stream(reader));
+        let halves = match into_halves(framed) {
+            Ok(halves) => halves,
+            Err(e) => return self.drop_link(e.into(), ctx),
+        };
+        self.output = Some(halves.output);
+        self.reader = Some(ctx.add_stream(halves.reader));
+        for frame in halves.buffered {
+            StreamHandler::handle(self, Ok(frame), ctx);
+        }
         Metrics::bump(&self.metrics.sync_runs);
         self.metrics.sync_records_sent.inc_by(stats.records as u64);
         info!(target: LOG, "{}: link to {} up; sync sent {} records in {} rounds, {} bytes out, \
@@ -309,26 +358,27 @@ impl PeerActor {
         self.drain(ctx);
     }
 
-    /// Moves held records to the socket while the backlog allows.
+    /// Moves held records to the socket while the backlog allows. Held
+    /// records may have missed their tree: they are flooded on.
     fn move_pending(&mut self) {
-        let Some(output) = self.output.as_mut() else {
-            return;
-        };
-        if self.pending.is_empty() {
+        if self.output.is_none() || self.pending.is_empty() {
             return;
         }
         // One pass over the set (taking entries one by one from its front
         // would rescan the emptied part each time: quadratic).
-        let mut rest = Vec::new();
-        for held in self.pending.drain() {
-            if output.backlog() < self.limits.max_backlog {
-                // Held records may have missed their tree: flooded on.
-                queue_record(output, &held.0, Spread::Flood);
+        let held: Vec<ByClient> = self.pending.drain().collect();
+        let now = Instant::now();
+        for held in held {
+            if self
+                .output
+                .as_ref()
+                .is_some_and(|o| o.backlog() < self.limits.max_backlog)
+            {
+                self.write_record(held.0, Spread::Flood, now);
             } else {
-                rest.push(held);
+                self.pending.insert(held);
             }
         }
-        self.pending.extend(rest);
     }
 
     /// Writes what the socket takes; when it takes everything, feeds it held
@@ -433,6 +483,7 @@ impl Actor for PeerActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(ACK_TIMEOUT / 5, |act, _| act.check_acks());
         self.connect(ctx);
     }
 }
@@ -446,10 +497,7 @@ impl Handler<Flood> for PeerActor {
         let mut bounced = Vec::new();
         for (record, spread) in records {
             if self.takes_floods() {
-                if let Some(output) = self.output.as_mut() {
-                    queue_record(output, &record, spread);
-                }
-                self.sent(record, now);
+                self.write_record(record, spread, now);
             } else {
                 if spread == Spread::Tree {
                     bounced.push(record.clone());
@@ -481,8 +529,8 @@ impl Handler<FlushLink> for PeerActor {
     }
 }
 
-/// After the sync the acceptor says nothing more on our outgoing connection;
-/// reading it is how a closed link is noticed.
+/// After the sync the acceptor sends only `ACK <count>` lines on our
+/// outgoing connection; reading it is also how a closed link is noticed.
 impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
     fn handle(&mut self, item: Result<Frame, std::io::Error>, ctx: &mut Context<Self>) {
         let line = match item {
@@ -490,8 +538,11 @@ impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
             Ok(Frame::Overlong) => return self.drop_link(LinkError::Overlong, ctx),
             Err(e) => return self.drop_link(e.into(), ctx),
         };
-        warn!(target: LOG, "{}: unexpected line from {}: {}", self.me, self.neighbour,
-            String::from_utf8_lossy(&line[..line.len().min(80)]));
+        match ack_count(&line) {
+            Some(count) => self.acknowledged(count, ctx),
+            None => warn!(target: LOG, "{}: unexpected line from {}: {}", self.me,
+                self.neighbour, String::from_utf8_lossy(&line[..line.len().min(80)])),
+        }
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {

@@ -12,17 +12,26 @@
 //! per line); the store checks them, decides what is new and floods it on,
 //! never back to this neighbour.
 //!
-//! The lines arrive opened from sealed frames ([`crate::seal::PeerCodec`]);
-//! a frame that fails authentication ends the session, logged as a warning.
+//! After the sync the session acknowledges what it has read: `ACK <count>`,
+//! the number of lines since `SYNCED`, at most every [`ACK_EVERY`] while
+//! lines arrive, so that the sending side learns within its `ACK_TIMEOUT`
+//! that a link carries nothing (a neighbour cut off without a word) and
+//! floods around it (see [`crate::peer`]).
+//!
+//! The lines arrive opened from sealed frames ([`crate::seal::PeerCodec`]),
+//! and the acknowledgements leave sealed; a frame that fails authentication
+//! ends the session, logged as a warning.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
 use log::{info, warn};
 
 use crate::codec::Frame;
-use crate::handshake::PeerFramed;
+use crate::handshake::{into_halves, PeerFramed};
+use crate::output::Output;
 use crate::store::{LocationStoreActor, Source, UpdateBatch};
 use crate::tree::Spread;
 
@@ -30,6 +39,20 @@ const LOG: &str = "peer";
 
 /// Largest batch handed to the store at once.
 const MAX_BATCH: usize = 256;
+
+/// How often, at most, the lines read are acknowledged while they arrive.
+pub const ACK_EVERY: Duration = Duration::from_millis(50);
+
+const ACK: &[u8] = b"ACK ";
+
+/// The count of an `ACK <count>` line.
+pub fn ack_count(line: &[u8]) -> Option<u64> {
+    std::str::from_utf8(line.strip_prefix(ACK)?)
+        .ok()?
+        .trim_end()
+        .parse()
+        .ok()
+}
 
 /// One authenticated neighbour's incoming connection.
 pub struct PeerSession {
@@ -42,6 +65,12 @@ pub struct PeerSession {
     first: Option<Bytes>,
     batch: Vec<Bytes>,
     syncing: bool,
+    /// The sealed write side, for the acknowledgements.
+    output: Option<Output>,
+    /// Lines read since `SYNCED`.
+    read: u64,
+    /// An acknowledgement is due ([`ACK_EVERY`] after the first unacknowledged line).
+    ack_scheduled: bool,
 }
 
 /// Hands the records read so far to the store.
@@ -65,6 +94,34 @@ impl PeerSession {
             first,
             batch: Vec::new(),
             syncing: true,
+            output: None,
+            read: 0,
+            ack_scheduled: false,
+        }
+    }
+
+    /// Sends `ACK <count>` of the lines read so far. A socket too full to
+    /// take it keeps it queued behind; the next acknowledgement writes both.
+    fn acknowledge(&mut self, ctx: &mut Context<Self>) {
+        self.ack_scheduled = false;
+        let Some(output) = self.output.as_mut() else {
+            return;
+        };
+        output.queue(ACK);
+        output.queue(self.read.to_string().as_bytes());
+        output.queue(b"\n");
+        if let Err(e) = output.try_flush() {
+            info!(target: LOG, "{}: acknowledging {} failed: {e}", self.me, self.neighbour);
+            ctx.stop();
+        }
+    }
+
+    /// Counts a line read after the sync, and has it acknowledged soon.
+    fn count_read(&mut self, ctx: &mut Context<Self>) {
+        self.read += 1;
+        if !self.ack_scheduled {
+            self.ack_scheduled = true;
+            ctx.run_later(ACK_EVERY, |act, ctx| act.acknowledge(ctx));
         }
     }
 
@@ -83,6 +140,9 @@ impl PeerSession {
 
     fn handle_line(&mut self, line: Bytes, ctx: &mut Context<Self>) {
         if Spread::of_line(&line).1.starts_with(b"AT ") {
+            if !self.syncing {
+                self.count_read(ctx);
+            }
             if self.batch.is_empty() {
                 ctx.notify(FlushBatch);
             }
@@ -110,8 +170,19 @@ impl Actor for PeerSession {
         if let Some(line) = self.first.take() {
             self.handle_line(line, ctx);
         }
-        if let Some(framed) = self.framed.take() {
-            ctx.add_stream(framed);
+        let Some(framed) = self.framed.take() else {
+            return;
+        };
+        // Read and write apart: the acknowledgements leave through an Output.
+        match into_halves(framed) {
+            Ok(halves) => {
+                self.output = Some(halves.output);
+                for frame in halves.buffered {
+                    StreamHandler::handle(self, Ok(frame), ctx);
+                }
+                ctx.add_stream(halves.reader);
+            }
+            Err(e) => StreamHandler::handle(self, Err(e), ctx),
         }
     }
 

@@ -218,6 +218,10 @@ pub struct LocationStoreActor {
     /// its tree; an origin not here (unknown, or a child that is not among
     /// `peers`) has its updates flooded.
     routes: HashMap<Box<[u8]>, Vec<usize>>,
+    /// The records held that this server has flooded (by address, removed
+    /// when the record is replaced): each is flooded at most once, which is
+    /// what ends a flood that passes through servers already holding it.
+    flooded: HashSet<usize>,
     /// A [`SendFloods`] is queued behind the messages in the mailbox.
     floods_scheduled: bool,
     journal: Option<Box<dyn Journal>>,
@@ -246,6 +250,7 @@ impl LocationStoreActor {
             peers: Vec::new(),
             topology: Topology::default(),
             routes: HashMap::new(),
+            flooded: HashSet::new(),
             floods_scheduled: false,
             journal,
             metrics,
@@ -310,6 +315,9 @@ impl LocationStoreActor {
             }
         }
         let record: SharedRecord = record.into();
+        if let Some(current) = &current {
+            self.flooded.remove(&address(current));
+        }
         self.digest.replace(current.as_deref(), &record);
         self.records.replace(ByClient(record.clone()));
         let leaf = &mut self.by_leaf[leaf_of(record.client())];
@@ -367,8 +375,17 @@ impl LocationStoreActor {
             Source::Sync(_) => Spread::Flood,
             _ => spread,
         };
-        if self.holds_copy_of(line) {
+        if let Some(held) = self.held_copy_of(line) {
             self.metrics.count_update(source.kind(), false);
+            // A neighbour floods a record around a failed link: servers that
+            // had it down the tree pass it on once more, so that it reaches
+            // the far side of the failure through them.
+            if spread == Spread::Flood
+                && matches!(source, Source::Peer(_))
+                && !self.flooded.contains(&address(&held))
+            {
+                self.forward(&held, source.peer(), Spread::Flood, ctx);
+            }
             return;
         }
         let from = source.peer().unwrap_or("?");
@@ -407,14 +424,13 @@ impl LocationStoreActor {
         all.into_iter().cloned().collect()
     }
 
-    /// Whether `line` is byte for byte the line of the record held for its
-    /// client. The client is the fourth field of a canonical line (single
+    /// The record held for `line`'s client, when `line` is byte for byte its
+    /// line. The client is the fourth field of a canonical line (single
     /// spaces); any other line simply misses here and is parsed in full.
-    fn holds_copy_of(&self, line: &[u8]) -> bool {
+    fn held_copy_of(&self, line: &[u8]) -> Option<SharedRecord> {
         let client = line.split(|&b| b == b' ').nth(3).unwrap_or_default();
-        self.records
-            .get(client)
-            .is_some_and(|held| held.0.at_line() == line)
+        let held = self.records.get(client)?;
+        (held.0.at_line() == line).then(|| held.0.clone())
     }
 
     /// Queues `record` for the neighbours it goes to: down its origin's tree
@@ -434,6 +450,9 @@ impl LocationStoreActor {
             Spread::Flood => None,
         };
         let children = children.filter(|c| c.iter().all(|&i| self.peers[i].carrying));
+        if children.is_none() {
+            self.flooded.insert(address(record));
+        }
         let mut queued = false;
         for (i, peer) in self.peers.iter_mut().enumerate() {
             let (goes, spread) = match children {
@@ -456,6 +475,11 @@ impl LocationStoreActor {
             ctx.notify(SendFloods);
         }
     }
+}
+
+/// A held record's identity in [`LocationStoreActor::flooded`].
+fn address(record: &SharedRecord) -> usize {
+    Arc::as_ptr(record) as usize
 }
 
 impl Actor for LocationStoreActor {
@@ -728,12 +752,14 @@ mod tests {
         let held = Record::from_at_line(KIWI_1.as_bytes()).unwrap();
         let metrics = Arc::new(Metrics::default());
         let store = LocationStoreActor::new("Riley".into(), vec![held], None, metrics, DAY);
-        assert!(store.holds_copy_of(KIWI_1.as_bytes()));
+        assert!(store.held_copy_of(KIWI_1.as_bytes()).is_some());
         // The same record spelled otherwise, another record, garbage: parsed.
-        assert!(!store.holds_copy_of(KIWI_1.replacen(' ', "  ", 1).as_bytes()));
-        assert!(!store.holds_copy_of(KIWI_2.as_bytes()));
-        assert!(!store.holds_copy_of(b"AT"));
-        assert!(!store.holds_copy_of(b""));
+        assert!(store
+            .held_copy_of(KIWI_1.replacen(' ', "  ", 1).as_bytes())
+            .is_none());
+        assert!(store.held_copy_of(KIWI_2.as_bytes()).is_none());
+        assert!(store.held_copy_of(b"AT").is_none());
+        assert!(store.held_copy_of(b"").is_none());
     }
 
     #[test]
@@ -980,6 +1006,24 @@ mod tests {
             let flooded = format!("FLOOD {KIWI_1}");
             assert_eq!(got(&seen["Bernard"]), vec![flooded.clone(), flooded]);
             assert!(got(&seen["Riley"]).is_empty());
+            System::current().stop();
+        });
+    }
+
+    #[test]
+    fn a_flood_around_a_failed_link_passes_once_through_servers_that_hold_it() {
+        actix_rt::System::new().block_on(async {
+            let (store, seen) = jaquez().await;
+            // Down Riley's tree to Bernard; then Bernard floods it back
+            // around a failed link of its own: Jaquez passes it on once
+            // (to Riley), and drops the next flooded copy.
+            store.send(batch(&[KIWI_1], "Riley")).await.unwrap();
+            let flooded = format!("FLOOD {KIWI_1}");
+            store.send(batch(&[&flooded], "Bernard")).await.unwrap();
+            store.send(batch(&[&flooded], "Riley")).await.unwrap();
+            fence(&store, &seen).await;
+            assert_eq!(got(&seen["Bernard"]), vec![KIWI_1.to_string()]);
+            assert_eq!(got(&seen["Riley"]), vec![flooded]);
             System::current().stop();
         });
     }

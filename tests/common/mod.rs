@@ -275,6 +275,19 @@ impl Herd {
         );
     }
 
+    /// Waits until every link of the herd is up (SPEC §8's "while all
+    /// links are up").
+    pub fn wait_links_up(&self) {
+        for name in self.names() {
+            for neighbour in &self.ports(&name).neighbours {
+                let labels = format!(",neighbour=\"{neighbour}\"");
+                wait_until(Duration::from_secs(20), "every link up", || {
+                    metric_sample(&metrics_text(self, &name), "herd_link_up", &labels) == Some(1.0)
+                });
+            }
+        }
+    }
+
     /// Starts `herd NAME` again (after a kill) and waits until its client,
     /// peer and admin ports all accept. Unlike `start`, it tries again when
     /// the process exits at once: while a server is down, the kernel may
@@ -552,6 +565,15 @@ pub fn metrics_text(herd: &Herd, server: &str) -> String {
     herd::ctl::http::get(&admin, "/metrics")
         .map(|r| r.text().to_string())
         .unwrap_or_default()
+}
+
+/// The sum over the herd of the sample `metric{server="...",labels}`.
+pub fn herd_sum(herd: &Herd, metric: &str, labels: &str) -> f64 {
+    let names = herd.names();
+    let samples = names
+        .iter()
+        .map(|n| metric_sample(&metrics_text(herd, n), metric, labels));
+    samples.map(|s| s.unwrap_or(0.0)).sum()
 }
 
 /// The value of the sample `name{server="...",labels}` in a Prometheus
