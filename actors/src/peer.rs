@@ -73,10 +73,11 @@ const LOG: &str = "peer";
 /// one leaf, where a million-record store averages 15 per leaf).
 pub const PEER_MAX_LINE: usize = 1 << 20;
 
-/// A line not acknowledged for this long makes the link stop carrying:
-/// what it holds unacknowledged is flooded around it. Ten times the
-/// neighbour's acknowledgement period, so a busy neighbour is not taken for
-/// a dead one; a link that then acknowledges carries again.
+/// A link that acknowledges nothing for this long while lines wait for it
+/// stops carrying: what it was given down a tree and holds unacknowledged
+/// is flooded around it. Ten times the neighbour's acknowledgement period,
+/// so a busy neighbour is not taken for a dead one; a link that then
+/// acknowledges carries again.
 pub const ACK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Most records remembered until acknowledged (32 bytes each); past it the
@@ -154,9 +155,13 @@ pub struct PeerActor {
     /// Lines written since the sync, the neighbour's count of them in its
     /// `ACK`s.
     written: u64,
-    /// Records written and not yet acknowledged, by line number and when:
-    /// flooded around the link by the store if it stops carrying.
-    unacked: VecDeque<(u64, Instant, SharedRecord)>,
+    /// Records written and not yet acknowledged: line number, when, the
+    /// record, and how it was sent. Those sent down a tree are flooded
+    /// around the link by the store if it stops carrying (a flooded one has
+    /// gone to every other neighbour already).
+    unacked: VecDeque<(u64, Instant, SharedRecord, Spread)>,
+    /// When the neighbour last acknowledged (or the link came up).
+    last_ack: Instant,
     /// A line has gone unacknowledged for [`ACK_TIMEOUT`].
     stalled: bool,
     /// What the store was last told: the link carries floods promptly.
@@ -193,6 +198,7 @@ impl PeerActor {
             pending: RecordSet::default(),
             written: 0,
             unacked: VecDeque::new(),
+            last_ack: Instant::now(),
             stalled: false,
             carrying: false,
         }
@@ -217,7 +223,8 @@ impl PeerActor {
             return;
         }
         if !carrying {
-            bounced.extend(self.unacked.drain(..).map(|(_, _, record)| record));
+            let down_a_tree = self.unacked.drain(..).filter(|u| u.3 == Spread::Tree);
+            bounced.extend(down_a_tree.map(|(_, _, record, _)| record));
         }
         self.carrying = carrying;
         self.store.do_send(LinkChanged {
@@ -234,15 +241,20 @@ impl PeerActor {
         };
         queue_record(output, &record, spread);
         self.written += 1;
+        if self.unacked.is_empty() {
+            // Nothing was outstanding: the wait for an ACK starts now.
+            self.last_ack = now;
+        }
         if self.unacked.len() >= MAX_UNACKED {
             self.unacked.pop_front();
         }
-        self.unacked.push_back((self.written, now, record));
+        self.unacked.push_back((self.written, now, record, spread));
     }
 
     /// The neighbour has read `count` lines since the sync.
     fn acknowledged(&mut self, count: u64, ctx: &mut Context<Self>) {
-        while self.unacked.front().is_some_and(|(n, _, _)| *n <= count) {
+        self.last_ack = Instant::now();
+        while self.unacked.front().is_some_and(|(n, ..)| *n <= count) {
             self.unacked.pop_front();
         }
         if self.stalled {
@@ -254,16 +266,15 @@ impl PeerActor {
         }
     }
 
-    /// Stops counting the link as carrying when a line has gone
-    /// unacknowledged for [`ACK_TIMEOUT`].
+    /// Stops counting the link as carrying when it has acknowledged nothing
+    /// for [`ACK_TIMEOUT`] while lines wait for it: a silent link, not a
+    /// busy one (a neighbour that acknowledges late still acknowledges, and
+    /// rerouting around it would only add to its load).
     fn check_acks(&mut self) {
-        let late = self
-            .unacked
-            .front()
-            .is_some_and(|(_, at, _)| at.elapsed() > ACK_TIMEOUT);
-        if late && self.state == LinkState::Up && !self.stalled {
-            info!(target: LOG, "{}: link to {} has not acknowledged for {:?}; {} records \
-                flooded around it", self.me, self.neighbour, ACK_TIMEOUT, self.unacked.len());
+        let silent = !self.unacked.is_empty() && self.last_ack.elapsed() > ACK_TIMEOUT;
+        if silent && self.state == LinkState::Up && !self.stalled {
+            info!(target: LOG, "{}: link to {} has acknowledged nothing for {:?}; {} records \
+                unacknowledged", self.me, self.neighbour, ACK_TIMEOUT, self.unacked.len());
             self.stalled = true;
             self.report(Vec::new());
         }
@@ -337,6 +348,7 @@ impl PeerActor {
     /// The sync is done: the link carries floods from now on.
     fn synced(&mut self, framed: PeerFramed, stats: SyncStats, ctx: &mut Context<Self>) {
         self.backoff = self.limits.backoff_first;
+        self.last_ack = Instant::now();
         // The floods are sealed by the Output from now on, in the same
         // counter sequence the sync's frames began.
         let halves = match into_halves(framed) {

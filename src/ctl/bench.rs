@@ -232,6 +232,25 @@ async fn connect_all(address: &str, count: usize) -> Result<Vec<TcpStream>, Benc
     Ok(streams)
 }
 
+/// With --count, connection `conn`'s share of it; otherwise none (it runs
+/// until the deadline).
+fn quota(args: &LoadArgs, conn: usize) -> Option<u64> {
+    (args.count > 0).then(|| {
+        let share = args.count / args.connections as u64;
+        share + u64::from((conn as u64) < args.count % args.connections as u64)
+    })
+}
+
+/// With --rate, one connection's share of it, as an even pace.
+fn pace(args: &LoadArgs) -> Option<tokio::time::Interval> {
+    (args.rate > 0.0).then(|| {
+        let every = Duration::from_secs_f64(args.connections as f64 / args.rate);
+        let mut pace = tokio::time::interval(every);
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        pace
+    })
+}
+
 /// One connection's closed loop until `deadline`.
 async fn connection_loop(
     stream: TcpStream,
@@ -247,22 +266,12 @@ async fn connection_loop(
     let mut line = Vec::with_capacity(4096);
     let mut sent = std::collections::VecDeque::with_capacity(args.pipeline);
     let mut batch = Vec::with_capacity(256 * args.pipeline);
-    // With --count, this connection's share; otherwise run until the deadline.
-    let quota = (args.count > 0).then(|| {
-        let share = args.count / args.connections as u64;
-        share + u64::from((conn as u64) < args.count % args.connections as u64)
-    });
+    let quota = quota(&args, conn);
     let more = |n: u64| match quota {
         Some(quota) => n < quota,
         None => Instant::now() < deadline,
     };
-    // With --rate, this connection's share of it, as an even pace.
-    let mut pace = (args.rate > 0.0).then(|| {
-        let every = Duration::from_secs_f64(args.connections as f64 / args.rate);
-        let mut pace = tokio::time::interval(every);
-        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        pace
-    });
+    let mut pace = pace(&args);
     while more(ops) {
         if let Some(pace) = pace.as_mut() {
             pace.tick().await;
@@ -316,6 +325,32 @@ async fn prepare_whatsat(address: &str, args: &LoadArgs) -> Result<(), BenchErro
     Ok(())
 }
 
+/// Runs every connection's loop on this thread until all have finished.
+async fn run_connections(
+    streams: Vec<TcpStream>,
+    args: &LoadArgs,
+    deadline: Instant,
+    tally: &Rc<Tally>,
+) -> Result<(), BenchError> {
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let tasks: Vec<_> = streams
+                .into_iter()
+                .enumerate()
+                .map(|(conn, stream)| {
+                    let run = connection_loop(stream, args.clone(), conn, deadline, tally.clone());
+                    tokio::task::spawn_local(run)
+                })
+                .collect();
+            for task in tasks {
+                task.await??;
+            }
+            Ok(())
+        })
+        .await
+}
+
 /// Runs a closed-loop load against `address`.
 pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, BenchError> {
     if args.connections == 0 || args.pipeline == 0 || args.seconds <= 0.0 {
@@ -348,28 +383,7 @@ pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, BenchEr
         });
         let started = Instant::now();
         let deadline = started + Duration::from_secs_f64(args.seconds);
-        let local = tokio::task::LocalSet::new();
-        local
-            .run_until(async {
-                let tasks: Vec<_> = streams
-                    .into_iter()
-                    .enumerate()
-                    .map(|(conn, stream)| {
-                        tokio::task::spawn_local(connection_loop(
-                            stream,
-                            args.clone(),
-                            conn,
-                            deadline,
-                            tally.clone(),
-                        ))
-                    })
-                    .collect();
-                for task in tasks {
-                    task.await??;
-                }
-                Ok::<_, BenchError>(())
-            })
-            .await?;
+        run_connections(streams, &args, deadline, &tally).await?;
         let elapsed = started.elapsed();
         let report = LoadReport {
             ops: tally.ops.get(),
