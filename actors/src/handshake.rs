@@ -28,12 +28,10 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio_util::codec::{Decoder, Framed, FramedRead};
+use tokio_util::codec::Framed;
 
 use crate::codec::Frame;
-use crate::output::Output;
 use crate::protocol::fields;
 use crate::seal::{End, LinkKeys, PeerCodec};
 
@@ -201,37 +199,6 @@ pub enum HandshakeError {
 
 /// A framed peer connection: plain lines in the handshake, sealed after it.
 pub type PeerFramed = Framed<TcpStream, PeerCodec>;
-
-/// A link after its handshake and sync, taken apart so that an actor reads
-/// and writes it independently.
-pub struct Halves {
-    /// Frames that had already arrived, to be handled before `reader`'s:
-    /// a reader made from parts polls the socket before its buffer, so
-    /// lines already buffered would otherwise wait for the next bytes.
-    pub buffered: Vec<Frame>,
-    pub reader: FramedRead<OwnedReadHalf, PeerCodec>,
-    /// The write side, sealed in the counter sequence the frames so far
-    /// began.
-    pub output: Output,
-}
-
-/// Takes `framed` apart into [`Halves`].
-pub fn into_halves(framed: PeerFramed) -> std::io::Result<Halves> {
-    let mut parts = framed.into_parts();
-    let mut buffered = Vec::new();
-    while let Some(frame) = parts.codec.decode(&mut parts.read_buf)? {
-        buffered.push(frame);
-    }
-    let (read, write) = parts.io.into_split();
-    let output = Output::new(write).sealed_by(parts.codec.take_sealer());
-    let mut reader = FramedRead::new(read, parts.codec);
-    reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
-    Ok(Halves {
-        buffered,
-        reader,
-        output,
-    })
-}
 
 /// Longest line while the handshake runs. Its lines are short (names are at
 /// most 64 bytes), and a stranger who has proved nothing yet must not make

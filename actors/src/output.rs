@@ -20,9 +20,12 @@ use std::time::Duration;
 use actix::{Actor, ActorFuture};
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWrite;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::codec::{Decoder, FramedRead};
 
-use crate::seal::Sealer;
+use crate::codec::Frame;
+use crate::handshake::PeerFramed;
+use crate::seal::{PeerCodec, Sealer};
 
 /// A socket's write half and the bytes waiting to go out on it.
 #[derive(Debug)]
@@ -181,4 +184,35 @@ impl<A: HasOutput> ActorFuture<A> for Drain {
             },
         }
     }
+}
+
+/// A link after its handshake and sync, taken apart so that an actor reads
+/// and writes it independently.
+pub struct Halves {
+    /// Frames that had already arrived, to be handled before `reader`'s:
+    /// a reader made from parts polls the socket before its buffer, so
+    /// lines already buffered would otherwise wait for the next bytes.
+    pub buffered: Vec<Frame>,
+    pub reader: FramedRead<OwnedReadHalf, PeerCodec>,
+    /// The write side, sealed in the counter sequence the frames so far
+    /// began.
+    pub output: Output,
+}
+
+/// Takes `framed` apart into [`Halves`].
+pub fn into_halves(framed: PeerFramed) -> std::io::Result<Halves> {
+    let mut parts = framed.into_parts();
+    let mut buffered = Vec::new();
+    while let Some(frame) = parts.codec.decode(&mut parts.read_buf)? {
+        buffered.push(frame);
+    }
+    let (read, write) = parts.io.into_split();
+    let output = Output::new(write).sealed_by(parts.codec.take_sealer());
+    let mut reader = FramedRead::new(read, parts.codec);
+    reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
+    Ok(Halves {
+        buffered,
+        reader,
+        output,
+    })
 }

@@ -55,9 +55,9 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use crate::codec::Frame;
-use crate::handshake::{self, into_halves, PeerFramed, Secret};
+use crate::handshake::{self, PeerFramed, Secret};
 use crate::metrics::{LinkState, Metrics};
-use crate::output::{Drain, HasOutput, Output};
+use crate::output::{into_halves, Drain, HasOutput, Output};
 use crate::peer_session::ack_count;
 use crate::record::{ByClient, RecordSet, SharedRecord};
 use crate::seal::PeerCodec;

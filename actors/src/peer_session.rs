@@ -30,8 +30,8 @@ use bytes::Bytes;
 use log::{info, warn};
 
 use crate::codec::Frame;
-use crate::handshake::{into_halves, PeerFramed};
-use crate::output::Output;
+use crate::handshake::PeerFramed;
+use crate::output::{into_halves, Output};
 use crate::store::{LocationStoreActor, Source, UpdateBatch};
 use crate::tree::Spread;
 
