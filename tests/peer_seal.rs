@@ -19,11 +19,11 @@ mod common;
 mod seal;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{free_port, iamat, metrics_text, wait_until, Herd};
+use common::{iamat, listen_on_free_port, metrics_text, wait_until, Herd};
 
 const SECRET: &str = "correct horse battery staple";
 
@@ -64,8 +64,7 @@ struct Tap {
 
 impl Tap {
     fn start(target: u16) -> Tap {
-        let port = free_port();
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the tap");
+        let (port, listener) = listen_on_free_port();
         let tap = Tap {
             port,
             armed: Arc::new(Mutex::new(Mischief::None)),

@@ -65,6 +65,16 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A listener on a free port, for a test's own proxy. A port found free can
+/// be taken by another process before it is bound (another test binary's
+/// leftovers, the Docker engine's published ports): then the next is tried.
+pub fn listen_on_free_port() -> (u16, TcpListener) {
+    std::iter::repeat_with(free_port)
+        .take(100)
+        .find_map(|port| Some((port, TcpListener::bind(("127.0.0.1", port)).ok()?)))
+        .expect("a free port to listen on")
+}
+
 /// Ports of one server.
 #[derive(Debug, Clone)]
 pub struct ServerPorts {

@@ -11,12 +11,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{free_port, wait_until, Herd};
+use crate::common::{listen_on_free_port, wait_until, Herd};
 
 /// Every record `name` holds (its admin `/records`), or `None` while it
 /// cannot answer.
@@ -237,9 +237,9 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Listens on `port` and forwards to `target`.
-    pub fn start(port: u16, target: u16) -> Proxy {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind proxy port");
+    /// Listens on a free port and forwards to `target`.
+    pub fn start(target: u16) -> Proxy {
+        let (port, listener) = listen_on_free_port();
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");
@@ -380,12 +380,9 @@ pub fn proxy_every_link(herd: &Herd) -> BTreeMap<(String, String), Proxy> {
             }
             // free_port never hands out a port twice, so never one a server
             // of this herd (not started yet) or another proxy will bind.
-            let port = free_port();
-            toml.push_str(&format!("{} = \"127.0.0.1:{port}\"\n", other.name));
-            proxies.insert(
-                (server.name.clone(), other.name.clone()),
-                Proxy::start(port, other.peer),
-            );
+            let proxy = Proxy::start(other.peer);
+            toml.push_str(&format!("{} = \"127.0.0.1:{}\"\n", other.name, proxy.port));
+            proxies.insert((server.name.clone(), other.name.clone()), proxy);
         }
     }
     let mut file = std::fs::OpenOptions::new()
