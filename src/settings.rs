@@ -264,13 +264,6 @@ impl ServerSection {
         self.admin_port
             .unwrap_or(self.port.saturating_add(ADMIN_PORT_OFFSET))
     }
-
-    /// Whether `self` and `other` are neighbours: a link listed on either
-    /// side is a link both ways.
-    pub fn linked_to(&self, other: &ServerSection) -> bool {
-        self.name != other.name
-            && (self.neighbours.contains(&other.name) || other.neighbours.contains(&self.name))
-    }
 }
 
 /// `[admin]`: who may read the admin listeners (src/admin/guard.rs).
@@ -498,13 +491,16 @@ impl Settings {
         )
     }
 
-    /// The neighbours of `server` (listed on either side, see
-    /// [`ServerSection::linked_to`]) in the order of their client ports.
+    /// The neighbours of `server` in the order of their client ports: a
+    /// link listed on either side is a link both ways, as the herd's
+    /// [`Topology`] (the one place that rule is written) has it.
     pub fn neighbours_of(&self, server: &ServerSection) -> Vec<&ServerSection> {
+        let topology = self.topology();
+        let linked = topology.neighbours(&server.name);
         let mut found: Vec<&ServerSection> = self
             .servers
             .values()
-            .filter(|s| s.linked_to(server))
+            .filter(|s| linked.iter().any(|n| **n == *s.name))
             .collect();
         found.sort_by_key(|s| s.port);
         found

@@ -37,13 +37,14 @@
 //! Updates go down trees ([`crate::tree`]), so the neighbour's side of a tree
 //! waits for this link alone. The neighbour therefore acknowledges what it
 //! read (`ACK <count>`, at most every [`ACK_EVERY`](crate::peer_session::ACK_EVERY)),
-//! and the link stops counting as carrying when it is down, behind, or has
-//! left a line unacknowledged for [`ACK_TIMEOUT`] (a neighbour cut off
-//! without a word, a frozen path). The store hears whenever the link starts
-//! or stops carrying ([`LinkChanged`]); when it stops, the store gets back
-//! every record not yet acknowledged and those sent down a tree that the
-//! link could only hold, and floods them around the link at once, instead of
-//! them waiting for the link to return.
+//! and the link stops counting as carrying when it is down, behind, or
+//! silent: nothing acknowledged for [`ACK_TIMEOUT`] while lines wait (a
+//! neighbour cut off without a word, a frozen path). The store hears
+//! whenever the link starts or stops carrying ([`LinkChanged`]); when it
+//! stops, the store gets back the records sent down a tree through it that
+//! are not yet acknowledged and those the link could only hold, and floods
+//! them around the link at once, instead of them waiting for the link to
+//! return.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -162,7 +163,8 @@ pub struct PeerActor {
     unacked: VecDeque<(u64, Instant, SharedRecord, Spread)>,
     /// When the neighbour last acknowledged (or the link came up).
     last_ack: Instant,
-    /// A line has gone unacknowledged for [`ACK_TIMEOUT`].
+    /// The link has acknowledged nothing for [`ACK_TIMEOUT`] while lines
+    /// waited ([`PeerActor::check_acks`]).
     stalled: bool,
     /// What the store was last told: the link carries floods promptly.
     carrying: bool,

@@ -569,7 +569,7 @@ impl Handler<LinkChanged> for LocationStoreActor {
             })
             .collect();
         if !current.is_empty() {
-            info!(target: LOG, "{}: link to {} not carrying; {} recent records flooded around it",
+            info!(target: LOG, "{}: link to {} not carrying; {} records it may not have delivered flooded around it",
                 self.server, msg.name, current.len());
         }
         for record in &current {
