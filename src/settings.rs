@@ -22,6 +22,7 @@ use std::time::Duration;
 use herd_actors::connection::{ClientLimits, DEFAULT_MAX_CONNECTIONS};
 use herd_actors::handshake::Secret;
 use herd_actors::peer::PeerLimits;
+use herd_actors::store::AckAfter;
 use herd_actors::tree::Topology;
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +70,30 @@ pub struct HerdSection {
     pub insecure_peers: bool,
     /// How updates travel between servers: `tree` or `flood`.
     pub forwarding: Forwarding,
+    /// How often each link compares its two stores' digest roots (jittered
+    /// between half and all of it); 0: never.
+    pub anti_entropy_ms: u64,
+    /// When an IAMAT is answered: `local` (the store took it) or
+    /// `neighbour` (a neighbour acknowledged it too, within
+    /// `limits.ack_timeout_ms`).
+    pub ack_after: AckAfterSetting,
+}
+
+choice! {
+    /// When an IAMAT is answered (`herd.ack_after`, SPEC §4).
+    pub enum AckAfterSetting ("ack_after") {
+        Local = "local",
+        Neighbour = "neighbour",
+    }
+}
+
+impl From<AckAfterSetting> for AckAfter {
+    fn from(setting: AckAfterSetting) -> AckAfter {
+        match setting {
+            AckAfterSetting::Local => AckAfter::Local,
+            AckAfterSetting::Neighbour => AckAfter::Neighbour,
+        }
+    }
 }
 
 choice! {
@@ -94,8 +119,15 @@ impl Default for HerdSection {
             secret_file: String::new(),
             insecure_peers: false,
             forwarding: Forwarding::Tree,
+            anti_entropy_ms: ms(PeerLimits::default().anti_entropy),
+            ack_after: AckAfterSetting::Local,
         }
     }
+}
+
+/// A duration as whole milliseconds, as the settings write them.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -114,6 +146,8 @@ pub struct LimitsSection {
     pub backoff_max_ms: u64,
     /// A client time further ahead of the server's clock is refused.
     pub max_future_skew_ms: u64,
+    /// With `herd.ack_after = "neighbour"`, the longest an answer waits.
+    pub ack_timeout_ms: u64,
 }
 
 /// The defaults are the actors' own ([`ClientLimits::default`],
@@ -123,8 +157,8 @@ impl Default for LimitsSection {
     fn default() -> Self {
         let client = ClientLimits::default();
         let peer = PeerLimits::default();
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         LimitsSection {
+            ack_timeout_ms: ms(client.ack_timeout),
             max_line_bytes: client.max_line,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout_ms: ms(client.idle_timeout),
@@ -151,6 +185,7 @@ impl LimitsSection {
             write_timeout: ms(self.write_timeout_ms),
             linger: ms(self.linger_ms),
             max_future_skew: ms(self.max_future_skew_ms),
+            ack_timeout: ms(self.ack_timeout_ms),
         }
     }
 
@@ -165,6 +200,7 @@ impl LimitsSection {
             max_pending: self.max_pending_records,
             max_backlog: self.peer_max_backlog_bytes,
             max_handshakes: self.max_peer_handshakes,
+            anti_entropy: Duration::default(),
         }
     }
 }
@@ -384,6 +420,8 @@ pub struct ServerPlan {
     /// The whole herd's links: the trees updates travel down (none with
     /// `herd.forwarding = "flood"`: every update is flooded).
     pub topology: Topology,
+    /// When an IAMAT is answered (`herd.ack_after`).
+    pub ack_after: AckAfter,
 }
 
 impl Settings {
@@ -538,7 +576,11 @@ impl Settings {
             neighbours,
             client_limits: limits.client(),
             max_connections: limits.max_connections,
-            peer_limits: limits.peer(),
+            peer_limits: PeerLimits {
+                anti_entropy: Duration::from_millis(self.herd.anti_entropy_ms),
+                ..limits.peer()
+            },
+            ack_after: self.herd.ack_after.into(),
             secret: self.secret()?,
             places: self.places_plan()?,
             log_lines: self.herd.log_lines,
