@@ -315,6 +315,10 @@ pub struct AdminSection {
     /// the address a request arrived on, and each server's `host`),
     /// separated by commas or spaces: e.g. `"herd.example.com, 10.0.0.5"`.
     pub allowed_hosts: String,
+    /// Test-only: `POST /test/forget` (drop one record from this store
+    /// alone) and `POST /test/crash-store` (stop or panic the store), which
+    /// the convergence and supervision tests use. Never in production.
+    pub test_hooks: bool,
 }
 
 /// The shortest admin token accepted: shorter ones can be guessed.
@@ -398,6 +402,8 @@ pub struct AdminPlan {
     /// The admin ports of every server of the herd: the origins the live
     /// page may poll from.
     pub herd_ports: Vec<u16>,
+    /// `admin.test_hooks`: the `/test/*` paths answer.
+    pub test_hooks: bool,
 }
 
 /// Everything one server needs to start.
@@ -690,6 +696,7 @@ impl Settings {
             token,
             names,
             herd_ports,
+            test_hooks: self.admin.test_hooks,
         })
     }
 

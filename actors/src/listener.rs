@@ -254,6 +254,10 @@ fn refused(gate: &PeerGate, addr: SocketAddr, e: HandshakeError) {
                     (logged once)");
             }
         }
+        // A port probe (a health check, a scanner) closes without a word.
+        HandshakeError::Closed => {
+            debug!(target: "peer", "{me}: peer connection from {addr} closed before a handshake")
+        }
         _ => warn!(target: "peer", "{me}: rejected peer connection from {addr}: {e}"),
     }
 }

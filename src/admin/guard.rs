@@ -226,6 +226,7 @@ mod tests {
             token: token.map(String::from),
             names: vec!["riley".into(), "10.0.0.5".into()],
             herd_ports: vec![13665, 13666],
+            test_hooks: false,
         })
     }
 
