@@ -6,7 +6,10 @@
 //! up, a container cut off the network and healed, and `down -v` leaving
 //! nothing behind. The same compose file (with docker/swarm.yml) is then
 //! deployed as a stack on a single-node Swarm made for the test, over an
-//! overlay network, and the swarm is left afterwards.
+//! overlay network, and the swarm is left afterwards. Last, the Kubernetes
+//! StatefulSet of deploy/k8s/ as far as one engine can play it: its five
+//! pods as containers run the way statefulset.yaml runs them, with the
+//! ConfigMap's own settings (docs/kubernetes.md says what this leaves out).
 //!
 //! These tests need a Docker engine and docker-compose. Without them they
 //! fail, saying so, unless HERD_SKIP_DOCKER_TESTS=1 asks to skip them.
@@ -950,6 +953,21 @@ fn kubernetes_pods_form_the_herd() {
         );
     }
     eprintln!("k8s pods: a herd of five in {:?}", started.elapsed());
+    // As docs/kubernetes.md has it: `kubectl exec herd-3 -- /herdctl
+    // --server Campbell status` (the settings and the token from the pod's
+    // environment, the other servers by their hosts).
+    let status = stdout(&docker(&[
+        "exec",
+        &pods.container(3),
+        "/herdctl",
+        "--server",
+        "Campbell",
+        "status",
+    ]));
+    assert!(
+        status.contains("5/5 servers up, 6/6 links up"),
+        "herdctl status in herd-3:\n{status}"
+    );
 
     // IAMAT at herd-0, WHATSAT at herd-4 (two links away).
     let answer =
