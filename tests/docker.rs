@@ -789,7 +789,8 @@ impl Pods {
 
 impl Drop for Pods {
     fn drop(&mut self) {
-        for pod in 0..PODS.len() {
+        // The pods, and the sixth that a scaled StatefulSet would add.
+        for pod in 0..=PODS.len() {
             let _ = run(
                 Command::new("docker").args(["rm", "-f", "-v", &self.container(pod)]),
                 false,
@@ -862,6 +863,8 @@ fn kubernetes_pods_form_the_herd() {
         "containerPort: 13665",
         "fieldPath: metadata.name",
         "drop: [\"ALL\"]",
+        "memory: 1Gi",
+        "cpu: \"2\"",
     ] {
         assert!(statefulset.contains(line), "statefulset.yaml has {line:?}");
     }
@@ -1022,6 +1025,41 @@ fn kubernetes_pods_form_the_herd() {
     pods.wait_ready(2);
     pods.wait_for(2, "k8s.moved", &moved);
     pods.wait_for(2, "k8s.kiwi", &at);
+
+    // A sixth pod (the StatefulSet scaled past the ConfigMap's five) finds
+    // no server for its name and refuses to start, saying so.
+    let extra = format!("{}-herd-5", pods.prefix);
+    let mut args: Vec<String> = [
+        "run",
+        "--name",
+        &extra,
+        "--read-only",
+        "--user",
+        "65532:65532",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend([
+        "--mount".into(),
+        format!(
+            "type=bind,src={},dst=/etc/herd/Settings.toml,readonly",
+            settings_file.display()
+        ),
+    ]);
+    for (key, value) in &env {
+        args.extend(["--env".into(), format!("{key}={value}")]);
+    }
+    args.extend(["--env".into(), "HERD_HOST_NAME=herd-5".into()]);
+    args.push(image.tag.clone());
+    let refused = run(Command::new("docker").args(&args), false);
+    let _ = run(Command::new("docker").args(["rm", "-f", &extra]), false);
+    assert_eq!(refused.status.code(), Some(2), "herd-5 exits 2");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("no server's host is \"herd-5\""),
+        "herd-5 says why: {said}"
+    );
     eprintln!("k8s pods: lifecycle in {:?}", started.elapsed());
 }
 
