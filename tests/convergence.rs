@@ -279,8 +279,13 @@ fn without_anti_entropy_a_divergence_lasts() {
 /// Stops or panics `server`'s store by the test hook.
 fn crash_store(herd: &Herd, server: &str, how: &str) {
     let admin = format!("127.0.0.1:{}", herd.ports(server).admin);
-    let answer = herd::ctl::http::request(&admin, "POST", &format!("/test/crash-store{how}"), &[("Content-Length", "0")])
-        .expect("the test hook answers");
+    let answer = herd::ctl::http::request(
+        &admin,
+        "POST",
+        &format!("/test/crash-store{how}"),
+        &[("Content-Length", "0")],
+    )
+    .expect("the test hook answers");
     assert_eq!(answer.status, 202, "{}", answer.text());
 }
 
