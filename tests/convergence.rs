@@ -279,8 +279,13 @@ fn without_anti_entropy_a_divergence_lasts() {
 /// Stops or panics `server`'s store by the test hook.
 fn crash_store(herd: &Herd, server: &str, how: &str) {
     let admin = format!("127.0.0.1:{}", herd.ports(server).admin);
-    let answer = herd::ctl::http::request(&admin, "POST", &format!("/test/crash-store{how}"), &[("Content-Length", "0")])
-        .expect("the test hook answers");
+    let answer = herd::ctl::http::request(
+        &admin,
+        "POST",
+        &format!("/test/crash-store{how}"),
+        &[("Content-Length", "0")],
+    )
+    .expect("the test hook answers");
     assert_eq!(answer.status, 202, "{}", answer.text());
 }
 
@@ -328,7 +333,7 @@ fn a_stopped_or_panicking_store_is_restarted_and_refilled_by_its_neighbours() {
         }
     });
     let ledger = ledger.into_inner().unwrap();
-    assert!(ledger.acked.len() > 0, "the server kept answering");
+    assert!(!ledger.acked.is_empty(), "the server kept answering");
     assert!(herd.is_running("Riley"));
     let log = std::fs::read_to_string(herd.log_path("Riley")).unwrap();
     assert!(
