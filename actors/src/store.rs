@@ -40,6 +40,9 @@ const LOGGED_BYTES: usize = 300;
 
 const LOG: &str = "store";
 
+/// How much of a client's name an update's log line shows.
+const LOGGED_CLIENT_BYTES: usize = 100;
+
 /// Where an update came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -49,6 +52,18 @@ pub enum Source {
     Peer(Arc<str>),
     /// A catch-up sync from a neighbour.
     Sync(Arc<str>),
+}
+
+/// How an update's log line names where it came from: `a client`,
+/// `Riley`, `Riley (sync)`.
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Client => f.write_str("a client"),
+            Source::Peer(name) => f.write_str(name),
+            Source::Sync(name) => write!(f, "{name} (sync)"),
+        }
+    }
 }
 
 impl Source {
@@ -347,6 +362,9 @@ pub struct LocationStoreActor {
     /// record's address.
     waiting: HashMap<usize, Vec<oneshot::Sender<()>>>,
     restarts: RestartBudget,
+    /// The indexes in `peers` that [`forward`](Self::forward) queued its
+    /// record for, kept between calls so that naming them allocates nothing.
+    sent_to: Vec<usize>,
 }
 
 impl LocationStoreActor {
@@ -379,6 +397,7 @@ impl LocationStoreActor {
             ack_after: AckAfter::Local,
             waiting: HashMap::new(),
             restarts: RestartBudget::default(),
+            sent_to: Vec::new(),
         };
         store.load(records);
         store
@@ -392,7 +411,7 @@ impl LocationStoreActor {
                 self.refuse(record.at_line(), "the journal", "time too far ahead");
                 continue;
             }
-            self.insert_if_newer(record);
+            let _ = self.insert_if_newer(record);
         }
         // Loaded records are not updates (only `apply` notes those): the
         // overview starts with the newest by client time, not with the
@@ -532,9 +551,9 @@ impl LocationStoreActor {
     }
 
     /// Keeps `record` if it is newer than what we hold. Returns the shared
-    /// record when it was taken.
+    /// record when it was taken, and gives it back when it was not.
     /// A stale record is dropped without being put behind an `Arc`.
-    fn insert_if_newer<R>(&mut self, record: R) -> Option<SharedRecord>
+    fn insert_if_newer<R>(&mut self, record: R) -> Result<SharedRecord, R>
     where
         R: std::borrow::Borrow<Record> + Into<SharedRecord>,
     {
@@ -544,7 +563,7 @@ impl LocationStoreActor {
             .map(|r| r.0.clone());
         if let Some(current) = &current {
             if !record.borrow().supersedes(current) {
-                return None;
+                return Err(record);
             }
         }
         let record: SharedRecord = record.into();
@@ -567,7 +586,7 @@ impl LocationStoreActor {
             Some(slot) => *slot = record.clone(),
             None => leaf.push(record.clone()),
         }
-        Some(record)
+        Ok(record)
     }
 
     /// Applies one update: keep, journal and flood if new.
@@ -581,13 +600,16 @@ impl LocationStoreActor {
     where
         R: std::borrow::Borrow<Record> + Into<SharedRecord>,
     {
-        let Some(shared) = self.insert_if_newer(record) else {
-            self.metrics.count_update(source.kind(), false);
-            return Applied::stale();
+        let shared = match self.insert_if_newer(record) {
+            Ok(shared) => shared,
+            Err(record) => {
+                self.metrics.count_update(source.kind(), false);
+                self.log_stale(record.borrow(), source);
+                return Applied::stale();
+            }
         };
         self.metrics.count_update(source.kind(), true);
         self.metrics.set_records(self.records.len());
-        debug!(target: LOG, "{}: new {}", self.server, String::from_utf8_lossy(shared.at_line()));
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }
@@ -599,7 +621,7 @@ impl LocationStoreActor {
                 self.waiting.entry(address(&shared)).or_default().push(tx);
                 rx
             });
-        self.forward(&shared, source.peer(), spread, ctx);
+        self.forward(&shared, source.peer(), spread, Some(source), ctx);
         Applied {
             new: true,
             durable,
@@ -625,6 +647,7 @@ impl LocationStoreActor {
         };
         if let Some(held) = self.held_copy_of(line) {
             self.metrics.count_update(source.kind(), false);
+            self.log_stale(&held, source);
             // A neighbour floods a record around a failed link: servers that
             // had it down the tree pass it on once more, so that it reaches
             // the far side of the failure through them.
@@ -632,7 +655,7 @@ impl LocationStoreActor {
                 && matches!(source, Source::Peer(_))
                 && !self.flooded.contains(&address(&held))
             {
-                self.forward(&held, source.peer(), Spread::Flood, ctx);
+                self.forward_again(&held, source.peer(), ctx);
             }
             return;
         }
@@ -685,13 +708,21 @@ impl LocationStoreActor {
     /// but `from`. The queues are sent once the mailbox has been drained
     /// ([`SendFloods`]), so a burst of updates costs each link one message,
     /// not one per record.
+    ///
+    /// `taken` is where the update that the store just took as new came
+    /// from (none when a record held already goes on again): one line at info says so and names the neighbours it was
+    /// queued for, so that an operator can follow an update through the
+    /// servers' logs. The names are gathered only when that line is logged.
     fn forward(
         &mut self,
         record: &SharedRecord,
         from: Option<&str>,
         spread: Spread,
+        taken: Option<&Source>,
         ctx: &mut Context<Self>,
     ) {
+        let logged = taken.filter(|_| log::log_enabled!(target: LOG, log::Level::Info));
+        self.sent_to.clear();
         let children = match spread {
             // While servers disagree on the links, their trees do not meet.
             Spread::Tree if !self.mixed => self.routes.get(record.origin()),
@@ -709,6 +740,9 @@ impl LocationStoreActor {
             };
             if goes {
                 queued = true;
+                if logged.is_some() {
+                    self.sent_to.push(i);
+                }
                 peer.outbox.push((record.clone(), spread));
                 // The mailbox is drained until empty before SendFloods runs;
                 // senders on other threads could keep it full, so a burst
@@ -722,6 +756,58 @@ impl LocationStoreActor {
             self.floods_scheduled = true;
             ctx.notify(SendFloods);
         }
+        if let Some(source) = logged {
+            let to = Recipients {
+                peers: &self.peers,
+                sent_to: &self.sent_to,
+            };
+            info!(target: LOG, "{}: {} {} from {source}, new, sent to {to}", self.server,
+                LogText::clipped(record.client(), LOGGED_CLIENT_BYTES),
+                LogText::new(record.time_text()));
+        }
+    }
+
+    /// Passes on a record held already, flooded around a link that does not
+    /// carry: not a new update, so not logged as one.
+    fn forward_again(
+        &mut self,
+        record: &SharedRecord,
+        from: Option<&str>,
+        ctx: &mut Context<Self>,
+    ) {
+        debug!(target: LOG, "{}: {} {} flooded on again, around {}", self.server,
+            LogText::clipped(record.client(), LOGGED_CLIENT_BYTES),
+            LogText::new(record.time_text()), from.unwrap_or("a link"));
+        self.forward(record, from, Spread::Flood, None, ctx);
+    }
+
+    /// A stale or duplicate copy: at debug only.
+    fn log_stale(&self, record: &Record, source: &Source) {
+        debug!(target: LOG, "{}: {} {} from {source}, stale", self.server,
+            LogText::clipped(record.client(), LOGGED_CLIENT_BYTES),
+            LogText::new(record.time_text()));
+    }
+}
+
+/// The neighbours an update was queued for, as its log line names them:
+/// `Jaquez, Juzang`, or `nobody`.
+struct Recipients<'a> {
+    peers: &'a [Neighbour],
+    sent_to: &'a [usize],
+}
+
+impl std::fmt::Display for Recipients<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.sent_to.is_empty() {
+            return f.write_str("nobody");
+        }
+        for (n, &i) in self.sent_to.iter().enumerate() {
+            if n > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(&self.peers[i].name)?;
+        }
+        Ok(())
     }
 }
 
@@ -931,7 +1017,7 @@ impl Handler<LinkChanged> for LocationStoreActor {
                 self.server, msg.name, current.len());
         }
         for record in &current {
-            self.forward(record, Some(&msg.name), Spread::Flood, ctx);
+            self.forward_again(record, Some(&msg.name), ctx);
         }
     }
 }

@@ -183,7 +183,9 @@ fn an_anti_entropy_round_costs_one_short_frame_each_way_and_one_missing_record_o
     codec.seal(&keys, End::Dialer).unwrap();
     let line = PeerLine::Root(u64::MAX).to_bytes();
     let mut frame = bytes::BytesMut::new();
-    codec.encode(bytes::Bytes::from(line.clone()), &mut frame).unwrap();
+    codec
+        .encode(bytes::Bytes::from(line.clone()), &mut frame)
+        .unwrap();
     println!(
         "anti-entropy round: a {}-byte ROOT line, {} bytes sealed, each way",
         line.len(),

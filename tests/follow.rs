@@ -1,0 +1,98 @@
+//! Following one update through the herd (SPEC §6): each server's log has
+//! one line per update it took in as new, saying where it came from and
+//! where it went. Real server processes on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{iamat, wait_until, Herd};
+
+/// The info lines of `name`'s log about the update of `client` at `time`.
+fn update_lines(herd: &Herd, name: &str, client: &str, time: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(herd.log_path(name)).unwrap_or_default();
+    let key = format!(" store: {name}: {client} {time} from ");
+    log.lines()
+        .filter(|l| l.contains(" INFO ") && l.contains(&key))
+        .map(|l| l.split_once(&key).map_or("", |(_, rest)| rest).to_string())
+        .collect()
+}
+
+/// `Riley, new, sent to Jaquez, Juzang` -> ("Riley", ["Jaquez", "Juzang"]).
+fn parse(rest: &str) -> (String, Vec<String>) {
+    let (from, to) = rest
+        .split_once(", new, sent to ")
+        .unwrap_or_else(|| panic!("not an update line: {rest}"));
+    let to = match to {
+        "nobody" => Vec::new(),
+        to => to.split(", ").map(str::to_string).collect(),
+    };
+    (from.to_string(), to)
+}
+
+#[test]
+fn one_iamat_is_one_line_in_each_log_naming_where_it_came_from_and_went() {
+    let mut herd = Herd::five().build();
+    herd.start_each();
+    herd.wait_links_up();
+    let (client, time) = ("follow.me", "1700000000.123456789");
+    let answer = herd.ask("Riley", &iamat(client, time));
+    for name in herd.names() {
+        herd.wait_for_at_line(&name, client, &answer);
+    }
+    let names = herd.names();
+    let all_logged = || {
+        names
+            .iter()
+            .all(|n| !update_lines(&herd, n, client, time).is_empty())
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "every server to log the update",
+        all_logged,
+    );
+    // The same IAMAT again: answered, stale everywhere; a later update from
+    // Riley travels the same links, so once it is logged everywhere the
+    // repeat would have been too.
+    herd.ask("Riley", &iamat(client, time));
+    let barrier_time = "1700000001";
+    let barrier = herd.ask("Riley", &iamat("barrier", barrier_time));
+    for name in herd.names() {
+        herd.wait_for_at_line(&name, "barrier", &barrier);
+    }
+    let barrier_logged = || {
+        names
+            .iter()
+            .all(|n| !update_lines(&herd, n, "barrier", barrier_time).is_empty())
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "every server to log the barrier",
+        barrier_logged,
+    );
+
+    let mut lines = std::collections::BTreeMap::new();
+    for name in herd.names() {
+        let found = update_lines(&herd, &name, client, time);
+        assert_eq!(found.len(), 1, "{name}: exactly one line: {found:?}");
+        lines.insert(name, parse(&found[0]));
+    }
+    assert_eq!(lines["Riley"].0, "a client");
+    // Down Riley's tree: every server got it from a neighbour whose own line
+    // says it sent it there, and every neighbour named as a recipient got
+    // it from the server that names it.
+    for (name, (from, to)) in &lines {
+        if name != "Riley" {
+            let sender = lines
+                .get(from)
+                .unwrap_or_else(|| panic!("{name}: from {from}, not a server"));
+            assert!(sender.1.contains(name), "{name} from {from}: {lines:?}");
+        }
+        for next in to {
+            assert_eq!(&lines[next].0, name, "{name} sent to {next}: {lines:?}");
+        }
+    }
+    // Riley's tree reaches the four others in n-1 receptions.
+    let sent: usize = lines.values().map(|(_, to)| to.len()).sum();
+    assert_eq!(sent, 4, "{lines:?}");
+}
