@@ -305,6 +305,16 @@ impl Neighbour {
     }
 }
 
+/// `limits.record_ttl_ms` by default: zero, records are kept for ever.
+pub const DEFAULT_RECORD_TTL: Duration = Duration::ZERO;
+
+/// Whether `record` has expired: its origin received it at or before
+/// `cutoff` (now minus the TTL; none without a TTL). The one rule for the
+/// sweep, lookups, and records arriving from anywhere.
+fn expired(record: &Record, cutoff: Option<i128>) -> bool {
+    cutoff.is_some_and(|cutoff| record.received_nanos() <= cutoff)
+}
+
 /// Most records in one [`Flood`] message.
 const MAX_FLOOD_BATCH: usize = 1024;
 
@@ -365,6 +375,8 @@ pub struct LocationStoreActor {
     /// The indexes in `peers` that [`forward`](Self::forward) queued its
     /// record for, kept between calls so that naming them allocates nothing.
     sent_to: Vec<usize>,
+    /// `limits.record_ttl_ms` in nanoseconds; 0 keeps records for ever.
+    ttl_nanos: i128,
 }
 
 impl LocationStoreActor {
@@ -398,6 +410,7 @@ impl LocationStoreActor {
             waiting: HashMap::new(),
             restarts: RestartBudget::default(),
             sent_to: Vec::new(),
+            ttl_nanos: 0,
         };
         store.load(records);
         store
@@ -406,12 +419,25 @@ impl LocationStoreActor {
     /// Takes `records` (from disk) into an empty store.
     fn load(&mut self, records: Vec<Record>) {
         let now = Timestamp::now();
+        let cutoff = self.expiry_cutoff();
+        let mut outlived = 0;
         for record in records {
             if record.time().too_far_ahead_of(now, self.max_future_skew) {
                 self.refuse(record.at_line(), "the journal", "time too far ahead");
                 continue;
             }
+            // Expired records stay on disk until a newer record of their
+            // client overwrites them; they are never taken back.
+            if expired(&record, cutoff) {
+                outlived += 1;
+                continue;
+            }
             let _ = self.insert_if_newer(record);
+        }
+        if outlived > 0 {
+            self.metrics.records_expired.inc_by(outlived);
+            info!(target: LOG, "{}: {outlived} expired records in the journal left out",
+                self.server);
         }
         // Loaded records are not updates (only `apply` notes those): the
         // overview starts with the newest by client time, not with the
@@ -433,6 +459,86 @@ impl LocationStoreActor {
     pub fn with_ack_after(mut self, ack_after: AckAfter) -> LocationStoreActor {
         self.ack_after = ack_after;
         self
+    }
+
+    /// Drops records `ttl` after their origin received them
+    /// (`limits.record_ttl_ms`; zero keeps them for ever). Records the
+    /// store was made with that have expired already are dropped at once.
+    pub fn with_ttl(mut self, ttl: Duration) -> LocationStoreActor {
+        self.ttl_nanos = i128::try_from(ttl.as_nanos()).unwrap_or(i128::MAX);
+        self.sweep();
+        self
+    }
+
+    /// Now minus the TTL, when there is one: records received at or before
+    /// it have expired. The clock is read only with a TTL set.
+    fn expiry_cutoff(&self) -> Option<i128> {
+        (self.ttl_nanos > 0).then(|| Timestamp::now().as_nanos().saturating_sub(self.ttl_nanos))
+    }
+
+    /// Drops every expired record: from the records, their leaves, the
+    /// digest and the recent updates. One pass over the leaves, so the cost
+    /// is that of reading the store once; emptied capacity is given back,
+    /// so that memory falls once a churn of clients has expired.
+    fn sweep(&mut self) {
+        let cutoff = self.expiry_cutoff();
+        if cutoff.is_none() {
+            return;
+        }
+        let mut gone = Vec::new();
+        for leaf in &mut self.by_leaf {
+            leaf.retain(|r| {
+                let keep = !expired(r, cutoff);
+                if !keep {
+                    gone.push(r.clone());
+                }
+                keep
+            });
+            if leaf.capacity() > 4 * leaf.len().max(4) {
+                leaf.shrink_to_fit();
+            }
+        }
+        self.recent.retain(|r| !expired(r, cutoff));
+        if gone.is_empty() {
+            return;
+        }
+        for record in &gone {
+            self.records.remove(record.client());
+            self.forget_indexes(record);
+        }
+        if self.records.capacity() > 4 * self.records.len().max(1024) {
+            self.records.shrink_to_fit();
+        }
+        if self.recent.capacity() > 4 * self.recent.len().max(64) {
+            self.recent.shrink_to_fit();
+        }
+        self.metrics.records_expired.inc_by(gone.len() as u64);
+        self.metrics.set_records(self.records.len());
+        debug!(target: LOG, "{}: {} records expired", self.server, gone.len());
+    }
+
+    /// Removes `held`, the record held for its client, from every index
+    /// but the record set and its leaf.
+    fn forget_indexes(&mut self, held: &SharedRecord) {
+        self.digest.remove(held);
+        self.flooded.remove(&address(held));
+        self.waiting.remove(&address(held));
+    }
+
+    /// Removes `held`, the record held for its client, from the store.
+    fn remove(&mut self, held: &SharedRecord) {
+        self.records.remove(held.client());
+        self.by_leaf[leaf_of(held.client())].retain(|r| !Arc::ptr_eq(r, held));
+        self.forget_indexes(held);
+        self.metrics.set_records(self.records.len());
+    }
+
+    /// A record that arrived expired: counted, never stored or passed on.
+    fn refuse_expired(&self, record: &Record, source: &Source) {
+        Metrics::bump(&self.metrics.records_expired);
+        debug!(target: LOG, "{}: {} {} from {source}, expired", self.server,
+            LogText::clipped(record.client(), LOGGED_CLIENT_BYTES),
+            LogText::new(record.time_text()));
     }
 
     /// Where restarts are counted, and what a storm of them does.
@@ -600,6 +706,10 @@ impl LocationStoreActor {
     where
         R: std::borrow::Borrow<Record> + Into<SharedRecord>,
     {
+        if expired(record.borrow(), self.expiry_cutoff()) {
+            self.refuse_expired(record.borrow(), source);
+            return Applied::stale();
+        }
         let shared = match self.insert_if_newer(record) {
             Ok(shared) => shared,
             Err(record) => {
@@ -654,6 +764,7 @@ impl LocationStoreActor {
             if spread == Spread::Flood
                 && matches!(source, Source::Peer(_))
                 && !self.flooded.contains(&address(&held))
+                && !expired(&held, self.expiry_cutoff())
             {
                 self.forward_again(&held, source.peer(), ctx);
             }
@@ -824,6 +935,7 @@ impl Actor for LocationStoreActor {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(Duration::from_secs(1), |store, _| {
             store.update_mixed();
+            store.sweep();
             store.waiting.retain(|_, waiting| {
                 waiting.retain(|tx| !tx.is_closed());
                 !waiting.is_empty()
@@ -902,6 +1014,8 @@ impl Handler<GetRoot> for LocationStoreActor {
     type Result = u64;
 
     fn handle(&mut self, _: GetRoot, _: &mut Context<Self>) -> u64 {
+        // Expired records never make two roots differ.
+        self.sweep();
         self.digest.root()
     }
 }
@@ -925,11 +1039,7 @@ impl Handler<Forget> for LocationStoreActor {
         let Some(held) = self.records.get(&msg.client[..]).map(|r| r.0.clone()) else {
             return false;
         };
-        self.records.remove(&msg.client[..]);
-        self.digest.remove(&held);
-        self.by_leaf[leaf_of(held.client())].retain(|r| !Arc::ptr_eq(r, &held));
-        self.flooded.remove(&address(&held));
-        self.metrics.set_records(self.records.len());
+        self.remove(&held);
         warn!(target: LOG, "{}: test hook: forgot {} here only", self.server, LogText::clipped(&msg.client, 100));
         true
     }
@@ -970,8 +1080,16 @@ impl Handler<SendFloods> for LocationStoreActor {
 impl Handler<Lookup> for LocationStoreActor {
     type Result = Option<SharedRecord>;
 
+    /// An expired record not swept yet is dropped here: the client is
+    /// unknown from the moment its record expires.
     fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
-        self.records.get(&msg.client[..]).map(|r| r.0.clone())
+        let held = self.records.get(&msg.client[..]).map(|r| r.0.clone())?;
+        if expired(&held, self.expiry_cutoff()) {
+            self.remove(&held);
+            Metrics::bump(&self.metrics.records_expired);
+            return None;
+        }
+        Some(held)
     }
 }
 
@@ -1026,6 +1144,7 @@ impl Handler<GetDigest> for LocationStoreActor {
     type Result = MessageResult<GetDigest>;
 
     fn handle(&mut self, _: GetDigest, _: &mut Context<Self>) -> Self::Result {
+        self.sweep();
         MessageResult(self.digest.clone())
     }
 }
@@ -1056,6 +1175,9 @@ impl Handler<SyncRecords> for LocationStoreActor {
                 );
             }
         }
+        // Expired records are never sent, even before the sweep drops them.
+        let cutoff = self.expiry_cutoff();
+        records.retain(|r| !expired(r, cutoff));
         MessageResult(records)
     }
 }
@@ -1167,6 +1289,101 @@ mod tests {
         let client = bytes::Bytes::from_static(b"kiwi.cs.ucla.edu");
         let record = store.send(Lookup { client }).await.unwrap()?;
         Some(String::from_utf8_lossy(record.at_line()).into_owned())
+    }
+
+    /// Kiwi's record as received by Riley `ago` before now (with a negative
+    /// diff: the client's clock ran a second ahead).
+    fn received_ago(client: &str, ago: Duration) -> Record {
+        let received = Timestamp::now().as_nanos() - ago.as_nanos() as i128;
+        let time = received + 1_000_000_000;
+        let (secs, nanos) = (time / 1_000_000_000, time % 1_000_000_000);
+        let line =
+            format!("AT Riley -1.000000000 {client} +34.068930-118.445127 {secs}.{nanos:09}");
+        Record::from_at_line(line.as_bytes()).unwrap()
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn expired_records_leave_the_records_their_leaves_and_the_digest() {
+        let fresh = received_ago("fresh", Duration::ZERO);
+        let old = received_ago("old", 2 * HOUR);
+        assert_eq!(
+            old.received_nanos(),
+            old.time().as_nanos() - 1_000_000_000,
+            "received = time + diff, the diff negative"
+        );
+        let metrics = Arc::new(Metrics::default());
+        let loaded = vec![fresh.clone(), old];
+        let store = LocationStoreActor::new("Riley".into(), loaded, None, metrics.clone(), DAY);
+        assert_eq!(store.records.len(), 2, "without a TTL nothing expires");
+        let store = store.with_ttl(HOUR);
+        let mut only_fresh = Digest::default();
+        only_fresh.replace(None, &fresh);
+        assert_eq!(store.digest.root(), only_fresh.root());
+        assert_eq!(store.records.len(), 1);
+        assert!(!store.records.contains(&b"old"[..]));
+        assert_eq!(store.by_leaf.iter().map(Vec::len).sum::<usize>(), 1);
+        assert!(store.recent.iter().all(|r| r.client() == b"fresh"));
+        assert_eq!(metrics.records_expired.get(), 1);
+        assert_eq!(metrics.records.get(), 1);
+    }
+
+    #[test]
+    fn a_client_whose_record_expired_is_unknown() {
+        actix_rt::System::new().block_on(async {
+            let metrics = Arc::new(Metrics::default());
+            let ttl = Duration::from_millis(600);
+            let record = received_ago("kiwi.cs.ucla.edu", Duration::from_millis(100));
+            let store =
+                LocationStoreActor::new("Riley".into(), vec![record], None, metrics.clone(), DAY)
+                    .with_ttl(ttl)
+                    .start();
+            assert!(held(&store).await.is_some(), "not expired yet");
+            // The TTL passes (well before the next sweep, a second away).
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            assert_eq!(held(&store).await, None);
+            assert_eq!(metrics.records_expired.get(), 1);
+            assert_eq!(store.send(GetRoot).await.unwrap(), Digest::default().root());
+            assert_eq!(store.send(Dump).await.unwrap().len(), 0);
+            System::current().stop();
+        });
+    }
+
+    #[test]
+    fn an_expired_record_from_a_neighbour_or_a_client_is_refused_and_counted() {
+        actix_rt::System::new().block_on(async {
+            let metrics = Arc::new(Metrics::default());
+            let store =
+                LocationStoreActor::new("Riley".into(), Vec::new(), None, metrics.clone(), DAY)
+                    .with_ttl(HOUR)
+                    .start();
+            let old = received_ago("kiwi.cs.ucla.edu", 2 * HOUR);
+            let line = String::from_utf8_lossy(old.at_line()).into_owned();
+            store.send(batch(&[&line], "Jaquez")).await.unwrap();
+            let mut sync = batch(&[&line], "Jaquez");
+            sync.source = Source::Sync("Jaquez".into());
+            store.send(sync).await.unwrap();
+            let update = Update {
+                record: Arc::new(old),
+                source: Source::Client,
+            };
+            let applied = store.send(update).await.unwrap();
+            assert!(!applied.new);
+            assert_eq!(held(&store).await, None);
+            assert_eq!(metrics.records_expired.get(), 3);
+            assert_eq!(
+                metrics.updates_new_peer.get() + metrics.updates_new_sync.get(),
+                0
+            );
+            assert_eq!(metrics.updates_new_client.get(), 0);
+            // A record within the TTL is taken as ever.
+            let fresh = received_ago("kiwi.cs.ucla.edu", HOUR / 2);
+            let line = String::from_utf8_lossy(fresh.at_line()).into_owned();
+            store.send(batch(&[&line], "Jaquez")).await.unwrap();
+            assert_eq!(held(&store).await.as_deref(), Some(&*line));
+            System::current().stop();
+        });
     }
 
     #[test]
