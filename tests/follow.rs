@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{iamat, wait_until, Herd};
@@ -95,4 +96,70 @@ fn one_iamat_is_one_line_in_each_log_naming_where_it_came_from_and_went() {
     // Riley's tree reaches the four others in n-1 receptions.
     let sent: usize = lines.values().map(|(_, to)| to.len()).sum();
     assert_eq!(sent, 4, "{lines:?}");
+}
+
+#[test]
+fn herdctl_trace_prints_the_path_from_the_origin_with_each_hops_delay() {
+    let mut herd = Herd::five().build();
+    herd.start_each();
+    herd.wait_links_up();
+    let answer = herd.ask("Bernard", &iamat("traced", "1700000000.5"));
+    for name in herd.names() {
+        herd.wait_for_at_line(&name, "traced", &answer);
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herdctl"))
+        .arg("--config")
+        .arg(&herd.config)
+        .args(["--server", "Campbell", "trace", "traced"])
+        .env("HOME", common::dir_of(&herd))
+        .env_remove("HERD_ADMIN_TOKEN")
+        .output()
+        .expect("run herdctl");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "the record and five servers:\n{text}");
+    assert_eq!(lines[0], format!("traced: {answer}"));
+    assert!(lines[1].starts_with("Bernard from a client at "), "{text}");
+    // Every other server, indented under the server it names, with a delay;
+    // Bernard's neighbours (Jaquez, Juzang, Campbell) one level down, Riley
+    // two (under Jaquez or Juzang).
+    let mut depth = BTreeMap::from([("Bernard".to_string(), 0)]);
+    let mut last = vec!["Bernard".to_string()];
+    for line in &lines[2..] {
+        let indent = line.len() - line.trim_start().len();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert!(fields.len() >= 5, "{line}");
+        let (name, from, delay) = (fields[0], fields[2], fields[3]);
+        assert_eq!(fields[1], "from", "{line}");
+        assert_eq!(fields[4], "ms", "{line}");
+        assert!(
+            delay.parse::<f64>().is_ok() && delay.starts_with(['+', '-']),
+            "{line}"
+        );
+        assert_eq!(indent % 2, 0, "{line}");
+        let level = indent / 2;
+        assert_eq!(
+            last.get(level - 1).map(String::as_str),
+            Some(from),
+            "{text}"
+        );
+        last.truncate(level);
+        last.push(name.to_string());
+        depth.insert(name.to_string(), level);
+    }
+    let expected = [
+        ("Bernard", 0),
+        ("Campbell", 1),
+        ("Jaquez", 1),
+        ("Juzang", 1),
+        ("Riley", 2),
+    ];
+    let expected: BTreeMap<String, usize> =
+        expected.iter().map(|(n, d)| (n.to_string(), *d)).collect();
+    assert_eq!(depth, expected, "{text}");
 }

@@ -279,6 +279,36 @@ pub struct Overview {
     pub recent: Vec<SharedRecord>,
 }
 
+/// When and from whom this store took the record it holds for a client
+/// (`/trace`, `herdctl trace`).
+#[derive(Message)]
+#[rtype(result = "Option<Traced>")]
+pub struct Trace {
+    pub client: bytes::Bytes,
+}
+
+/// The answer to [`Trace`]: the record held, and how it came when the store
+/// still remembers (the last [`TRACED`] updates taken).
+#[derive(Debug, Clone)]
+pub struct Traced {
+    pub record: SharedRecord,
+    pub arrival: Option<Arrival>,
+}
+
+/// How many updates the store remembers the arrival of.
+pub const TRACED: usize = 65_536;
+
+/// When this store took a record (its clock, nanoseconds since the epoch)
+/// and where it came from.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The record (weak: a replaced record's line is freed at once, and its
+    /// address cannot be reused while this is remembered).
+    record: std::sync::Weak<Record>,
+    pub at_nanos: i128,
+    pub from: Source,
+}
+
 /// Every record, for dumps and invariant checks.
 #[derive(Message)]
 #[rtype(result = "Vec<SharedRecord>")]
@@ -377,6 +407,8 @@ pub struct LocationStoreActor {
     sent_to: Vec<usize>,
     /// `limits.record_ttl_ms` in nanoseconds; 0 keeps records for ever.
     ttl_nanos: i128,
+    /// The arrivals of the last [`TRACED`] updates taken, oldest first.
+    arrivals: std::collections::VecDeque<Arrival>,
 }
 
 impl LocationStoreActor {
@@ -411,6 +443,7 @@ impl LocationStoreActor {
             restarts: RestartBudget::default(),
             sent_to: Vec::new(),
             ttl_nanos: 0,
+            arrivals: std::collections::VecDeque::new(),
         };
         store.load(records);
         store
@@ -569,6 +602,7 @@ impl LocationStoreActor {
         self.by_leaf = vec![Vec::new(); LEAVES];
         self.digest = Digest::default();
         self.flooded.clear();
+        self.arrivals.clear();
         // Their records are gone: the clients hear at their deadline.
         self.waiting.clear();
         self.load(records);
@@ -724,6 +758,14 @@ impl LocationStoreActor {
             self.recent.pop_front();
         }
         self.recent.push_back(shared.clone());
+        if self.arrivals.len() == TRACED {
+            self.arrivals.pop_front();
+        }
+        self.arrivals.push_back(Arrival {
+            record: Arc::downgrade(&shared),
+            at_nanos: Timestamp::now().as_nanos(),
+            from: source.clone(),
+        });
         let durable = self.journal.as_mut().map(|j| j.append(&shared));
         let replicated =
             (self.ack_after == AckAfter::Neighbour && *source == Source::Client).then(|| {
@@ -1090,6 +1132,21 @@ impl Handler<Lookup> for LocationStoreActor {
             return None;
         }
         Some(held)
+    }
+}
+
+impl Handler<Trace> for LocationStoreActor {
+    type Result = Option<Traced>;
+
+    fn handle(&mut self, msg: Trace, ctx: &mut Context<Self>) -> Self::Result {
+        let record = self.handle(Lookup { client: msg.client }, ctx)?;
+        let arrival = self
+            .arrivals
+            .iter()
+            .rev()
+            .find(|a| std::ptr::eq(a.record.as_ptr(), Arc::as_ptr(&record)))
+            .cloned();
+        Some(Traced { record, arrival })
     }
 }
 
