@@ -863,9 +863,10 @@ impl LocationStoreActor {
     /// not one per record.
     ///
     /// `taken` is where the update that the store just took as new came
-    /// from (none when a record held already goes on again): one line at info says so and names the neighbours it was
-    /// queued for, so that an operator can follow an update through the
-    /// servers' logs. The names are gathered only when that line is logged.
+    /// from (none when a record held already goes on again): one line at
+    /// info says so and names the neighbours it was queued for, so that an
+    /// operator can follow an update through the servers' logs. The names
+    /// are gathered only when that line is logged.
     fn forward(
         &mut self,
         record: &SharedRecord,
@@ -928,9 +929,9 @@ impl LocationStoreActor {
         from: Option<&str>,
         ctx: &mut Context<Self>,
     ) {
-        debug!(target: LOG, "{}: {} {} flooded on again, around {}", self.server,
+        debug!(target: LOG, "{}: {} {} passed on again, flooded (not to {})", self.server,
             LogText::clipped(record.client(), LOGGED_CLIENT_BYTES),
-            LogText::new(record.time_text()), from.unwrap_or("a link"));
+            LogText::new(record.time_text()), from.unwrap_or("nobody"));
         self.forward(record, from, Spread::Flood, None, ctx);
     }
 
@@ -1397,8 +1398,16 @@ mod tests {
                     .with_ttl(ttl)
                     .start();
             assert!(held(&store).await.is_some(), "not expired yet");
-            // The TTL passes (well before the next sweep, a second away).
+            let everything = || SyncRecords {
+                whole: vec![(0, 0)],
+                leaves: Default::default(),
+            };
+            assert_eq!(store.send(everything()).await.unwrap().len(), 1);
+            // The TTL passes (well before the next sweep, a second away):
+            // a sync no longer sends the record, a lookup drops it.
             tokio::time::sleep(Duration::from_millis(600)).await;
+            assert!(store.send(everything()).await.unwrap().is_empty());
+            assert_eq!(metrics.records_expired.get(), 0, "not swept yet");
             assert_eq!(held(&store).await, None);
             assert_eq!(metrics.records_expired.get(), 1);
             assert_eq!(store.send(GetRoot).await.unwrap(), Digest::default().root());
