@@ -58,15 +58,23 @@ pub enum Source {
 /// `Riley`, `Riley (sync)`.
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Source::Client => f.write_str("a client"),
-            Source::Peer(name) => f.write_str(name),
-            Source::Sync(name) => write!(f, "{name} (sync)"),
-        }
+        let (name, how) = self.described();
+        f.write_str(name)?;
+        f.write_str(how)
     }
 }
 
 impl Source {
+    /// How a log line names it, in two pieces: `("a client", "")`,
+    /// `("Riley", "")`, `("Riley", " (sync)")`.
+    fn described(&self) -> (&str, &'static str) {
+        match self {
+            Source::Client => ("a client", ""),
+            Source::Peer(name) => (name, ""),
+            Source::Sync(name) => (name, " (sync)"),
+        }
+    }
+
     fn peer(&self) -> Option<&str> {
         match self {
             Source::Client => None,
@@ -405,6 +413,8 @@ pub struct LocationStoreActor {
     /// The indexes in `peers` that [`forward`](Self::forward) queued its
     /// record for, kept between calls so that naming them allocates nothing.
     sent_to: Vec<usize>,
+    /// The text of an update's log line, kept between updates.
+    log_line: String,
     /// `limits.record_ttl_ms` in nanoseconds; 0 keeps records for ever.
     ttl_nanos: i128,
     /// The arrivals of the last [`TRACED`] updates taken, oldest first.
@@ -442,6 +452,7 @@ impl LocationStoreActor {
             waiting: HashMap::new(),
             restarts: RestartBudget::default(),
             sent_to: Vec::new(),
+            log_line: String::new(),
             ttl_nanos: 0,
             arrivals: std::collections::VecDeque::new(),
         };
@@ -911,13 +922,30 @@ impl LocationStoreActor {
             ctx.notify(SendFloods);
         }
         if let Some(source) = logged {
-            let to = Recipients {
-                peers: &self.peers,
-                sent_to: &self.sent_to,
-            };
-            info!(target: LOG, "{}: {} {} from {source}, new, sent to {to}", self.server,
-                LogText::clipped(record.client(), LOGGED_CLIENT_BYTES),
-                LogText::new(record.time_text()));
+            // Built piece by piece in a buffer kept between updates: the
+            // formatting machinery costs several times more per argument.
+            let line = &mut self.log_line;
+            line.clear();
+            line.push_str(&self.server);
+            line.push_str(": ");
+            LogText::clipped(record.client(), LOGGED_CLIENT_BYTES).write_to(line);
+            line.push(' ');
+            LogText::new(record.time_text()).write_to(line);
+            let (name, how) = source.described();
+            line.push_str(" from ");
+            line.push_str(name);
+            line.push_str(how);
+            line.push_str(", new, sent to ");
+            if self.sent_to.is_empty() {
+                line.push_str("nobody");
+            }
+            for (n, &i) in self.sent_to.iter().enumerate() {
+                if n > 0 {
+                    line.push_str(", ");
+                }
+                line.push_str(&self.peers[i].name);
+            }
+            info!(target: LOG, "{line}");
         }
     }
 
@@ -940,28 +968,6 @@ impl LocationStoreActor {
         debug!(target: LOG, "{}: {} {} from {source}, stale", self.server,
             LogText::clipped(record.client(), LOGGED_CLIENT_BYTES),
             LogText::new(record.time_text()));
-    }
-}
-
-/// The neighbours an update was queued for, as its log line names them:
-/// `Jaquez, Juzang`, or `nobody`.
-struct Recipients<'a> {
-    peers: &'a [Neighbour],
-    sent_to: &'a [usize],
-}
-
-impl std::fmt::Display for Recipients<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.sent_to.is_empty() {
-            return f.write_str("nobody");
-        }
-        for (n, &i) in self.sent_to.iter().enumerate() {
-            if n > 0 {
-                f.write_str(", ")?;
-            }
-            f.write_str(&self.peers[i].name)?;
-        }
-        Ok(())
     }
 }
 
