@@ -52,3 +52,39 @@ fn a_record_is_gone_from_every_server_once_its_ttl_has_passed() {
         assert_eq!(records, Some(0.0), "{name} holds no record");
     }
 }
+
+#[test]
+fn an_expired_record_in_the_journal_is_not_taken_back_at_restart() {
+    let mut herd = Herd::with_topology(&[("Solo", &[])])
+        .setting("herd", "data_dir = \"data\"")
+        .setting("limits", "record_ttl_ms = 1500")
+        .build();
+    herd.restart("Solo");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let time = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+    let answer = herd.ask("Solo", &iamat("journalled", &time));
+    assert!(answer.starts_with("AT Solo +0."), "{answer}");
+    // SIGTERM commits the journal; the record is on disk.
+    assert!(herd.terminate("Solo").success());
+    // Past the TTL (the diff, under a second, is in the margin).
+    let expiry = now + Duration::from_millis(1500 + 1000);
+    while SystemTime::now().duration_since(UNIX_EPOCH).unwrap() < expiry {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    herd.restart("Solo");
+    assert_eq!(
+        whatsat(&herd, "Solo", "journalled"),
+        "? WHATSAT journalled 1 1"
+    );
+    let metrics = metrics_text(&herd, "Solo");
+    assert_eq!(metric_sample(&metrics, "herd_records", ""), Some(0.0));
+    assert_eq!(
+        metric_sample(&metrics, "herd_records_expired_total", ""),
+        Some(1.0),
+        "left out of the journal once, at load"
+    );
+    wait_until(Duration::from_secs(5), "the log to say so", || {
+        std::fs::read_to_string(herd.log_path("Solo"))
+            .is_ok_and(|log| log.contains("Solo: 1 expired records in the journal left out"))
+    });
+}

@@ -478,11 +478,8 @@ impl LocationStoreActor {
             }
             let _ = self.insert_if_newer(record);
         }
-        if outlived > 0 {
-            self.metrics.records_expired.inc_by(outlived);
-            info!(target: LOG, "{}: {outlived} expired records in the journal left out",
-                self.server);
-        }
+        self.metrics.records_expired.inc_by(outlived as u64);
+        self.note_outlived(outlived);
         // Loaded records are not updates (only `apply` notes those): the
         // overview starts with the newest by client time, not with the
         // journal's key order.
@@ -510,8 +507,17 @@ impl LocationStoreActor {
     /// store was made with that have expired already are dropped at once.
     pub fn with_ttl(mut self, ttl: Duration) -> LocationStoreActor {
         self.ttl_nanos = i128::try_from(ttl.as_nanos()).unwrap_or(i128::MAX);
-        self.sweep();
+        let outlived = self.sweep();
+        self.note_outlived(outlived);
         self
+    }
+
+    /// Logs how many of the records loaded from the journal had expired.
+    fn note_outlived(&self, outlived: usize) {
+        if outlived > 0 {
+            info!(target: LOG, "{}: {outlived} expired records in the journal left out",
+                self.server);
+        }
     }
 
     /// Now minus the TTL, when there is one: records received at or before
@@ -524,10 +530,11 @@ impl LocationStoreActor {
     /// digest and the recent updates. One pass over the leaves, so the cost
     /// is that of reading the store once; emptied capacity is given back,
     /// so that memory falls once a churn of clients has expired.
-    fn sweep(&mut self) {
+    /// Returns how many it dropped.
+    fn sweep(&mut self) -> usize {
         let cutoff = self.expiry_cutoff();
         if cutoff.is_none() {
-            return;
+            return 0;
         }
         let mut gone = Vec::new();
         for leaf in &mut self.by_leaf {
@@ -544,7 +551,7 @@ impl LocationStoreActor {
         }
         self.recent.retain(|r| !expired(r, cutoff));
         if gone.is_empty() {
-            return;
+            return 0;
         }
         for record in &gone {
             self.records.remove(record.client());
@@ -559,6 +566,7 @@ impl LocationStoreActor {
         self.metrics.records_expired.inc_by(gone.len() as u64);
         self.metrics.set_records(self.records.len());
         debug!(target: LOG, "{}: {} records expired", self.server, gone.len());
+        gone.len()
     }
 
     /// Removes `held`, the record held for its client, from every index
