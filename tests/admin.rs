@@ -488,6 +488,7 @@ fn the_admin_token_guards_every_path_but_the_page_and_healthz() {
 
     for path in [
         "/records",
+        "/trace?client=kiwi",
         "/status",
         "/herd",
         "/metrics",
@@ -519,7 +520,7 @@ fn the_admin_token_guards_every_path_but_the_page_and_healthz() {
     // Orchestrators probe /healthz and the page is static: both stay open.
     assert_eq!(get(&herd, "Alpha", "/healthz").status, 200);
     assert_eq!(get(&herd, "Alpha", "/").status, 200);
-    assert_eq!(refused(&herd, "Alpha", "token", Some(TOKEN)), 30.0);
+    assert_eq!(refused(&herd, "Alpha", "token", Some(TOKEN)), 36.0);
 
     // herdctl sends the token given by flag or by environment.
     let address = admin(&herd, "Beta");

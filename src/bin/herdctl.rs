@@ -81,6 +81,11 @@ enum Command {
     /// counts (from the admin `/herd` and `/status`). `--server` is a name
     /// or the admin `host:port` of any server of the herd.
     Status,
+    /// Print the path the client's current record took through the herd:
+    /// which server took it from whom, and each hop's delay (every
+    /// server's admin `/trace`). `--server` is a name or the admin
+    /// `host:port` of any server of the herd.
+    Trace { client: String },
 }
 
 /// Whatever a subcommand reports, with its context: printed as it is.
@@ -141,6 +146,10 @@ fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Status => {
             let token = ctl::admin_token(cli.admin_token, &cli.server, &cli.config)?;
             ctl::status::run(&cli.server, &cli.config, token.as_deref())?;
+        }
+        Command::Trace { client } => {
+            let token = ctl::admin_token(cli.admin_token, &cli.server, &cli.config)?;
+            ctl::trace::run(&cli.server, &cli.config, token.as_deref(), &client)?;
         }
     }
     Ok(())
