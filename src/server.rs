@@ -117,6 +117,7 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, StartError> {
     .with_topology(plan.topology.clone())
     .with_ack_after(plan.ack_after)
     .with_ttl(plan.record_ttl)
+    .with_release_memory(Arc::new(release_memory))
     .with_restarts(restarts);
     let store = actix::Supervisor::start(move |_| store);
     let (provider, policy) = places_provider(&name, &plan.places)?;
@@ -180,6 +181,18 @@ fn restart_budget() -> RestartBudget {
         log::logger().flush();
         std::process::exit(RESTART_STORM_EXIT);
     }))
+}
+
+/// Gives the heap's free memory back to the system. glibc keeps what is
+/// freed in its arenas, so without this a server whose records expired
+/// (`limits.record_ttl_ms`) stays at its peak size (BENCHMARKS.md, "Record
+/// TTL").
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The exit code of a restart storm (EX_SOFTWARE).

@@ -438,7 +438,16 @@ pub struct LocationStoreActor {
     ttl_nanos: i128,
     /// The arrivals of the last [`TRACED`] updates taken, oldest first.
     arrivals: std::collections::VecDeque<Arrival>,
+    /// Gives freed memory back to the system after a sweep that dropped
+    /// many records (the binary knows its allocator; none in tests).
+    release_memory: Option<ReleaseMemory>,
 }
+
+/// Returns freed heap memory to the system (the binary's allocator call).
+pub type ReleaseMemory = Arc<dyn Fn() + Send + Sync>;
+
+/// A sweep that drops at least this many records gives memory back.
+const RELEASE_AFTER: usize = 10_000;
 
 impl LocationStoreActor {
     /// A store that starts with `records` (for example, loaded from disk).
@@ -470,6 +479,7 @@ impl LocationStoreActor {
             ack_after: AckAfter::Local,
             waiting: HashMap::new(),
             restarts: RestartBudget::default(),
+            release_memory: None,
             sent_to: Vec::new(),
             log_line: String::new(),
             ttl_nanos: 0,
@@ -531,6 +541,13 @@ impl LocationStoreActor {
         self
     }
 
+    /// How to give freed memory back to the system once a churn of clients
+    /// has expired.
+    pub fn with_release_memory(mut self, release: ReleaseMemory) -> LocationStoreActor {
+        self.release_memory = Some(release);
+        self
+    }
+
     /// Logs how many of the records loaded from the journal had expired.
     fn note_outlived(&self, outlived: usize) {
         if outlived > 0 {
@@ -585,7 +602,21 @@ impl LocationStoreActor {
         self.metrics.records_expired.inc_by(gone.len() as u64);
         self.metrics.set_records(self.records.len());
         debug!(target: LOG, "{}: {} records expired", self.server, gone.len());
-        gone.len()
+        let dropped = gone.len();
+        // The records themselves are freed here, with the last handles; a
+        // weak handle still keeps a record's allocation, so the arrivals of
+        // records that are gone are forgotten too.
+        drop(gone);
+        self.arrivals.retain(|a| a.record.strong_count() > 0);
+        if self.arrivals.capacity() > 4 * self.arrivals.len().max(64) {
+            self.arrivals.shrink_to_fit();
+        }
+        if dropped >= RELEASE_AFTER {
+            if let Some(release) = &self.release_memory {
+                release();
+            }
+        }
+        dropped
     }
 
     /// Removes `held`, the record held for its client, from every index
