@@ -22,7 +22,7 @@
 //!
 //! Every request first passes the checks of `admin/guard.rs`: a `Host` that
 //! names this server, an `Origin` (if any) that is a page of this herd, and
-//! the admin token when one is set. The page served by one server polls the
+//! the admin token (every server has one). The page served by one server polls the
 //! admin ports of all the others, so allowed origins are echoed back (never
 //! `*`) and their preflights answered.
 

@@ -120,6 +120,13 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, StartError> {
             neighbours are accepted by name alone and the peer wire is in clear. \
             Remove the setting to use HERD_SECRET, herd.secret_file or ~/.herd.cookie.");
     }
+    if plan.secret_changing {
+        warn!(target: "herd", "{name}: HERD_SECRET_EXTRA is set: the herd is changing its \
+            secret, and until the change is finished this server also trusts the neighbours \
+            it dials that prove the other secret, so whoever still holds the old one can pose \
+            as a neighbour on those links (read the updates sent there and send its own). \
+            Finish the change on every server and unset it (docs/security.md).");
+    }
     let disk = open_journal(&plan, &name)?;
     let store = LocationStoreActor::new(
         name.clone(),

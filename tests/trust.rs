@@ -355,7 +355,7 @@ fn the_secret_changes_server_by_server_and_updates_keep_flowing() {
         ("Bernard", &["Jaquez"]),
     ];
     let mut herd = Herd::with_topology(CHAIN)
-        .env("HERD_SECRET", "the old secret")
+        .env("HERD_SECRET", "the old secret of the herd")
         .build();
     herd.start_each();
     let mut time = 1_700_000_000u64;
@@ -371,16 +371,143 @@ fn the_secret_changes_server_by_server_and_updates_keep_flowing() {
     // (secret, extra) of each step; each server restarted in turn, and the
     // herd checked between every two restarts.
     for (secret, extra) in [
-        ("the old secret", "the new secret"),
-        ("the new secret", "the old secret"),
-        ("the new secret", ""),
+        ("the old secret of the herd", "the new secret of the herd"),
+        ("the new secret of the herd", "the old secret of the herd"),
+        ("the new secret of the herd", ""),
     ] {
         for name in ["Jaquez", "Riley", "Bernard"] {
             herd.terminate(name);
+            let _ = std::fs::remove_file(herd.log_path(name));
             herd.set_env("HERD_SECRET", secret);
             herd.set_env("HERD_SECRET_EXTRA", extra);
             herd.restart(name);
             flows(&herd);
+            // While two secrets are accepted, every start says what that
+            // allows; once one is, none does (read after a stop: flushed).
+            let warning = "HERD_SECRET_EXTRA is set: the herd is changing its secret";
+            if extra.is_empty() {
+                herd.terminate(name);
+                let log = String::from_utf8_lossy(&log_of(&herd, name)).into_owned();
+                assert!(log.contains("serving clients on"), "{name}: {log}");
+                assert!(!log.contains(warning), "{name}: {log}");
+                herd.restart(name);
+            } else {
+                wait_for_log(&herd, name, warning);
+            }
         }
     }
+}
+
+/// Runs `herd Riley` with the herd's settings, its home and `env` until it
+/// exits; its exit code, standard error, and how long it took. Panics if
+/// it is still running after 10 s (it started instead of refusing).
+fn run_to_exit(herd: &Herd, env: &[(&str, &str)]) -> (Option<i32>, String, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .arg("--config")
+        .arg(&herd.config)
+        .arg("Riley")
+        .current_dir(dir_of(herd))
+        .env("HOME", dir_of(herd))
+        .env_remove("HERD_SECRET")
+        .env_remove("HERD_SECRET_EXTRA")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herd");
+    while child.try_wait().expect("wait for herd").is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("herd started (or hung) instead of refusing {env:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = started.elapsed();
+    let out = child.wait_with_output().expect("herd's output");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr, took)
+}
+
+/// Writes `text` to `dir/name` with `mode`; returns its path as text.
+fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write the secret file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    path.display().to_string()
+}
+
+#[test]
+fn short_secrets_and_unsafe_secret_files_are_refused_at_start() {
+    let herd = Herd::with_topology(PAIR).build();
+    let dir = dir_of(&herd).to_owned();
+    let refused = |env: &[(&str, &str)], why: &str| {
+        let (code, stderr, took) = run_to_exit(&herd, env);
+        assert_eq!(code, Some(2), "{env:?}: {stderr}");
+        assert!(stderr.contains(why), "{env:?}: {stderr}");
+        took
+    };
+    let long = "sixteen bytes ok";
+    refused(&[("HERD_SECRET", "fifteen bytes!!")], "is 15 bytes");
+    refused(
+        &[("HERD_SECRET", long), ("HERD_SECRET_EXTRA", "0123456789")],
+        "the herd secret in HERD_SECRET_EXTRA is 10 bytes: a secret needs at least 16",
+    );
+    let short = secret_file(&dir, "short", "too short\n", 0o600);
+    refused(&[("HERD_HERD__SECRET_FILE", &short)], "is 9 bytes");
+    let exposed = secret_file(&dir, "exposed", "a secret others can read\n", 0o644);
+    refused(&[("HERD_HERD__SECRET_FILE", &exposed)], "chmod 600");
+    let group = secret_file(&dir, "group", "a secret the group can read\n", 0o640);
+    refused(&[("HERD_HERD__SECRET_FILE", &group)], "mode 640");
+    // A FIFO nobody writes to: a blocking open would never return.
+    let fifo = dir.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let took = refused(
+        &[("HERD_HERD__SECRET_FILE", &fifo.display().to_string())],
+        "is a FIFO, not a regular file",
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "the FIFO held the start {took:?}"
+    );
+    refused(
+        &[("HERD_HERD__SECRET_FILE", &dir.display().to_string())],
+        "is a directory",
+    );
+    // Another user's file, where this test may make one (as root).
+    if rustix::process::geteuid().is_root() {
+        let theirs = secret_file(&dir, "theirs", "somebody else's secret\n", 0o600);
+        let chowned = Command::new("chown").args(["65534", &theirs]).status();
+        assert!(chowned.is_ok_and(|s| s.success()));
+        refused(
+            &[("HERD_HERD__SECRET_FILE", &theirs)],
+            "belongs to user 65534",
+        );
+    }
+}
+
+#[test]
+fn a_secret_file_reached_through_a_link_to_an_owner_only_file_is_read() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    // As Kubernetes mounts a Secret: the file a link points at, read-only.
+    let target = secret_file(dir.path(), "..data", "a secret behind a link\n", 0o400);
+    let link = dir.path().join("herd-secret");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let mut herd = Herd::with_topology(PAIR)
+        .setting(
+            "herd",
+            &format!("secret_file = {:?}", link.display().to_string()),
+        )
+        .build();
+    herd.start_each();
+    let at = herd.ask("Riley", &iamat("linked", "1700000000"));
+    herd.wait_for_at_line("Jaquez", "linked", &at);
+    // The secret came from the file behind the link, not from a cookie.
+    assert!(
+        !dir_of(&herd).join(".herd.cookie").exists(),
+        "no cookie was made"
+    );
 }

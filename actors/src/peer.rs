@@ -115,6 +115,9 @@ pub struct PeerLimits {
     /// Incoming peer connections handshaking at once; past it the oldest
     /// is dropped.
     pub max_handshakes: usize,
+    /// Of those, how many one source address may hold; past it that
+    /// source's own oldest is dropped (listener.rs).
+    pub max_handshakes_per_source: usize,
 }
 
 impl Default for PeerLimits {
@@ -127,6 +130,7 @@ impl Default for PeerLimits {
             max_pending: 100_000,
             max_backlog: 1 << 20,
             max_handshakes: 64,
+            max_handshakes_per_source: 4,
         }
     }
 }
