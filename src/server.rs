@@ -226,6 +226,7 @@ fn serve(
         secret: plan.secret.clone(),
         timeout: plan.peer_limits.handshake_timeout,
         max_handshakes: plan.peer_limits.max_handshakes,
+        max_handshakes_per_source: plan.peer_limits.max_handshakes_per_source,
         store: store.clone(),
         metrics: metrics.clone(),
     };
@@ -237,6 +238,7 @@ fn serve(
         limits: plan.client_limits.clone(),
         metrics: metrics.clone(),
         log_lines: plan.log_lines,
+        http_refusals: Arc::default(),
         answer_when_queued: plan.data_dir.is_none(),
     };
     actix_rt::spawn(listener::serve_clients(

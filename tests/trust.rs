@@ -8,11 +8,18 @@
 //! - blank lines, which must not keep an idle connection alive;
 //! - control bytes, which must reach the log escaped;
 //! - zero configuration: servers of one user share a secret that they make
-//!   themselves, and a name alone no longer gets a neighbour in.
+//!   themselves, and a name alone no longer gets a neighbour in;
+//! - secrets too short to be secret, and secret files that are not a
+//!   private regular file of the server's user (a FIFO, a folder, another
+//!   user's, a readable one), refused at start;
+//! - HTTP on the client port (a web page's `fetch`): closed at once, and
+//!   nothing in the request is stored;
+//! - strangers at the peer port: their names reach the log escaped, and
+//!   their refusals are rate-limited.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
@@ -509,5 +516,99 @@ fn a_secret_file_reached_through_a_link_to_an_owner_only_file_is_read() {
     assert!(
         !dir_of(&herd).join(".herd.cookie").exists(),
         "no cookie was made"
+    );
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[test]
+fn an_http_request_on_the_client_port_is_closed_and_nothing_in_it_is_stored() {
+    let mut herd = Herd::with_topology(PAIR).build();
+    herd.start_each();
+    let port = herd.ports("Riley").client;
+    let time = now_secs();
+    // A browser's POST, its body an IAMAT, all in one write (one read burst).
+    let body = format!("IAMAT evil.post +34.068930-118.445127 {time}\n");
+    let post = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // A request whose first line is lost or odd, but whose Host header says HTTP.
+    let host = format!("Host: 127.0.0.1:{port}\nIAMAT evil.host +1+1 {time}\n");
+    let get = format!("GET /x HTTP/1.0\r\n\r\nIAMAT evil.get +1+1 {time}\n");
+    for request in [&post, &host, &get] {
+        let mut client = RawClient::connect(port);
+        client.send(request.as_bytes());
+        let answer = client.read_to_end();
+        assert!(
+            answer.is_empty(),
+            "answered {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "three HTTP refusals counted",
+        || metric(&herd, "Riley", "herd_http_refused_total", "") == 3.0,
+    );
+    // No line of them was answered, not even with `?`.
+    assert_eq!(metric(&herd, "Riley", "herd_invalid_lines_total", ""), 0.0);
+    // Anything Riley stored it would have flooded before this later update.
+    let marker = herd.ask("Riley", &iamat("after.http", &time.to_string()));
+    herd.wait_for_at_line("Jaquez", "after.http", &marker);
+    for server in ["Riley", "Jaquez"] {
+        for client in ["evil.post", "evil.host", "evil.get"] {
+            let line = format!("WHATSAT {client} 10 5");
+            assert_eq!(herd.ask(server, &line), format!("? {line}"), "{server}");
+        }
+    }
+    wait_for_log(
+        &herd,
+        "Riley",
+        "spoke HTTP on the client port (POST / HTTP/1.1)",
+    );
+}
+
+#[test]
+fn strangers_names_reach_the_log_escaped_and_their_refusals_are_rate_limited() {
+    let mut herd = Herd::with_topology(PAIR).build();
+    herd.start("Riley");
+    let port = herd.ports("Riley").peer;
+    const STRANGERS: usize = 200;
+    for i in 0..STRANGERS {
+        let mut wire = TcpStream::connect(("127.0.0.1", port)).expect("peer port");
+        wire.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let hello = format!("HELLO evil\x1b[2J{i} Riley 00112233445566778899aabbccddeeff\n");
+        wire.write_all(hello.as_bytes()).expect("HELLO");
+        // Whatever the answer, the server closes the connection.
+        let mut rest = Vec::new();
+        let _ = wire.read_to_end(&mut rest);
+    }
+    wait_until(Duration::from_secs(10), "every stranger refused", || {
+        metric(&herd, "Riley", "herd_peer_auth_failures_total", "") >= STRANGERS as f64
+    });
+    // Stopped, so that every line is flushed.
+    herd.terminate("Riley");
+    let log = log_of(&herd, "Riley");
+    assert!(!log.contains(&0x1b), "a raw ESC reached the log");
+    let text = String::from_utf8_lossy(&log);
+    assert!(
+        text.contains("evil\\x1b[2J0"),
+        "the name is shown escaped: {text}"
+    );
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("rejected peer connection from"))
+        .count();
+    println!("{STRANGERS} strangers refused: {lines} refusal lines in the log");
+    assert!(
+        (1..=STRANGERS / 10).contains(&lines),
+        "{lines} lines: {text}"
     );
 }

@@ -32,6 +32,7 @@ pub mod peer_session;
 pub mod places;
 pub mod protocol;
 pub mod record;
+pub mod refusal;
 pub mod seal;
 pub mod store;
 pub mod sync;

@@ -6,7 +6,7 @@
 //! client beyond the connection limit is told so and closed.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,9 +23,11 @@ use crate::handshake::{self, PeerFramed, Secret};
 use crate::metrics::Metrics;
 use crate::peer::PEER_MAX_LINE;
 use crate::peer_session::PeerSession;
+use crate::refusal::{RefusalLog, SourceRefusals};
 use crate::seal::PeerCodec;
 use crate::store::LocationStoreActor;
 use crate::sync::answer_sync;
+use crate::text::LogText;
 
 /// Accepts clients until the listener fails or the arbiter stops.
 pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_connections: usize) {
@@ -59,33 +61,6 @@ pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_con
     }
 }
 
-/// Refusals (of clients, of handshaking peers) are logged at most once a
-/// second, with a count, so that a flood of connections cannot become a
-/// flood of log lines as well.
-#[derive(Debug, Default)]
-struct RefusalLog {
-    /// Refusals since the last line.
-    unlogged: u64,
-    /// When the last line was written.
-    last: Option<Instant>,
-}
-
-impl RefusalLog {
-    /// Counts one refusal at `now`; if a line is due, returns how many
-    /// refusals it reports (this one included) and starts counting afresh.
-    fn count(&mut self, now: Instant) -> Option<u64> {
-        self.unlogged += 1;
-        if self
-            .last
-            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
-        {
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
-    }
-}
-
 /// Who may dial this server, and how to check them.
 #[derive(Clone)]
 pub struct PeerGate {
@@ -99,12 +74,17 @@ pub struct PeerGate {
     /// the bound the oldest is dropped, so a stranger who holds every slot
     /// cannot keep a neighbour out (its handshake takes a round trip).
     pub max_handshakes: usize,
+    /// Of those, how many one source address may hold: a new connection
+    /// from a source at its cap drops that source's own oldest, so one
+    /// source opening connections fast evicts nobody else's handshake.
+    pub max_handshakes_per_source: usize,
     pub store: Addr<LocationStoreActor>,
     pub metrics: Arc<Metrics>,
 }
 
 /// A peer connection that has not proved who it is yet.
 struct Handshake {
+    source: IpAddr,
     task: tokio::task::JoinHandle<()>,
     authenticated: Arc<AtomicBool>,
 }
@@ -120,6 +100,8 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
     // Oldest first.
     let mut handshakes: VecDeque<Handshake> = VecDeque::new();
     let mut drops = RefusalLog::default();
+    // Handshakes refused, logged per source address at most once a second.
+    let rejections = Arc::new(SourceRefusals::default());
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -131,12 +113,14 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
         };
         make_room_for_handshake(&mut handshakes, &gate, addr, &mut drops);
         let _ = stream.set_nodelay(true);
-        handshakes.push_back(spawn_handshake(stream, addr, gate.clone()));
+        let rejections = rejections.clone();
+        handshakes.push_back(spawn_handshake(stream, addr, gate.clone(), rejections));
     }
 }
 
-/// Forgets finished handshakes and drops the oldest pending ones until one
-/// more fits under `gate.max_handshakes`.
+/// Forgets finished handshakes, then makes room for one more from `addr`:
+/// first under `gate.max_handshakes_per_source` by dropping that source's
+/// own oldest, then under `gate.max_handshakes` by dropping the oldest of all.
 fn make_room_for_handshake(
     handshakes: &mut VecDeque<Handshake>,
     gate: &PeerGate,
@@ -144,30 +128,57 @@ fn make_room_for_handshake(
     drops: &mut RefusalLog,
 ) {
     handshakes.retain(Handshake::pending);
+    let source = addr.ip();
+    let per_source = gate.max_handshakes_per_source.max(1);
+    while handshakes.iter().filter(|h| h.source == source).count() >= per_source {
+        let Some(oldest) = handshakes.iter().position(|h| h.source == source) else {
+            break;
+        };
+        if let Some(dropped) = handshakes.remove(oldest) {
+            drop_handshake(dropped, gate, drops, "from its source", addr);
+        }
+    }
     while handshakes.len() >= gate.max_handshakes.max(1) {
         let Some(oldest) = handshakes.pop_front() else {
             break;
         };
-        // Closed without a word: it has not said who it is in all this time.
-        oldest.task.abort();
-        Metrics::bump(&gate.metrics.peer_handshakes_dropped);
-        if let Some(dropped) = drops.count(Instant::now()) {
-            warn!(target: "peer", "{}: {} peer connections handshaking; dropping the oldest \
-                for {addr} ({dropped} dropped since the last such line)",
-                gate.me, gate.max_handshakes);
-        }
+        drop_handshake(oldest, gate, drops, "of all", addr);
+    }
+}
+
+/// Closes a pending handshake without a word (it has not said who it is in
+/// all this time), counted and logged at most once a second.
+fn drop_handshake(
+    handshake: Handshake,
+    gate: &PeerGate,
+    drops: &mut RefusalLog,
+    which: &str,
+    addr: SocketAddr,
+) {
+    handshake.task.abort();
+    Metrics::bump(&gate.metrics.peer_handshakes_dropped);
+    if let Some(dropped) = drops.count(Instant::now()) {
+        warn!(target: "peer", "{}: peer connections handshaking at the limit ({} in all, {} \
+            per source); dropping the oldest {which} for {addr} ({dropped} dropped since the \
+            last such line)", gate.me, gate.max_handshakes, gate.max_handshakes_per_source);
     }
 }
 
 /// Runs one incoming link's handshake, then answers its sync and hands it
 /// to a PeerSession, in a task of its own.
-fn spawn_handshake(stream: TcpStream, addr: SocketAddr, gate: PeerGate) -> Handshake {
+fn spawn_handshake(
+    stream: TcpStream,
+    addr: SocketAddr,
+    gate: PeerGate,
+    rejections: Arc<SourceRefusals>,
+) -> Handshake {
     let authenticated = Arc::new(AtomicBool::new(false));
     let proved = authenticated.clone();
     let task = actix_rt::spawn(async move {
         let codec = PeerCodec::new(PEER_MAX_LINE, gate.metrics.clone());
         let mut framed = Framed::new(stream, codec);
-        let Some(neighbour) = authenticate(&mut framed, addr, &gate, &proved).await else {
+        let authenticated = authenticate(&mut framed, addr, &gate, &proved, &rejections).await;
+        let Some(neighbour) = authenticated else {
             return;
         };
         let Some(first) = answer_neighbour_sync(&mut framed, &neighbour, &gate).await else {
@@ -177,18 +188,22 @@ fn spawn_handshake(stream: TcpStream, addr: SocketAddr, gate: PeerGate) -> Hands
         PeerSession::create(move |_| PeerSession::new(me, neighbour, store, framed, Some(first)));
     });
     Handshake {
+        source: addr.ip(),
         task,
         authenticated,
     }
 }
 
 /// The handshake: the neighbour's name once it has proved it (and `proved`
-/// set), or `None` with the rejection counted and logged.
+/// set), or `None` with the rejection counted and logged: at most once a
+/// second per source, and escaped and clipped, since the reason may quote
+/// what a stranger sent (a name in its HELLO).
 async fn authenticate(
     framed: &mut PeerFramed,
     addr: SocketAddr,
     gate: &PeerGate,
     proved: &AtomicBool,
+    rejections: &SourceRefusals,
 ) -> Option<Arc<str>> {
     let is_neighbour = |name: &str| gate.neighbours.iter().any(|n| &**n == name);
     match handshake::accept(framed, &gate.me, is_neighbour, &gate.secret, gate.timeout).await {
@@ -199,7 +214,12 @@ async fn authenticate(
         }
         Err(e) => {
             Metrics::bump(&gate.metrics.peer_auth_failures);
-            warn!(target: "peer", "{}: rejected peer connection from {addr}: {e}", gate.me);
+            if let Some(count) = rejections.count(addr.ip(), Instant::now()) {
+                let why = e.to_string();
+                warn!(target: "peer", "{}: rejected peer connection from {addr}: {} \
+                    ({count} rejected from {} since the last such line)",
+                    gate.me, LogText::clipped(why.as_bytes(), 200), addr.ip());
+            }
             None
         }
     }
@@ -223,22 +243,5 @@ async fn answer_neighbour_sync(
             info!(target: "peer", "{}: link from {neighbour} lost during sync: {e}", gate.me);
             None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_are_logged_at_most_once_a_second_with_their_count() {
-        let start = Instant::now();
-        let mut log = RefusalLog::default();
-        assert_eq!(log.count(start), Some(1));
-        assert_eq!(log.count(start + Duration::from_millis(10)), None);
-        assert_eq!(log.count(start + Duration::from_millis(999)), None);
-        assert_eq!(log.count(start + Duration::from_secs(1)), Some(3));
-        assert_eq!(log.count(start + Duration::from_millis(1500)), None);
-        assert_eq!(log.count(start + Duration::from_secs(3)), Some(2));
     }
 }

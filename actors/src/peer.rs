@@ -64,6 +64,7 @@ use crate::record::{ByClient, RecordSet, SharedRecord};
 use crate::seal::PeerCodec;
 use crate::store::{Flood, LinkChanged, LocationStoreActor};
 use crate::sync::{dial_sync, SyncError, SyncStats};
+use crate::text::LogText;
 use crate::tree::Spread;
 
 const LOG: &str = "peer";
@@ -452,7 +453,9 @@ impl PeerActor {
     }
 
     fn drop_link(&mut self, reason: LinkError, ctx: &mut Context<Self>) {
-        info!(target: LOG, "{}: link to {} dropped: {reason}", self.me, self.neighbour);
+        let reason = reason.to_string(); // may quote the neighbour: escaped
+        info!(target: LOG, "{}: link to {} dropped: {}", self.me, self.neighbour,
+            LogText::clipped(reason.as_bytes(), 200));
         if let Some(sync) = self.sync.take() {
             ctx.cancel_future(sync);
         }
@@ -465,7 +468,9 @@ impl PeerActor {
     }
 
     fn retry(&mut self, reason: &handshake::HandshakeError, ctx: &mut Context<Self>) {
-        debug!(target: LOG, "{}: cannot reach {} at {}: {reason}", self.me, self.neighbour, self.address);
+        let reason = reason.to_string(); // may quote what answered: escaped
+        debug!(target: LOG, "{}: cannot reach {} at {}: {}", self.me, self.neighbour,
+            self.address, LogText::clipped(reason.as_bytes(), 200));
         self.retry_after_delay(ctx);
     }
 
@@ -559,7 +564,7 @@ impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
         match ack_count(&line) {
             Some(count) => self.acknowledged(count, ctx),
             None => warn!(target: LOG, "{}: unexpected line from {}: {}", self.me,
-                self.neighbour, String::from_utf8_lossy(&line[..line.len().min(80)])),
+                self.neighbour, LogText::clipped(&line, 80)),
         }
     }
 

@@ -33,6 +33,7 @@ use crate::codec::Frame;
 use crate::handshake::PeerFramed;
 use crate::output::{into_halves, Output};
 use crate::store::{LocationStoreActor, Source, UpdateBatch};
+use crate::text::LogText;
 use crate::tree::Spread;
 
 const LOG: &str = "peer";
@@ -154,10 +155,10 @@ impl PeerSession {
             self.flush();
             self.syncing = false;
             info!(target: LOG, "{}: sync from {} done ({} records)", self.me, self.neighbour,
-                String::from_utf8_lossy(count));
+                LogText::clipped(count, 40));
         } else if !line.iter().all(|&b| crate::protocol::is_space(b)) {
             warn!(target: LOG, "{}: unexpected line from {}: {}", self.me, self.neighbour,
-                String::from_utf8_lossy(&line[..line.len().min(80)]));
+                LogText::clipped(&line, 80));
         }
     }
 }

@@ -354,7 +354,7 @@ impl LocationStoreActor {
         };
         self.metrics.count_update(source.kind(), true);
         self.metrics.set_records(self.records.len());
-        debug!(target: LOG, "{}: new {}", self.server, String::from_utf8_lossy(shared.at_line()));
+        debug!(target: LOG, "{}: new {}", self.server, LogText::new(shared.at_line()));
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }

@@ -60,6 +60,7 @@ async fn sync(acceptor: &Addr<LocationStoreActor>, dialer: &Addr<LocationStoreAc
         secret: secret(),
         timeout: Duration::from_secs(30),
         max_handshakes: 64,
+        max_handshakes_per_source: 4,
         store: acceptor.clone(),
         metrics: Arc::new(Metrics::default()),
     };

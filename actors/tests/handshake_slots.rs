@@ -1,0 +1,94 @@
+//! Handshake slots per source (`limits.max_handshakes_per_source`): one
+//! source opening connections that never handshake cannot push out a
+//! neighbour's handshake in progress from another address, however many it
+//! opens. In process, on loopback: the stranger dials from 127.0.0.2, the
+//! neighbour from 127.0.0.1 (Linux answers on all of 127.0.0.0/8).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use herd_actors::handshake::{self, Secret};
+use herd_actors::listener::{serve_peers, PeerGate};
+use herd_actors::metrics::Metrics;
+use herd_actors::peer::PEER_MAX_LINE;
+use herd_actors::seal::PeerCodec;
+use herd_actors::store::LocationStoreActor;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::codec::Framed;
+
+const SECRET: &[u8] = b"handshake slots secret";
+
+/// Polls `condition` until it holds, failing after 10 s.
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[test]
+fn a_source_opening_many_connections_drops_only_its_own_handshakes() {
+    actix_rt::System::new().block_on(async {
+        let metrics = Arc::new(Metrics::default());
+        let store = LocationStoreActor::new(
+            "Riley".into(),
+            Vec::new(),
+            None,
+            metrics.clone(),
+            herd_actors::protocol::DEFAULT_MAX_FUTURE_SKEW,
+        )
+        .start();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let gate = PeerGate {
+            me: "Riley".into(),
+            neighbours: vec![Arc::<str>::from("Jaquez")].into(),
+            secret: Secret::new(SECRET),
+            timeout: Duration::from_secs(30),
+            max_handshakes: 8,
+            max_handshakes_per_source: 4,
+            store,
+            metrics: metrics.clone(),
+        };
+        actix_rt::spawn(serve_peers(listener, gate));
+
+        // The neighbour's connection is the oldest of all: without a cap per
+        // source, the stranger's ninth connection would drop it.
+        let neighbour = TcpStream::connect(addr).await.expect("neighbour connects");
+        let mut strangers = Vec::new();
+        for _ in 0..40 {
+            let socket = TcpSocket::new_v4().expect("socket");
+            socket
+                .bind("127.0.0.2:0".parse().expect("address"))
+                .expect("bind 127.0.0.2");
+            strangers.push(socket.connect(addr).await.expect("stranger connects"));
+        }
+        let dropped = || metrics.peer_handshakes_dropped.get();
+        wait_until("36 of the stranger's handshakes dropped", || {
+            dropped() == 36
+        })
+        .await;
+
+        // The stranger's oldest were closed, its newest four still wait.
+        let mut byte = [0u8; 1];
+        let closed = strangers[0].read(&mut byte).await;
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+
+        // The neighbour's handshake, begun before all that, completes.
+        let codec = PeerCodec::new(PEER_MAX_LINE, Arc::new(Metrics::default()));
+        let mut framed = Framed::new(neighbour, codec);
+        let secret = Secret::new(SECRET);
+        let done = handshake::dial(
+            &mut framed,
+            "Jaquez",
+            "Riley",
+            &secret,
+            Duration::from_secs(10),
+        );
+        assert!(done.await.is_ok(), "the neighbour's handshake was dropped");
+        assert_eq!(dropped(), 36, "nobody else's handshake was dropped");
+    });
+}
