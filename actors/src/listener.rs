@@ -135,32 +135,34 @@ fn make_room_for_handshake(
             break;
         };
         if let Some(dropped) = handshakes.remove(oldest) {
-            drop_handshake(dropped, gate, drops, "from its source", addr);
+            let held = format!("{per_source} peer connections handshaking from {source}");
+            drop_handshake(dropped, gate, drops, &held, addr);
         }
     }
     while handshakes.len() >= gate.max_handshakes.max(1) {
         let Some(oldest) = handshakes.pop_front() else {
             break;
         };
-        drop_handshake(oldest, gate, drops, "of all", addr);
+        let held = format!("{} peer connections handshaking", gate.max_handshakes);
+        drop_handshake(oldest, gate, drops, &held, addr);
     }
 }
 
 /// Closes a pending handshake without a word (it has not said who it is in
-/// all this time), counted and logged at most once a second.
+/// all this time), counted and logged at most once a second; `held` says
+/// which limit was reached.
 fn drop_handshake(
     handshake: Handshake,
     gate: &PeerGate,
     drops: &mut RefusalLog,
-    which: &str,
+    held: &str,
     addr: SocketAddr,
 ) {
     handshake.task.abort();
     Metrics::bump(&gate.metrics.peer_handshakes_dropped);
     if let Some(dropped) = drops.count(Instant::now()) {
-        warn!(target: "peer", "{}: peer connections handshaking at the limit ({} in all, {} \
-            per source); dropping the oldest {which} for {addr} ({dropped} dropped since the \
-            last such line)", gate.me, gate.max_handshakes, gate.max_handshakes_per_source);
+        warn!(target: "peer", "{}: {held}; dropping the oldest for {addr} ({dropped} dropped \
+            since the last such line)", gate.me);
     }
 }
 
