@@ -489,6 +489,14 @@ pub fn looks_like_http(line: &[u8]) -> bool {
     {
         return true;
     }
+    // The version ends the line: most lines are ruled out on that alone,
+    // without a scan (this runs on every client line).
+    let Some(tail) = line.len().checked_sub(8).and_then(|at| line.get(at..)) else {
+        return false;
+    };
+    if !tail.starts_with(b"HTTP/") {
+        return false;
+    }
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
