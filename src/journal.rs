@@ -97,6 +97,9 @@ enum Job {
         line: Box<[u8]>,
         done: Option<Done>,
     },
+    /// Commit what came before, then read every record back (a restarted
+    /// store rebuilds from them).
+    Reload(mpsc::Sender<Result<Vec<Record>, String>>),
     /// Commit what came before, then stop.
     Shutdown,
 }
@@ -197,6 +200,14 @@ fn load(db: &Database, server: &str) -> Result<Vec<Record>, redb::Error> {
 }
 
 impl Journal for RedbJournal {
+    fn reload(&mut self) -> Result<Vec<Record>, String> {
+        let (reply, answer) = mpsc::channel();
+        self.jobs
+            .send(Job::Reload(reply))
+            .map_err(|_| "journal closed".to_string())?;
+        answer.recv().map_err(|_| "journal closed".to_string())?
+    }
+
     fn append(&mut self, record: &SharedRecord) -> oneshot::Receiver<Result<(), NotDurable>> {
         let (tx, rx) = oneshot::channel();
         let done = match self.mode {
@@ -228,18 +239,25 @@ fn write_loop(db: Database, queue: mpsc::Receiver<Job>, mode: Mode, server: &str
     let mut group: Vec<Entry> = Vec::new();
     let mut waiting: Vec<Done> = Vec::new();
     let mut stop = false;
+    let mut reload: Option<Reply> = None;
     let mut groups: u64 = 0;
     let mut written: u64 = 0;
     while !stop {
+        if let Some(reply) = reload.take() {
+            // The group before the request is committed: the answer holds
+            // every record appended before it.
+            let records = load(&db, server).map_err(|e| e.to_string());
+            let _ = reply.send(records);
+        }
         // Block for the first job of a group.
         match queue.recv() {
-            Ok(job) => stop |= take(job, &mut group, &mut waiting),
+            Ok(job) => stop |= take(job, &mut group, &mut waiting, &mut reload),
             Err(_) => break,
         }
         // Then take what is queued: everything (sync), or what arrives
         // within the window (async).
         let deadline = Instant::now() + ASYNC_WINDOW;
-        while !stop && group.len() < MAX_GROUP {
+        while !stop && reload.is_none() && group.len() < MAX_GROUP {
             let next = match mode {
                 Mode::Sync => queue.try_recv().ok(),
                 Mode::Async => queue
@@ -247,7 +265,7 @@ fn write_loop(db: Database, queue: mpsc::Receiver<Job>, mode: Mode, server: &str
                     .ok(),
             };
             match next {
-                Some(job) => stop |= take(job, &mut group, &mut waiting),
+                Some(job) => stop |= take(job, &mut group, &mut waiting, &mut reload),
                 None => break,
             }
         }
@@ -268,9 +286,19 @@ fn write_loop(db: Database, queue: mpsc::Receiver<Job>, mode: Mode, server: &str
     info!(target: LOG, "{server}: journal closed after {written} records in {groups} commits");
 }
 
-/// Adds a job to the group; true when it asks to stop.
-fn take(job: Job, group: &mut Vec<Entry>, waiting: &mut Vec<Done>) -> bool {
+/// Adds a job to the group; true when it asks to stop. A reload request is
+/// set aside in `reload`: the group is committed before it is answered.
+fn take(
+    job: Job,
+    group: &mut Vec<Entry>,
+    waiting: &mut Vec<Done>,
+    reload: &mut Option<Reply>,
+) -> bool {
     match job {
+        Job::Reload(reply) => {
+            *reload = Some(reply);
+            false
+        }
         Job::Put { client, line, done } => {
             group.push((client, line));
             waiting.extend(done);
@@ -279,6 +307,8 @@ fn take(job: Job, group: &mut Vec<Entry>, waiting: &mut Vec<Done>) -> bool {
         Job::Shutdown => true,
     }
 }
+
+type Reply = mpsc::Sender<Result<Vec<Record>, String>>;
 
 /// One write transaction for the whole group, fsynced before it returns.
 // redb's own error type, large but returned at most once per commit.

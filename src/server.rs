@@ -4,20 +4,24 @@
 //! server accepts clients within milliseconds), then the actors are started,
 //! and the offline places data loads in the background afterwards.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use herd_actors::connection::ClientContext;
+use herd_actors::handshake::Identity;
 use herd_actors::listener::{self, PeerGate};
 use herd_actors::metrics::Metrics;
-use herd_actors::peer::PeerActor;
+use herd_actors::peer::{PeerActor, Repair};
 use herd_actors::places::geonames::GeoNames;
 use herd_actors::places::google::Google;
 use herd_actors::places::google_new::GoogleNew;
 use herd_actors::places::http::Upstream;
 use herd_actors::places::{offline::Offline, PlacesActor, Policy, Provider, RateLimit, Sharing};
 use herd_actors::record::Record;
+use herd_actors::store::AckAfter;
 use herd_actors::store::{AddPeer, Journal, LocationStoreActor};
+use herd_actors::supervise::RestartBudget;
 use log::{info, warn};
 use tokio::net::TcpListener;
 
@@ -122,12 +126,13 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, StartError> {
     }
     if plan.secret_changing {
         warn!(target: "herd", "{name}: HERD_SECRET_EXTRA is set: the herd is changing its \
-            secret, and until the change is finished this server also trusts the neighbours \
-            it dials that prove the other secret, so whoever still holds the old one can pose \
-            as a neighbour on those links (read the updates sent there and send its own). \
-            Finish the change on every server and unset it (docs/security.md).");
+            secret, and until the change is finished this server also accepts peers that prove \
+            the other secret, so whoever still holds the old one and reaches the peer port can \
+            join as a neighbour: read every record (the catch-up sync) and send its own \
+            updates. Finish the change on every server and unset it (docs/security.md).");
     }
     let disk = open_journal(&plan, &name)?;
+    let restarts = restart_budget();
     let store = LocationStoreActor::new(
         name.clone(),
         disk.records,
@@ -136,13 +141,23 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, StartError> {
         plan.client_limits.max_future_skew,
     )
     .with_topology(plan.topology.clone())
-    .start();
+    .with_ack_after(plan.ack_after)
+    .with_restarts(restarts);
+    let store = actix::Supervisor::start(move |_| store);
     let (provider, policy) = places_provider(&name, &plan.places)?;
     let places = PlacesActor::new(name.clone(), provider, metrics.clone())
         .with_policy(policy)
         .start();
-    start_links(&plan, &name, &store, &metrics);
-    serve(&plan, &name, peers, clients, &store, places, &metrics);
+    let identity = Identity {
+        me: name.clone(),
+        topology: plan.topology.digest(),
+        secret: plan.secret.clone(),
+        timeout: plan.peer_limits.handshake_timeout,
+    };
+    let links = start_links(&plan, &identity, &store, &metrics);
+    serve(
+        &plan, identity, links, peers, clients, &store, places, &metrics,
+    );
     // The operators' view (src/admin.rs), after the client listener so it
     // never delays the first client.
     crate::admin::start(&plan, name.clone(), store.clone(), metrics.clone())?;
@@ -181,50 +196,74 @@ fn open_journal(plan: &ServerPlan, name: &str) -> Result<OnDisk, StartError> {
     })
 }
 
-/// One PeerActor per neighbour: the outgoing links the store floods to.
+/// What a restart storm does (SPEC §4): the process ends with a non-zero
+/// code, so that the supervisor outside (systemd, compose, Kubernetes)
+/// starts it afresh.
+fn restart_budget() -> RestartBudget {
+    RestartBudget::new(Arc::new(|what| {
+        log::error!(target: "herd", "{what}: giving up; exiting so that the service manager \
+            restarts the process");
+        log::logger().flush();
+        std::process::exit(RESTART_STORM_EXIT);
+    }))
+}
+
+/// The exit code of a restart storm (EX_SOFTWARE).
+pub const RESTART_STORM_EXIT: i32 = 70;
+
+/// One supervised PeerActor per neighbour: the outgoing links the store
+/// floods to, by name.
 fn start_links(
     plan: &ServerPlan,
-    name: &Arc<str>,
+    identity: &Identity,
     store: &Addr<LocationStoreActor>,
     metrics: &Arc<Metrics>,
-) {
+) -> BTreeMap<Arc<str>, Recipient<Repair>> {
+    let mut links = BTreeMap::new();
     for neighbour in &plan.neighbours {
+        let name: Arc<str> = neighbour.name.as_str().into();
         let link = PeerActor::new(
+            identity.clone(),
             name.clone(),
-            neighbour.name.as_str().into(),
             neighbour.address.clone(),
-            plan.secret.clone(),
             store.clone(),
             plan.peer_limits.clone(),
             metrics.clone(),
         )
-        .start();
+        .with_ack_after(plan.ack_after);
+        let link = actix::Supervisor::start(move |_| link);
         store.do_send(AddPeer {
-            name: neighbour.name.as_str().into(),
-            link: link.recipient(),
+            name: name.clone(),
+            link: link.clone().recipient(),
         });
+        links.insert(name, link.recipient());
     }
+    links
 }
 
 /// The accept loops of the peer and client ports.
+#[allow(clippy::too_many_arguments)]
 fn serve(
     plan: &ServerPlan,
-    name: &Arc<str>,
+    identity: Identity,
+    links: BTreeMap<Arc<str>, Recipient<Repair>>,
     peers: TcpListener,
     clients: TcpListener,
     store: &Addr<LocationStoreActor>,
     places: Addr<PlacesActor>,
     metrics: &Arc<Metrics>,
 ) {
+    let name = identity.me.clone();
     let gate = PeerGate {
-        me: name.clone(),
+        identity,
         neighbours: plan
             .neighbours
             .iter()
             .map(|n| Arc::from(n.name.as_str()))
             .collect(),
-        secret: plan.secret.clone(),
-        timeout: plan.peer_limits.handshake_timeout,
+        herd: plan.topology.servers().cloned().collect(),
+        links: Arc::new(links),
+        logged: Arc::default(),
         max_handshakes: plan.peer_limits.max_handshakes,
         max_handshakes_per_source: plan.peer_limits.max_handshakes_per_source,
         store: store.clone(),
@@ -239,7 +278,8 @@ fn serve(
         metrics: metrics.clone(),
         log_lines: plan.log_lines,
         http_refusals: Arc::default(),
-        answer_when_queued: plan.data_dir.is_none(),
+        // Without a journal or a neighbour to wait for, nothing to wait for.
+        answer_when_queued: plan.data_dir.is_none() && plan.ack_after == AckAfter::Local,
     };
     actix_rt::spawn(listener::serve_clients(
         clients,

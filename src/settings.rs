@@ -24,6 +24,7 @@ use std::time::Duration;
 use herd_actors::connection::{ClientLimits, DEFAULT_MAX_CONNECTIONS};
 use herd_actors::handshake::Secret;
 use herd_actors::peer::PeerLimits;
+use herd_actors::store::AckAfter;
 use herd_actors::tree::Topology;
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +72,30 @@ pub struct HerdSection {
     pub insecure_peers: bool,
     /// How updates travel between servers: `tree` or `flood`.
     pub forwarding: Forwarding,
+    /// How often each link compares its two stores' digest roots (jittered
+    /// between half and all of it); 0: never.
+    pub anti_entropy_ms: u64,
+    /// When an IAMAT is answered: `local` (the store took it) or
+    /// `neighbour` (a neighbour acknowledged it too, within
+    /// `limits.ack_timeout_ms`).
+    pub ack_after: AckAfterSetting,
+}
+
+choice! {
+    /// When an IAMAT is answered (`herd.ack_after`, SPEC §4).
+    pub enum AckAfterSetting ("ack_after") {
+        Local = "local",
+        Neighbour = "neighbour",
+    }
+}
+
+impl From<AckAfterSetting> for AckAfter {
+    fn from(setting: AckAfterSetting) -> AckAfter {
+        match setting {
+            AckAfterSetting::Local => AckAfter::Local,
+            AckAfterSetting::Neighbour => AckAfter::Neighbour,
+        }
+    }
 }
 
 choice! {
@@ -96,8 +121,15 @@ impl Default for HerdSection {
             secret_file: String::new(),
             insecure_peers: false,
             forwarding: Forwarding::Tree,
+            anti_entropy_ms: ms(PeerLimits::default().anti_entropy),
+            ack_after: AckAfterSetting::Local,
         }
     }
+}
+
+/// A duration as whole milliseconds, as the settings write them.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -118,6 +150,8 @@ pub struct LimitsSection {
     pub backoff_max_ms: u64,
     /// A client time further ahead of the server's clock is refused.
     pub max_future_skew_ms: u64,
+    /// With `herd.ack_after = "neighbour"`, the longest an answer waits.
+    pub ack_timeout_ms: u64,
 }
 
 /// The defaults are the actors' own ([`ClientLimits::default`],
@@ -127,8 +161,8 @@ impl Default for LimitsSection {
     fn default() -> Self {
         let client = ClientLimits::default();
         let peer = PeerLimits::default();
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         LimitsSection {
+            ack_timeout_ms: ms(client.ack_timeout),
             max_line_bytes: client.max_line,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout_ms: ms(client.idle_timeout),
@@ -156,6 +190,7 @@ impl LimitsSection {
             write_timeout: ms(self.write_timeout_ms),
             linger: ms(self.linger_ms),
             max_future_skew: ms(self.max_future_skew_ms),
+            ack_timeout: ms(self.ack_timeout_ms),
         }
     }
 
@@ -171,6 +206,7 @@ impl LimitsSection {
             max_backlog: self.peer_max_backlog_bytes,
             max_handshakes: self.max_peer_handshakes,
             max_handshakes_per_source: self.max_handshakes_per_source,
+            anti_entropy: Duration::default(),
         }
     }
 }
@@ -466,6 +502,8 @@ pub struct ServerPlan {
     /// The whole herd's links: the trees updates travel down (none with
     /// `herd.forwarding = "flood"`: every update is flooded).
     pub topology: Topology,
+    /// When an IAMAT is answered (`herd.ack_after`).
+    pub ack_after: AckAfter,
 }
 
 impl Settings {
@@ -625,7 +663,11 @@ impl Settings {
             neighbours,
             client_limits: limits.client(),
             max_connections: limits.max_connections,
-            peer_limits: limits.peer(),
+            peer_limits: PeerLimits {
+                anti_entropy: Duration::from_millis(self.herd.anti_entropy_ms),
+                ..limits.peer()
+            },
+            ack_after: self.herd.ack_after.into(),
             secret,
             secret_changing,
             places: self.places_plan()?,
@@ -648,7 +690,7 @@ impl Settings {
     /// came from (a made one is 64 hex digits).
     ///
     /// `HERD_SECRET_EXTRA` names one more secret that this server accepts
-    /// from the neighbours it dials, while the herd changes its secret
+    /// from the neighbours that dial it, while the herd changes its secret
     /// (docs/security.md, "Changing the secret"); the flag returned says
     /// whether it is in use.
     fn secret(&self) -> Result<(Secret, bool), SettingsError> {

@@ -13,8 +13,11 @@
 //!   HELLO at all;
 //! - plain lines after an honest handshake: the link is sealed from there
 //!   on (tests/peer_seal.rs covers the sealed wire itself);
-//! - the other direction: a fake acceptor whose CHALLENGE is forged or
-//!   replayed gets no PROOF from the dialing server.
+//! - a stranger's HELLO is answered with nothing computed from the secret
+//!   (the acceptor proves last), and a version-1 HELLO is refused naming
+//!   both version ranges;
+//! - the other direction: a fake acceptor whose WELCOME is forged gets no
+//!   record from the dialing server.
 //!
 //! Each rejection must be answered with a `? ` line (where the protocol
 //! says so), closed, logged in the server's log file, and an `AT` line sent
@@ -47,20 +50,29 @@ fn mac(secret: &str, message: &str) -> String {
         .collect()
 }
 
-/// The dialer's MAC over the acceptor's and the dialer's nonces.
-fn dial_mac(secret: &str, dialer: &str, acceptor: &str, nonce_a: &str, nonce_d: &str) -> String {
-    mac(
-        secret,
-        &format!("herd/1 dial {dialer} {acceptor} {nonce_a} {nonce_d}"),
-    )
+/// The topology digest the impostor claims (any will do: a different one
+/// only makes Riley flood).
+const TOPOLOGY_D: &str = "0123456789abcdef";
+
+/// What both MACs cover (docs/peer-protocol.md, "Handshake").
+fn transcript(
+    dialer: &str,
+    acceptor: &str,
+    nonce_d: &str,
+    nonce_a: &str,
+    topology_a: &str,
+) -> String {
+    format!("{dialer} {acceptor} {nonce_d} {nonce_a} 2 {TOPOLOGY_D} {topology_a} link")
 }
 
-/// The acceptor's MAC over the dialer's and the acceptor's nonces.
-fn accept_mac(secret: &str, acceptor: &str, dialer: &str, nonce_d: &str, nonce_a: &str) -> String {
-    mac(
-        secret,
-        &format!("herd/1 accept {acceptor} {dialer} {nonce_d} {nonce_a}"),
-    )
+/// The dialer's MAC.
+fn dial_mac(secret: &str, transcript: &str) -> String {
+    mac(secret, &format!("herd/2 dial {transcript}"))
+}
+
+/// The acceptor's MAC.
+fn accept_mac(secret: &str, transcript: &str) -> String {
+    mac(secret, &format!("herd/2 accept {transcript}"))
 }
 
 /// A fresh 128-bit nonce in hex.
@@ -124,14 +136,19 @@ fn riley(secret: Option<&str>) -> Herd {
     herd
 }
 
-/// Sends HELLO and reads the CHALLENGE: returns (nonce_a, mac_a).
+/// Sends HELLO and reads the CHALLENGE: returns the transcript's start
+/// (everything but the purpose is known then) as (nonce_a, topology_a). The
+/// CHALLENGE carries nothing computed from the secret.
 fn hello(wire: &mut Wire, dialer: &str, target: &str, nonce_d: &str) -> (String, String) {
-    assert!(wire.send(&format!("HELLO {dialer} {target} {nonce_d}")));
+    assert!(wire.send(&format!(
+        "HELLO {dialer} {target} {nonce_d} 2-2 {TOPOLOGY_D} link"
+    )));
     let challenge = wire.line().expect("a CHALLENGE");
     let fields: Vec<&str> = challenge.split(' ').collect();
-    assert_eq!(fields.len(), 3, "{challenge}");
-    assert_eq!(fields[0], "CHALLENGE", "{challenge}");
-    (fields[1].to_string(), fields[2].to_string())
+    assert_eq!(fields.len(), 4, "{challenge}");
+    assert_eq!(&fields[..2], ["CHALLENGE", "2"], "{challenge}");
+    assert_eq!((fields[2].len(), fields[3].len()), (32, 16), "{challenge}");
+    (fields[2].to_string(), fields[3].to_string())
 }
 
 /// An AT line for `client` as if flooded from Jaquez.
@@ -167,17 +184,14 @@ fn wait_for_log(herd: &Herd, needles: &[&str]) {
 /// Completes an honest handshake as Jaquez; returns (nonce_d, nonce_a, mac_d).
 fn honest_handshake(wire: &mut Wire) -> (String, String, String) {
     let nonce_d = nonce();
-    let (nonce_a, mac_a) = hello(wire, "Jaquez", "Riley", &nonce_d);
-    // The server proves itself first: its MAC is over our fresh nonce.
-    assert_eq!(
-        mac_a,
-        accept_mac(SECRET, "Riley", "Jaquez", &nonce_d, &nonce_a),
-        "the acceptor's MAC"
-    );
-    let mac_d = dial_mac(SECRET, "Jaquez", "Riley", &nonce_a, &nonce_d);
+    let (nonce_a, topology_a) = hello(wire, "Jaquez", "Riley", &nonce_d);
+    let t = transcript("Jaquez", "Riley", &nonce_d, &nonce_a, &topology_a);
+    let mac_d = dial_mac(SECRET, &t);
     assert!(wire.send(&format!("PROOF {mac_d}")));
-    // What follows WELCOME (the catch-up sync) is not this test's business.
-    assert_eq!(wire.line().as_deref(), Some("WELCOME"));
+    // The server proves itself last, over our fresh nonce. What follows
+    // WELCOME (the catch-up sync) is not this test's business.
+    let welcome = format!("WELCOME {}", accept_mac(SECRET, &t));
+    assert_eq!(wire.line(), Some(welcome), "the acceptor's MAC");
     (nonce_d, nonce_a, mac_d)
 }
 
@@ -229,14 +243,10 @@ fn a_wrong_secret_is_rejected_logged_and_nothing_is_stored() {
     let herd = riley(Some(SECRET));
     let mut wire = Wire::connect(herd.ports("Riley").peer);
     let nonce_d = nonce();
-    let (nonce_a, mac_a) = hello(&mut wire, "Jaquez", "Riley", &nonce_d);
-    // A dialer with another secret cannot check the server's MAC either.
+    let (nonce_a, topology_a) = hello(&mut wire, "Jaquez", "Riley", &nonce_d);
     let wrong = "not the secret";
-    assert_ne!(
-        mac_a,
-        accept_mac(wrong, "Riley", "Jaquez", &nonce_d, &nonce_a)
-    );
-    let proof = dial_mac(wrong, "Jaquez", "Riley", &nonce_a, &nonce_d);
+    let t = transcript("Jaquez", "Riley", &nonce_d, &nonce_a, &topology_a);
+    let proof = dial_mac(wrong, &t);
     assert!(wire.send(&format!("PROOF {proof}")));
     assert_eq!(wire.line().as_deref(), Some("? authentication failed"));
     try_flood(&mut wire, "wrong.secret");
@@ -303,7 +313,10 @@ fn unknown_names_non_neighbours_and_misaddressed_hellos_are_rejected() {
         ),
     ] {
         let mut wire = Wire::connect(port);
-        assert!(wire.send(&format!("HELLO {dialer} {target} {}", nonce())));
+        assert!(wire.send(&format!(
+            "HELLO {dialer} {target} {} 2-2 {TOPOLOGY_D} link",
+            nonce()
+        )));
         assert_eq!(
             wire.line().as_deref(),
             Some(reason),
@@ -317,7 +330,8 @@ fn unknown_names_non_neighbours_and_misaddressed_hellos_are_rejected() {
         &herd,
         &[
             "Mallory is not a neighbour",
-            "Bernard is not a neighbour",
+            // A server of the herd: a sign of a change of links, logged once.
+            "Bernard dialled this server, but this server's settings list no link",
             "HELLO addressed to Juzang, not to this server",
         ],
     );
@@ -377,7 +391,10 @@ fn with_insecure_peers_asked_for_the_server_warns_and_accepts_neighbours_by_name
     wait_for_log(&herd, &["INSECURE PEERS"]);
     // Still only neighbours...
     let mut stranger = Wire::connect(herd.ports("Riley").peer);
-    assert!(stranger.send(&format!("HELLO Bernard Riley {}", nonce())));
+    assert!(stranger.send(&format!(
+        "HELLO Bernard Riley {} 2-2 {TOPOLOGY_D} link",
+        nonce()
+    )));
     assert_eq!(
         stranger.line().as_deref(),
         Some("? Bernard is not a neighbour of Riley")
@@ -385,33 +402,34 @@ fn with_insecure_peers_asked_for_the_server_warns_and_accepts_neighbours_by_name
     stranger.expect_closed();
     // ...but a neighbour's name is enough.
     let mut wire = Wire::connect(herd.ports("Riley").peer);
-    let (_, mac_a) = hello(&mut wire, "Jaquez", "Riley", &nonce());
-    assert_eq!(mac_a, "-");
+    hello(&mut wire, "Jaquez", "Riley", &nonce());
     assert!(wire.send("PROOF -"));
-    assert_eq!(wire.line().as_deref(), Some("WELCOME"));
+    assert_eq!(wire.line().as_deref(), Some("WELCOME -"));
     assert!(wire.send(&at_line("by.name")));
     herd.wait_for_at_line("Riley", "by.name", &at_line("by.name"));
 }
 
-/// Answers Riley's next dial as a fake Jaquez with `challenge(nonce_d)`;
-/// returns what Riley sent after it (`None`: it closed instead).
-fn fake_acceptor_round(
-    listener: &TcpListener,
-    challenge: impl Fn(&str) -> String,
-) -> Option<String> {
-    let (stream, _) = listener.accept().unwrap();
-    let mut wire = Wire::new(stream);
-    let hello = wire.line().expect("Riley's HELLO");
-    let fields: Vec<&str> = hello.split(' ').collect();
-    assert_eq!(&fields[..3], &["HELLO", "Riley", "Jaquez"], "{hello}");
-    assert!(wire.send(&challenge(fields[3])));
-    wire.line()
+#[test]
+fn a_version_one_hello_is_refused_naming_both_ranges() {
+    let herd = riley(Some(SECRET));
+    let mut wire = Wire::connect(herd.ports("Riley").peer);
+    assert!(wire.send(&format!("HELLO Jaquez Riley {}", nonce())));
+    assert_eq!(
+        wire.line().as_deref(),
+        Some("? no common peer protocol version: Riley speaks 2-2")
+    );
+    wire.expect_closed();
+    wait_for_log(
+        &herd,
+        &["no common peer protocol version: it speaks 1-1, this server 2-2"],
+    );
 }
 
 #[test]
-fn a_dialing_server_refuses_a_forged_or_replayed_challenge() {
+fn a_fake_acceptor_gets_a_proof_but_no_record() {
     let herd = Herd::with_topology(TOPOLOGY)
         .env("HERD_SECRET", SECRET)
+        .setting("herd", "file_log_level = \"info\"")
         .setting("limits", "backoff_first_ms = 20")
         .setting("limits", "backoff_max_ms = 100")
         .build();
@@ -419,30 +437,23 @@ fn a_dialing_server_refuses_a_forged_or_replayed_challenge() {
     let listener = TcpListener::bind(("127.0.0.1", herd.ports("Jaquez").peer)).unwrap();
     let mut herd = herd;
     herd.start("Riley");
-
-    // A forged MAC: Riley closes without proving anything.
-    let forged = fake_acceptor_round(&listener, |_| {
-        format!("CHALLENGE {} {}", nonce(), "ab".repeat(32))
-    });
-    assert_eq!(forged, None, "no PROOF for a forged CHALLENGE");
-
-    // An honest CHALLENGE gets an honest PROOF; keep both.
-    let nonce_a = nonce();
-    let captured = std::cell::RefCell::new(String::new());
-    let proof = fake_acceptor_round(&listener, |nonce_d| {
-        let line = format!(
-            "CHALLENGE {nonce_a} {}",
-            accept_mac(SECRET, "Jaquez", "Riley", nonce_d, &nonce_a)
-        );
-        *captured.borrow_mut() = line.clone();
-        line
-    })
-    .expect("a PROOF for an honest CHALLENGE");
+    herd.ask("Riley", &common::iamat("riley.client", "1700000000.5"));
+    let (stream, _) = listener.accept().unwrap();
+    let mut wire = Wire::new(stream);
+    let hello = wire.line().expect("Riley's HELLO");
+    let fields: Vec<&str> = hello.split(' ').collect();
+    assert_eq!(&fields[..3], &["HELLO", "Riley", "Jaquez"], "{hello}");
+    assert_eq!(&fields[4..], &[fields[4], fields[5], "link"], "{hello}");
+    assert!(wire.send(&format!("CHALLENGE 2 {} {TOPOLOGY_D}", nonce())));
+    // The dialer proves first: a fake acceptor learns its MAC (why an
+    // operator's secret must be long: docs/security.md)...
+    let proof = wire.line().expect("a PROOF");
     assert!(proof.starts_with("PROOF "), "{proof}");
-
-    // Replaying that CHALLENGE against Riley's next (fresh) nonce fails.
-    let replayed = fake_acceptor_round(&listener, |_| captured.borrow().clone());
-    assert_eq!(replayed, None, "no PROOF for a replayed CHALLENGE");
+    // ...but without the secret it cannot prove itself: Riley closes, and
+    // sends no record.
+    assert!(wire.send(&format!("WELCOME {}", "ab".repeat(32))));
+    wire.expect_closed();
+    wait_for_log(&herd, &["link to Jaquez", "wrong herd secret"]);
 }
 
 #[test]
@@ -460,12 +471,12 @@ fn past_the_handshake_limit_the_oldest_stranger_is_dropped_and_neighbours_get_in
     // Three strangers who say nothing hold every handshake slot; each is
     // accepted (a HELLO gets its CHALLENGE) before the next connects, so
     // the server knows their order.
-    let mut strangers: Vec<(Wire, String, String)> = (0..3)
+    let mut strangers: Vec<(Wire, String, (String, String))> = (0..3)
         .map(|_| {
             let mut wire = Wire::connect(port);
             let nonce_d = nonce();
-            let (nonce_a, _) = hello(&mut wire, "Jaquez", "Riley", &nonce_d);
-            (wire, nonce_d, nonce_a)
+            let challenge = hello(&mut wire, "Jaquez", "Riley", &nonce_d);
+            (wire, nonce_d, challenge)
         })
         .collect();
     // The neighbour still gets in, and the oldest stranger is dropped for it.
@@ -477,10 +488,11 @@ fn past_the_handshake_limit_the_oldest_stranger_is_dropped_and_neighbours_get_in
         &["3 peer connections handshaking; dropping the oldest"],
     );
     // The two others are still being listened to: one can finish, too.
-    let (wire, nonce_d, nonce_a) = &mut strangers[1];
-    let proof = dial_mac(SECRET, "Jaquez", "Riley", nonce_a, nonce_d);
-    assert!(wire.send(&format!("PROOF {proof}")));
-    assert_eq!(wire.line().as_deref(), Some("WELCOME"));
+    let (wire, nonce_d, (nonce_a, topology_a)) = &mut strangers[1];
+    let t = transcript("Jaquez", "Riley", nonce_d, nonce_a, topology_a);
+    assert!(wire.send(&format!("PROOF {}", dial_mac(SECRET, &t))));
+    let welcome = format!("WELCOME {}", accept_mac(SECRET, &t));
+    assert_eq!(wire.line(), Some(welcome));
     let admin = format!("127.0.0.1:{}", herd.ports("Riley").admin);
     let metrics = herd::ctl::http::get(&admin, "/metrics").unwrap().text();
     assert!(

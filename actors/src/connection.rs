@@ -52,6 +52,9 @@ pub struct ClientLimits {
     pub linger: Duration,
     /// An IAMAT time further ahead of our clock than this is invalid.
     pub max_future_skew: Duration,
+    /// With `herd.ack_after = "neighbour"`: the longest an IAMAT's answer
+    /// waits for a neighbour's acknowledgement (`limits.ack_timeout_ms`).
+    pub ack_timeout: Duration,
 }
 
 impl Default for ClientLimits {
@@ -62,6 +65,7 @@ impl Default for ClientLimits {
             write_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(2),
             max_future_skew: protocol::DEFAULT_MAX_FUTURE_SKEW,
+            ack_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -296,6 +300,7 @@ impl ConnectionActor {
             }
         }
         let update = self.shared.store.send(update);
+        let (metrics, ack_timeout) = (self.shared.metrics.clone(), self.shared.limits.ack_timeout);
         let work = async move {
             let applied = update.await.map_err(|e| e.to_string())?;
             if let Some(durable) = applied.durable {
@@ -303,6 +308,16 @@ impl ConnectionActor {
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
+            }
+            // herd.ack_after = "neighbour": a neighbour holds it too, or the
+            // deadline passed (counted: the answer promises less).
+            if let Some(replicated) = applied.replicated {
+                if !matches!(
+                    tokio::time::timeout(ack_timeout, replicated).await,
+                    Ok(Ok(()))
+                ) {
+                    Metrics::bump(&metrics.acks_unreplicated);
+                }
             }
             Ok::<(), String>(())
         };

@@ -1,25 +1,39 @@
-//! The peer handshake of SPEC §4: who is calling, and proof that both ends
-//! know the herd secret, before a single record is exchanged.
+//! The peer handshake of SPEC §4: who is calling, which protocol version and
+//! topology each side has, and proof that both ends know the herd secret,
+//! before a single record is exchanged. The lines are [`PeerLine`]s.
 //!
 //! ```text
-//! dialer D                                  acceptor A (D's neighbour)
-//!   HELLO <D> <A> <nonce-D>          ->
-//!                                    <-     CHALLENGE <nonce-A> <mac-A>
-//!   PROOF <mac-D>                    ->
-//!                                    <-     WELCOME
+//! dialer D                                           acceptor A (D's neighbour)
+//!   HELLO <D> <A> <nonce-D> <versions> <topo-D> <purpose>  ->
+//!                                      <-  CHALLENGE <version> <nonce-A> <topo-A>
+//!   PROOF <mac-D>                                          ->
+//!                                      <-  WELCOME <mac-A>
 //!   ... sealed frames both ways (seal.rs): the sync, then floods ...
-//! mac-A = HMAC-SHA256(secret, "herd/1 accept A D nonce-D nonce-A")
-//! mac-D = HMAC-SHA256(secret, "herd/1 dial D A nonce-A nonce-D")
+//! transcript = D A nonce-D nonce-A version topo-D topo-A purpose
+//! mac-D = HMAC-SHA256(secret, "herd/2 dial " + transcript)
+//! mac-A = HMAC-SHA256(secret, "herd/2 accept " + transcript)
 //! ```
 //!
-//! Each side proves itself over a nonce the *other* side just chose, so a
-//! recorded handshake is worthless later. The two MACs use different labels,
-//! so one cannot be reflected as the other. A refusal is a line `? <reason>`
-//! and a close. Once the handshake passes, both ends seal the connection
-//! with keys derived from the secret and both nonces ([`crate::seal`]), so
-//! every later byte is encrypted and authenticated. Without a secret (an
-//! operator's explicit choice), MACs are `-`, names alone are checked and
-//! the link stays plain, which the server warns about at start.
+//! The acceptor proves last: a stranger who sends `HELLO` gets a nonce and
+//! nothing computed from the secret, so it has nothing to test a guessed
+//! secret against offline; it must prove first, and a wrong proof ends the
+//! connection. Each side proves itself over a nonce the *other* side chose,
+//! so a recorded handshake is worthless later, and the two MACs carry
+//! different labels, so one cannot be reflected as the other. Both MACs
+//! cover the versions and topologies, so nobody on the path can make two
+//! servers believe they agree (or differ) when they do not.
+//!
+//! `<versions>` is the range the dialer speaks ([`VERSIONS`]); the acceptor
+//! picks the highest common one or refuses, naming both ranges. A version-1
+//! server (three-field `HELLO`, acceptor proving first) shares no version
+//! with this one: its links are refused with that reason
+//! (docs/operations.md, "Upgrading a running herd").
+//!
+//! A refusal is a line `? <reason>` and a close. Once the handshake passes,
+//! both ends seal the connection with keys derived from the secret and both
+//! nonces ([`crate::seal`]). Without a secret (an operator's explicit
+//! choice), MACs are `-`, names alone are checked and the link stays plain,
+//! which the server warns about at start.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,19 +46,28 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use crate::codec::Frame;
-use crate::protocol::fields;
+use crate::peer_line::{
+    Hello, HexBytes, MacBytes, Nonce, PeerLine, Purpose, TopologyDigest, Versions,
+    HANDSHAKE_MAX_LINE, VERSIONS,
+};
 use crate::seal::{End, LinkKeys, PeerCodec};
+use crate::text::LogText;
 
 /// The herd secret, or none (names only); optionally a second secret that
-/// this server also accepts from the neighbours it dials, for changing the
-/// secret without downtime (docs/security.md, "Changing the secret").
+/// this server also accepts, for changing the secret without downtime
+/// (docs/security.md, "Changing the secret").
 #[derive(Clone, Default)]
-pub struct Secret(Option<Arc<[u8]>>, Option<Arc<[u8]>>);
+pub struct Secret {
+    /// What this server proves itself with; none: names only.
+    primary: Option<Arc<[u8]>>,
+    /// Also accepted from neighbours while the secret changes.
+    extra: Option<Arc<[u8]>>,
+}
 
 impl std::fmt::Debug for Secret {
     /// Never shows the secret itself.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match (&self.0, &self.1) {
+        f.write_str(match (&self.primary, &self.extra) {
             (None, _) => "Secret(none)",
             (Some(_), None) => "Secret(set)",
             (Some(_), Some(_)) => "Secret(set, and one more accepted)",
@@ -54,124 +77,112 @@ impl std::fmt::Debug for Secret {
 
 impl Secret {
     pub fn new(bytes: &[u8]) -> Secret {
-        Secret(Some(bytes.into()), None)
+        Secret {
+            primary: Some(bytes.into()),
+            extra: None,
+        }
     }
 
     pub fn none() -> Secret {
-        Secret(None, None)
+        Secret::default()
     }
 
-    /// Also accepts `extra` from acceptors this server dials. An acceptor
-    /// always proves itself with its own (first) secret, and the dialer
-    /// answers with whichever of its two that proof used; so servers that
-    /// hold the old secret and servers that hold the new one (each also
-    /// accepting the other) keep every link up while they change over.
+    /// Also accepts `extra` from dialers. A dialer always proves itself
+    /// with its own (primary) secret, and the acceptor answers with
+    /// whichever of its two that proof used; so servers that hold the old
+    /// secret and servers that hold the new one (each also accepting the
+    /// other) keep every link up while they change over.
     pub fn also_accepting(self, extra: &[u8]) -> Secret {
-        Secret(self.0, Some(extra.into()))
+        Secret {
+            extra: Some(extra.into()),
+            ..self
+        }
     }
 
     pub fn is_set(&self) -> bool {
-        self.0.is_some()
+        self.primary.is_some()
     }
 
-    /// Which of this server's secrets made the acceptor's `claimed` MAC:
-    /// the secret to prove itself and seal the link with.
-    fn matching(&self, message: &str, claimed: &[u8]) -> Option<Secret> {
-        [&self.0, &self.1]
+    /// The secret of this server's two that made `claimed`: the one to
+    /// answer with and seal the link with. Without a secret, names only.
+    fn matching(&self, message: &str, claimed: Option<&MacBytes>) -> Option<Secret> {
+        if self.primary.is_none() {
+            return Some(Secret::none());
+        }
+        [&self.primary, &self.extra]
             .into_iter()
             .flatten()
-            .map(|key| Secret(Some(key.clone()), None))
+            .map(|key| Secret::new(key))
             .find(|single| single.verify(message, claimed))
-            .or_else(|| self.0.is_none().then(Secret::none))
     }
 
-    /// The MAC of `message`, as hex, or `-` without a secret.
-    fn mac(&self, message: &str) -> String {
-        let Some(key) = &self.0 else {
-            return "-".into();
-        };
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-            return "-".into(); // HMAC takes keys of any length; not reached
-        };
+    /// The MAC of `message`, or none without a secret.
+    fn mac(&self, message: &str) -> Option<MacBytes> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.primary.as_ref()?).ok()?;
         mac.update(message.as_bytes());
-        to_hex(&mac.finalize().into_bytes())
+        Some(HexBytes(mac.finalize().into_bytes().into()))
     }
 
     /// Checks a MAC in constant time. Without a secret every MAC passes.
-    fn verify(&self, message: &str, claimed: &[u8]) -> bool {
-        let Some(key) = &self.0 else {
+    fn verify(&self, message: &str, claimed: Option<&MacBytes>) -> bool {
+        let Some(key) = &self.primary else {
             return true;
         };
-        let Some(claimed) = from_hex(claimed) else {
-            return false;
-        };
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        let (Some(claimed), Ok(mut mac)) = (claimed, Hmac::<Sha256>::new_from_slice(key)) else {
             return false;
         };
         mac.update(message.as_bytes());
-        mac.verify_slice(&claimed).is_ok()
+        mac.verify_slice(&claimed.0).is_ok()
     }
 
-    /// The keys that seal a connection whose handshake used these nonces
-    /// (hex, checked by [`nonce_bytes`]); none without a secret.
-    fn link_keys(
-        &self,
-        dialer: &str,
-        acceptor: &str,
-        nonce_d: &str,
-        nonce_a: &str,
-    ) -> Option<LinkKeys> {
-        let key = self.0.as_ref()?;
-        let (nonce_d, nonce_a) = (from_hex(nonce_d.as_bytes())?, from_hex(nonce_a.as_bytes())?);
-        Some(LinkKeys::derive(key, dialer, acceptor, &nonce_d, &nonce_a))
+    /// The keys that seal a connection of this transcript; none without a
+    /// secret.
+    fn link_keys(&self, t: &Transcript) -> Option<LinkKeys> {
+        let key = self.primary.as_ref()?;
+        Some(LinkKeys::derive(
+            key,
+            &t.dialer,
+            &t.acceptor,
+            &t.nonce_d.0,
+            &t.nonce_a.0,
+        ))
     }
 }
 
-/// Seals `framed` as `end` when the secret is set (keys from both nonces).
+/// Everything both MACs cover.
+struct Transcript {
+    dialer: String,
+    acceptor: String,
+    nonce_d: Nonce,
+    nonce_a: Nonce,
+    version: u16,
+    topology_d: TopologyDigest,
+    topology_a: TopologyDigest,
+    purpose: Purpose,
+}
+
+impl Transcript {
+    fn message(&self, label: &str) -> String {
+        format!(
+            "herd/2 {label} {} {} {} {} {} {} {} {}",
+            self.dialer,
+            self.acceptor,
+            self.nonce_d,
+            self.nonce_a,
+            self.version,
+            self.topology_d,
+            self.topology_a,
+            self.purpose.word()
+        )
+    }
+}
+
+/// Seals `framed` as `end` when the secret is set.
 fn seal(framed: &mut PeerFramed, keys: Option<LinkKeys>, end: End) -> std::io::Result<()> {
     if let Some(keys) = keys {
         framed.codec_mut().seal(&keys, end)?;
     }
     Ok(())
-}
-
-fn accept_message(acceptor: &str, dialer: &str, nonce_d: &str, nonce_a: &str) -> String {
-    format!("herd/1 accept {acceptor} {dialer} {nonce_d} {nonce_a}")
-}
-
-fn dial_message(dialer: &str, acceptor: &str, nonce_a: &str, nonce_d: &str) -> String {
-    format!("herd/1 dial {dialer} {acceptor} {nonce_a} {nonce_d}")
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Parses the hex of a MAC (public for the fuzz targets).
-pub fn from_hex(text: &[u8]) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    // Hex digits only: from_str_radix alone would also take a sign ("+f").
-    if !text.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    text.chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-        .collect()
-}
-
-/// Bytes of a handshake nonce (written as twice as many hex digits).
-const NONCE_BYTES: usize = 16;
-
-fn nonce() -> String {
-    to_hex(&rand::random::<[u8; NONCE_BYTES]>())
-}
-
-/// Whether `text` is a nonce as the protocol writes them: the other side's
-/// nonce salts the link's keys, so it must be the full 16 bytes.
-fn is_nonce(text: &str) -> bool {
-    from_hex(text.as_bytes()).is_some_and(|bytes| bytes.len() == NONCE_BYTES)
 }
 
 /// Why a handshake failed.
@@ -181,29 +192,56 @@ pub enum HandshakeError {
     Io(#[from] std::io::Error),
     #[error("timed out")]
     Timeout,
-    #[error("connection closed during handshake")]
+    #[error("connection closed during handshake (a server of peer protocol 1 closes so)")]
     Closed,
-    #[error("unexpected line {0:?}")]
+    #[error("unexpected line {0}")]
     Unexpected(String),
     #[error("refused by peer: {0}")]
     Refused(String),
-    #[error("{0} is not a neighbour of this server")]
-    NotNeighbour(String),
+    #[error("{name} is not a neighbour of this server")]
+    NotNeighbour {
+        name: String,
+        /// The dialer's topology: when it differs from ours, the herd is
+        /// mixed (its settings list a link ours do not).
+        topology: Option<TopologyDigest>,
+    },
     #[error("HELLO addressed to {0}, not to this server")]
     WrongTarget(String),
-    #[error("malformed nonce {0:?}")]
-    BadNonce(String),
+    #[error("no common peer protocol version: it speaks {theirs}, this server {ours}")]
+    NoCommonVersion { theirs: Versions, ours: Versions },
     #[error("wrong herd secret")]
     BadSecret,
+}
+
+impl HandshakeError {
+    fn unexpected(line: &[u8]) -> HandshakeError {
+        HandshakeError::Unexpected(LogText::clipped(line, 80).to_string())
+    }
 }
 
 /// A framed peer connection: plain lines in the handshake, sealed after it.
 pub type PeerFramed = Framed<TcpStream, PeerCodec>;
 
-/// Longest line while the handshake runs. Its lines are short (names are at
-/// most 64 bytes), and a stranger who has proved nothing yet must not make
-/// the server buffer up to the peer port's full line limit.
-pub const HANDSHAKE_MAX_LINE: usize = 1024;
+/// What a passed handshake established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Met {
+    /// The other server's name.
+    pub neighbour: Arc<str>,
+    pub version: u16,
+    /// The other server's topology digest.
+    pub topology: TopologyDigest,
+    pub purpose: Purpose,
+}
+
+/// Who this server is on the peer wire.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub me: Arc<str>,
+    /// The digest of the topology this server was given.
+    pub topology: TopologyDigest,
+    pub secret: Secret,
+    pub timeout: Duration,
+}
 
 async fn read_line(framed: &mut PeerFramed) -> Result<Bytes, HandshakeError> {
     match framed.next().await {
@@ -214,166 +252,273 @@ async fn read_line(framed: &mut PeerFramed) -> Result<Bytes, HandshakeError> {
     }
 }
 
-async fn send_line(framed: &mut PeerFramed, line: String) -> Result<(), HandshakeError> {
-    framed.send(Bytes::from(line + "\n")).await?;
+async fn send(framed: &mut PeerFramed, line: PeerLine<'_>) -> Result<(), HandshakeError> {
+    framed.send(Bytes::from(line.to_bytes())).await?;
     Ok(())
 }
 
-/// Splits a line into exactly `N` fields after `verb`, or refuses it.
-/// Public for the fuzz targets: it reads what strangers send.
-pub fn expect<const N: usize>(line: &[u8], verb: &[u8]) -> Result<[String; N], HandshakeError> {
-    let text = || String::from_utf8_lossy(line).into_owned();
-    if line.starts_with(b"? ") {
-        return Err(HandshakeError::Refused(text()[2..].to_string()));
-    }
-    let mut parts = fields(line);
-    if parts.next() != Some(verb) {
-        return Err(HandshakeError::Unexpected(text()));
-    }
-    let words: Vec<String> = parts
-        .map(|p| String::from_utf8_lossy(p).into_owned())
-        .collect();
-    words
-        .try_into()
-        .map_err(|_| HandshakeError::Unexpected(text()))
+/// Tells the other side why, then fails with `error`.
+async fn refuse<T>(
+    framed: &mut PeerFramed,
+    reason: String,
+    error: HandshakeError,
+) -> Result<T, HandshakeError> {
+    let _ = send(framed, PeerLine::Refused(reason.as_bytes())).await;
+    Err(error)
 }
 
-/// The dialer's side: returns once the acceptor said WELCOME.
-pub async fn dial(
-    framed: &mut PeerFramed,
-    me: &str,
-    them: &str,
-    secret: &Secret,
-    timeout: Duration,
-) -> Result<(), HandshakeError> {
+/// Lowers the line limit for the handshake; returns the full one.
+fn limit_lines(framed: &mut PeerFramed) -> usize {
     let full = framed.codec().max_line();
     framed
         .codec_mut()
         .set_max_line(full.min(HANDSHAKE_MAX_LINE));
-    let exchange = async {
-        let nonce_d = nonce();
-        send_line(framed, format!("HELLO {me} {them} {nonce_d}")).await?;
-        let [nonce_a, mac_a] = expect::<2>(&read_line(framed).await?, b"CHALLENGE")?;
-        if !is_nonce(&nonce_a) {
-            return Err(HandshakeError::BadNonce(nonce_a));
-        }
-        let Some(secret) = secret.matching(
-            &accept_message(them, me, &nonce_d, &nonce_a),
-            mac_a.as_bytes(),
-        ) else {
-            return Err(HandshakeError::BadSecret);
-        };
-        let mac_d = secret.mac(&dial_message(me, them, &nonce_a, &nonce_d));
-        send_line(framed, format!("PROOF {mac_d}")).await?;
-        expect::<0>(&read_line(framed).await?, b"WELCOME")?;
-        // What follows WELCOME is sealed, even if it came in the same read.
-        seal(
-            framed,
-            secret.link_keys(me, them, &nonce_d, &nonce_a),
-            End::Dialer,
-        )?;
-        Ok(())
-    };
-    tokio::time::timeout(timeout, exchange)
+    full
+}
+
+/// The dialer's side: returns once the acceptor has proved itself.
+pub async fn dial(
+    framed: &mut PeerFramed,
+    me: &Identity,
+    them: &str,
+    purpose: Purpose,
+) -> Result<Met, HandshakeError> {
+    let full = limit_lines(framed);
+    let met = tokio::time::timeout(me.timeout, dial_exchange(framed, me, them, purpose))
         .await
         .map_err(|_| HandshakeError::Timeout)??;
     framed.codec_mut().set_max_line(full);
-    Ok(())
+    Ok(met)
 }
 
-/// The acceptor's side: returns the dialer's name once it has proved itself.
-/// `is_neighbour` says which names may connect. On failure the dialer is told
-/// why (without detail on secrets) before the caller drops the connection.
+async fn dial_exchange(
+    framed: &mut PeerFramed,
+    me: &Identity,
+    them: &str,
+    purpose: Purpose,
+) -> Result<Met, HandshakeError> {
+    let nonce_d = Nonce::random();
+    let hello = Hello {
+        dialer: &me.me,
+        acceptor: them,
+        nonce: nonce_d,
+        versions: VERSIONS,
+        topology: Some(me.topology),
+        purpose,
+    };
+    send(framed, PeerLine::Hello(hello)).await?;
+    let line = read_line(framed).await?;
+    let (version, nonce_a, topology_a) = match PeerLine::parse(&line) {
+        Ok(PeerLine::Challenge {
+            version,
+            nonce,
+            topology,
+        }) if (VERSIONS.lo..=VERSIONS.hi).contains(&version) => (version, nonce, topology),
+        Ok(PeerLine::Refused(reason)) => {
+            return Err(HandshakeError::Refused(
+                LogText::clipped(reason, 200).to_string(),
+            ))
+        }
+        _ => return Err(HandshakeError::unexpected(&line)),
+    };
+    let transcript = Transcript {
+        dialer: me.me.to_string(),
+        acceptor: them.to_owned(),
+        nonce_d,
+        nonce_a,
+        version,
+        topology_d: me.topology,
+        topology_a,
+        purpose,
+    };
+    let mac_d = me.secret.mac(&transcript.message("dial"));
+    send(framed, PeerLine::Proof(mac_d)).await?;
+    let line = read_line(framed).await?;
+    match PeerLine::parse(&line) {
+        Ok(PeerLine::Welcome(mac_a)) => {
+            if !me
+                .secret
+                .verify(&transcript.message("accept"), mac_a.as_ref())
+            {
+                return Err(HandshakeError::BadSecret);
+            }
+        }
+        Ok(PeerLine::Refused(reason)) => {
+            return Err(HandshakeError::Refused(
+                LogText::clipped(reason, 200).to_string(),
+            ))
+        }
+        _ => return Err(HandshakeError::unexpected(&line)),
+    }
+    // What follows WELCOME is sealed, even if it came in the same read.
+    seal(framed, me.secret.link_keys(&transcript), End::Dialer)?;
+    Ok(Met {
+        neighbour: them.into(),
+        version,
+        topology: topology_a,
+        purpose,
+    })
+}
+
+/// The acceptor's side: returns what it learnt once the dialer has proved
+/// itself. `is_neighbour` says which names may connect. On failure the
+/// dialer is told why (without detail on secrets) before the caller drops
+/// the connection.
 pub async fn accept(
     framed: &mut PeerFramed,
-    me: &str,
+    me: &Identity,
     is_neighbour: impl Fn(&str) -> bool,
-    secret: &Secret,
-    timeout: Duration,
-) -> Result<Arc<str>, HandshakeError> {
-    let full = framed.codec().max_line();
-    framed
-        .codec_mut()
-        .set_max_line(full.min(HANDSHAKE_MAX_LINE));
-    let exchange = async {
-        let [dialer, target, nonce_d] = expect::<3>(&read_line(framed).await?, b"HELLO")?;
-        if target != me {
-            let _ = send_line(framed, format!("? this is {me}, not {target}")).await;
-            return Err(HandshakeError::WrongTarget(target));
-        }
-        if !is_neighbour(&dialer) {
-            let _ = send_line(framed, format!("? {dialer} is not a neighbour of {me}")).await;
-            return Err(HandshakeError::NotNeighbour(dialer));
-        }
-        if !is_nonce(&nonce_d) {
-            let _ = send_line(framed, "? malformed nonce".into()).await;
-            return Err(HandshakeError::BadNonce(nonce_d));
-        }
-        let nonce_a = nonce();
-        let mac_a = secret.mac(&accept_message(me, &dialer, &nonce_d, &nonce_a));
-        send_line(framed, format!("CHALLENGE {nonce_a} {mac_a}")).await?;
-        let [mac_d] = expect::<1>(&read_line(framed).await?, b"PROOF")?;
-        if !secret.verify(
-            &dial_message(&dialer, me, &nonce_a, &nonce_d),
-            mac_d.as_bytes(),
-        ) {
-            let _ = send_line(framed, "? authentication failed".into()).await;
-            return Err(HandshakeError::BadSecret);
-        }
-        send_line(framed, "WELCOME".into()).await?;
-        seal(
-            framed,
-            secret.link_keys(&dialer, me, &nonce_d, &nonce_a),
-            End::Acceptor,
-        )?;
-        Ok(Arc::from(dialer.as_str()))
-    };
-    let dialer = tokio::time::timeout(timeout, exchange)
+) -> Result<Met, HandshakeError> {
+    let full = limit_lines(framed);
+    let met = tokio::time::timeout(me.timeout, accept_exchange(framed, me, is_neighbour))
         .await
         .map_err(|_| HandshakeError::Timeout)??;
     // Authenticated: from here on, sync and flood lines of full length.
     framed.codec_mut().set_max_line(full);
-    Ok(dialer)
+    Ok(met)
+}
+
+async fn accept_exchange(
+    framed: &mut PeerFramed,
+    me: &Identity,
+    is_neighbour: impl Fn(&str) -> bool,
+) -> Result<Met, HandshakeError> {
+    let line = read_line(framed).await?;
+    let Ok(PeerLine::Hello(hello)) = PeerLine::parse(&line) else {
+        // Not a peer at all: closed without a word.
+        return Err(HandshakeError::unexpected(&line));
+    };
+    let dialer = hello.dialer.to_owned();
+    if hello.acceptor != &*me.me {
+        let reason = format!("this is {}, not {}", me.me, hello.acceptor);
+        let error = HandshakeError::WrongTarget(hello.acceptor.to_owned());
+        return refuse(framed, reason, error).await;
+    }
+    let (Some(version), Some(topology_d)) = (VERSIONS.common(hello.versions), hello.topology)
+    else {
+        let error = HandshakeError::NoCommonVersion {
+            theirs: hello.versions,
+            ours: VERSIONS,
+        };
+        let reason = format!(
+            "no common peer protocol version: {} speaks {VERSIONS}",
+            me.me
+        );
+        return refuse(framed, reason, error).await;
+    };
+    if !is_neighbour(&dialer) {
+        let reason = format!("{dialer} is not a neighbour of {}", me.me);
+        let error = HandshakeError::NotNeighbour {
+            name: dialer,
+            topology: hello.topology,
+        };
+        return refuse(framed, reason, error).await;
+    }
+    let transcript = Transcript {
+        dialer: dialer.clone(),
+        acceptor: me.me.to_string(),
+        nonce_d: hello.nonce,
+        nonce_a: Nonce::random(),
+        version,
+        topology_d,
+        topology_a: me.topology,
+        purpose: hello.purpose,
+    };
+    let challenge = PeerLine::Challenge {
+        version,
+        nonce: transcript.nonce_a,
+        topology: me.topology,
+    };
+    send(framed, challenge).await?;
+    let line = read_line(framed).await?;
+    let Ok(PeerLine::Proof(mac_d)) = PeerLine::parse(&line) else {
+        return Err(HandshakeError::unexpected(&line));
+    };
+    let Some(secret) = me
+        .secret
+        .matching(&transcript.message("dial"), mac_d.as_ref())
+    else {
+        return refuse(
+            framed,
+            "authentication failed".into(),
+            HandshakeError::BadSecret,
+        )
+        .await;
+    };
+    let mac_a = secret.mac(&transcript.message("accept"));
+    send(framed, PeerLine::Welcome(mac_a)).await?;
+    seal(framed, secret.link_keys(&transcript), End::Acceptor)?;
+    Ok(Met {
+        neighbour: dialer.as_str().into(),
+        version,
+        topology: topology_d,
+        purpose: transcript.purpose,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn transcript() -> Transcript {
+        Transcript {
+            dialer: "Riley".into(),
+            acceptor: "Jaquez".into(),
+            nonce_d: Nonce::random(),
+            nonce_a: Nonce::random(),
+            version: 2,
+            topology_d: HexBytes([1; 8]),
+            topology_a: HexBytes([2; 8]),
+            purpose: Purpose::Link,
+        }
+    }
+
     #[test]
-    fn macs_verify_only_with_the_same_secret_and_message() {
-        let secret = Secret::new(b"herd secret");
-        let msg = dial_message("Riley", "Jaquez", "aa", "bb");
-        let mac = secret.mac(&msg);
-        assert!(secret.verify(&msg, mac.as_bytes()));
-        assert!(!Secret::new(b"other").verify(&msg, mac.as_bytes()));
-        assert!(!secret.verify(&dial_message("Riley", "Jaquez", "aa", "bc"), mac.as_bytes()));
-        // The accept MAC over the same nonces is not a valid dial MAC.
-        let reflected = secret.mac(&accept_message("Riley", "Jaquez", "aa", "bb"));
-        assert!(!secret.verify(&msg, reflected.as_bytes()));
-        assert!(!secret.verify(&msg, b"-"));
-        assert!(!secret.verify(&msg, b"zz"));
+    fn macs_verify_only_with_the_same_secret_and_transcript() {
+        let secret = Secret::new(b"herd secret 16 bytes");
+        let t = transcript();
+        let mac = secret.mac(&t.message("dial"));
+        assert!(secret.verify(&t.message("dial"), mac.as_ref()));
+        assert!(!Secret::new(b"other").verify(&t.message("dial"), mac.as_ref()));
+        let other_topology = Transcript {
+            topology_a: HexBytes([3; 8]),
+            ..transcript()
+        };
+        let other_mac = secret.mac(&other_topology.message("dial"));
+        assert!(!secret.verify(&t.message("dial"), other_mac.as_ref()));
+        // The accept MAC over the same transcript is not a valid dial MAC.
+        let reflected = secret.mac(&t.message("accept"));
+        assert!(!secret.verify(&t.message("dial"), reflected.as_ref()));
+        assert!(!secret.verify(&t.message("dial"), None));
     }
 
     #[test]
     fn without_a_secret_macs_are_dashes_and_pass() {
         let none = Secret::none();
-        assert_eq!(none.mac("anything"), "-");
-        assert!(none.verify("anything", b"-"));
-    }
-
-    /// Found by the `peer_line` fuzz target: `+f` was read as the byte 0x0f.
-    #[test]
-    fn mac_hex_takes_hex_digits_only() {
-        assert_eq!(from_hex(b"00ffA0"), Some(vec![0x00, 0xff, 0xa0]));
-        for bad in [&b"+f"[..], b"-f", b" f", b"0x", b"f", b"\xc3\xa9"] {
-            assert_eq!(from_hex(bad), None, "{bad:?}");
-        }
+        assert_eq!(none.mac("anything"), None);
+        assert!(none.verify("anything", None));
     }
 
     #[test]
     fn debug_never_prints_the_secret() {
         assert_eq!(format!("{:?}", Secret::new(b"hunter2")), "Secret(set)");
+    }
+
+    fn identity(name: &str, secret: Secret, topology: u8) -> Identity {
+        Identity {
+            me: name.into(),
+            topology: HexBytes([topology; 8]),
+            secret,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    async fn pair() -> (PeerFramed, PeerFramed) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let framed = |stream| Framed::new(stream, PeerCodec::new(1 << 20));
+        let (dialed, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
+        (framed(dialed.unwrap()), framed(accepted.unwrap().0))
     }
 
     /// Runs both sides of a handshake over loopback; returns the dialer's
@@ -383,48 +528,74 @@ mod tests {
         acceptor_secret: Secret,
         target: &str,
     ) -> (
-        Result<(), HandshakeError>,
-        Result<Arc<str>, HandshakeError>,
+        Result<Met, HandshakeError>,
+        Result<Met, HandshakeError>,
         PeerFramed,
         PeerFramed,
     ) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let metrics = Arc::new(crate::metrics::Metrics::default());
-        let framed = |stream| Framed::new(stream, PeerCodec::new(1 << 20, metrics.clone()));
-        let (dialed, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
-        let (mut d, mut a) = (framed(dialed.unwrap()), framed(accepted.unwrap().0));
-        let timeout = Duration::from_secs(5);
+        let (mut d, mut a) = pair().await;
+        let (riley, jaquez) = (
+            identity("Riley", dialer_secret, 1),
+            identity("Jaquez", acceptor_secret, 2),
+        );
         let (dialer, acceptor) = tokio::join!(
-            dial(&mut d, "Riley", target, &dialer_secret, timeout),
-            accept(
-                &mut a,
-                "Jaquez",
-                |n| n == "Riley",
-                &acceptor_secret,
-                timeout
-            ),
+            dial(&mut d, &riley, target, Purpose::Link),
+            accept(&mut a, &jaquez, |n| n == "Riley"),
         );
         (dialer, acceptor, d, a)
     }
 
     #[tokio::test]
-    async fn with_a_secret_both_ends_seal_and_understand_each_other() {
-        let secret = Secret::new(b"herd secret");
+    async fn with_a_secret_both_ends_seal_learn_each_others_topology_and_understand_each_other() {
+        let secret = Secret::new(b"herd secret 16 bytes");
         let (dialer, acceptor, mut d, mut a) =
             handshake_pair(secret.clone(), secret, "Jaquez").await;
-        dialer.unwrap();
-        assert_eq!(&*acceptor.unwrap(), "Riley");
+        let (dialer, acceptor) = (dialer.unwrap(), acceptor.unwrap());
+        assert_eq!(&*acceptor.neighbour, "Riley");
+        assert_eq!(acceptor.topology, HexBytes([1; 8]));
+        assert_eq!(dialer.topology, HexBytes([2; 8]));
+        assert_eq!((dialer.version, acceptor.version), (2, 2));
         assert!(d.codec().is_sealed() && a.codec().is_sealed());
-        send_line(&mut a, "SUMS 0 0".into()).await.unwrap();
-        assert_eq!(read_line(&mut d).await.unwrap(), "SUMS 0 0");
-        send_line(&mut d, "SYNCED 0".into()).await.unwrap();
-        assert_eq!(read_line(&mut a).await.unwrap(), "SYNCED 0");
+        send(&mut a, PeerLine::Synced(0)).await.unwrap();
+        assert_eq!(read_line(&mut d).await.unwrap(), "SYNCED 0");
+    }
+
+    /// What a stranger learns from sending HELLO: a nonce and a topology
+    /// digest, nothing computed from the secret.
+    #[tokio::test]
+    async fn a_stranger_gets_nothing_to_test_a_guess_against() {
+        let (mut d, mut a) = pair().await;
+        let acceptor = identity("Jaquez", Secret::new(b"herd secret 16 bytes"), 2);
+        let server = tokio::spawn(async move { accept(&mut a, &acceptor, |_| true).await });
+        let hello = format!(
+            "HELLO Riley Jaquez {} 2-2 {} link\n",
+            Nonce::random(),
+            HexBytes([1; 8])
+        );
+        d.send(Bytes::from(hello)).await.unwrap();
+        let answer = read_line(&mut d).await.unwrap();
+        let Ok(PeerLine::Challenge { .. }) = PeerLine::parse(&answer) else {
+            panic!("{answer:?}");
+        };
+        assert_eq!(
+            answer.split(|&b| b == b' ').count(),
+            4,
+            "no MAC in {answer:?}"
+        );
+        // A wrong proof ends it, with nothing more.
+        let wrong = format!("PROOF {}\n", HexBytes([0; 32]));
+        d.send(Bytes::from(wrong)).await.unwrap();
+        let answer = read_line(&mut d).await.unwrap();
+        assert_eq!(answer, "? authentication failed");
+        assert!(matches!(
+            server.await.unwrap(),
+            Err(HandshakeError::BadSecret)
+        ));
     }
 
     /// Every step of changing the secret from `old` to `new` (docs/security.md):
-    /// servers one step apart keep their links, both ways; two steps apart,
-    /// or with no secret in common, they do not.
+    /// servers one step apart keep their links, both ways; with no secret in
+    /// common, they do not.
     #[tokio::test]
     async fn links_stay_up_through_every_step_of_changing_the_secret() {
         fn old() -> Secret {
@@ -454,20 +625,18 @@ mod tests {
                     dialed.is_ok() && accepted.is_ok(),
                     "{what}: {dialed:?} {accepted:?}"
                 );
-                send_line(&mut d, "SYNCED 0".into()).await.unwrap();
+                send(&mut d, PeerLine::Synced(0)).await.unwrap();
                 assert_eq!(read_line(&mut a).await.unwrap(), "SYNCED 0", "{what}");
             }
         }
-        let (dialed, _, _, _) = handshake_pair(old(), new(), "Jaquez").await;
-        assert!(
-            matches!(dialed, Err(HandshakeError::BadSecret)),
-            "{dialed:?}"
-        );
-        let (_, accepted, _, _) = handshake_pair(new(), step1(), "Jaquez").await;
-        assert!(
-            accepted.is_err(),
-            "before and after share no secret: {accepted:?}"
-        );
+        for (dialer, acceptor) in [(old(), new()), (new(), old())] {
+            let (dialed, accepted, _, _) = handshake_pair(dialer, acceptor, "Jaquez").await;
+            assert!(
+                matches!(accepted, Err(HandshakeError::BadSecret)),
+                "{accepted:?}"
+            );
+            assert!(dialed.is_err());
+        }
     }
 
     #[tokio::test]
@@ -481,7 +650,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hello_for_another_server_is_refused_for_that_reason() {
-        let secret = Secret::new(b"herd secret");
+        let secret = Secret::new(b"herd secret 16 bytes");
         let (dialer, acceptor, _, _) = handshake_pair(secret.clone(), secret, "Juzang").await;
         assert!(
             matches!(&dialer, Err(HandshakeError::Refused(r)) if r == "this is Jaquez, not Juzang"),
@@ -490,33 +659,22 @@ mod tests {
         assert!(matches!(acceptor, Err(HandshakeError::WrongTarget(t)) if t == "Juzang"));
     }
 
-    #[test]
-    fn nonces_must_be_sixteen_bytes_of_hex() {
-        assert!(is_nonce(&nonce()));
-        for bad in [
-            "",
-            "abc",
-            "00",
-            &"0".repeat(30),
-            &"0".repeat(34),
-            &"g".repeat(32),
-        ] {
-            assert!(!is_nonce(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn expect_splits_and_recognises_refusals() {
+    #[tokio::test]
+    async fn a_version_one_hello_is_refused_naming_both_ranges() {
+        let (mut d, mut a) = pair().await;
+        let acceptor = identity("Jaquez", Secret::new(b"herd secret 16 bytes"), 2);
+        let server = tokio::spawn(async move { accept(&mut a, &acceptor, |_| true).await });
+        let hello = format!("HELLO Riley Jaquez {}\n", Nonce::random());
+        d.send(Bytes::from(hello)).await.unwrap();
+        let answer = read_line(&mut d).await.unwrap();
         assert_eq!(
-            expect::<1>(b"PROOF abc", b"PROOF").unwrap(),
-            ["abc".to_string()]
+            answer,
+            "? no common peer protocol version: Jaquez speaks 2-2"
         );
-        assert!(matches!(
-            expect::<1>(b"PROOF", b"PROOF"),
-            Err(HandshakeError::Unexpected(_))
-        ));
-        assert!(
-            matches!(expect::<0>(b"? no", b"WELCOME"), Err(HandshakeError::Refused(r)) if r == "no")
+        let error = server.await.unwrap().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "no common peer protocol version: it speaks 1-1, this server 2-2"
         );
     }
 }

@@ -20,9 +20,7 @@
 //! This crate reads no files and no command line: the `herd` binary turns
 //! Settings.toml into the plain configuration types found here.
 
-pub mod codec;
 pub mod connection;
-pub mod digest;
 pub mod handshake;
 pub mod listener;
 pub mod metrics;
@@ -30,11 +28,12 @@ pub mod output;
 pub mod peer;
 pub mod peer_session;
 pub mod places;
-pub mod protocol;
-pub mod record;
 pub mod refusal;
-pub mod seal;
 pub mod store;
+pub mod supervise;
 pub mod sync;
-pub mod text;
 pub mod tree;
+
+// The wire formats live in the herd-wire crate (no I/O, fuzzed on their own);
+// they keep their names here.
+pub use herd_wire::{codec, digest, peer_line, protocol, record, seal, text};

@@ -5,10 +5,10 @@
 //! connection: a peer's handshake runs in its own task with a deadline, and a
 //! client beyond the connection limit is told so and closed.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -19,15 +19,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 
 use crate::connection::{ClientContext, ConnectionActor, ConnectionSlot};
-use crate::handshake::{self, PeerFramed, Secret};
+use crate::handshake::{self, HandshakeError, Identity, Met, PeerFramed};
 use crate::metrics::Metrics;
-use crate::peer::PEER_MAX_LINE;
+use crate::peer::Repair;
+use crate::peer_line::PEER_MAX_LINE;
 use crate::peer_session::PeerSession;
 use crate::refusal::{RefusalLog, SourceRefusals};
 use crate::seal::PeerCodec;
-use crate::store::LocationStoreActor;
+use crate::store::{HeardTopology, LocationStoreActor};
 use crate::sync::answer_sync;
-use crate::text::LogText;
 
 /// Accepts clients until the listener fails or the arbiter stops.
 pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_connections: usize) {
@@ -64,10 +64,18 @@ pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_con
 /// Who may dial this server, and how to check them.
 #[derive(Clone)]
 pub struct PeerGate {
-    pub me: Arc<str>,
+    /// This server's name, topology, secret and handshake deadline.
+    pub identity: Identity,
     pub neighbours: Arc<[Arc<str>]>,
-    pub secret: Secret,
-    pub timeout: Duration,
+    /// Every server of the herd as this server was given it: one that dials
+    /// without being a neighbour here is a sign of a change of links, not a
+    /// stranger.
+    pub herd: Arc<[Arc<str>]>,
+    /// This server's own link to each neighbour, told to repair when the
+    /// neighbour's anti-entropy comparison finds the stores differ.
+    pub links: Arc<BTreeMap<Arc<str>, Recipient<Repair>>>,
+    /// Refusals already logged (one line per change, not per attempt).
+    pub logged: Arc<Mutex<HashSet<String>>>,
     /// Connections allowed in the handshake at once. A stranger opening
     /// thousands of connections that never finish the handshake costs a
     /// bounded number of sockets and tasks, each for at most `timeout`; past
@@ -106,7 +114,7 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                warn!(target: "listener", "{}: peer accept failed: {e}", gate.me);
+                warn!(target: "listener", "{}: peer accept failed: {e}", gate.identity.me);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -162,7 +170,7 @@ fn drop_handshake(
     Metrics::bump(&gate.metrics.peer_handshakes_dropped);
     if let Some(dropped) = drops.count(Instant::now()) {
         warn!(target: "peer", "{}: {held}; dropping the oldest for {addr} ({dropped} dropped \
-            since the last such line)", gate.me);
+            since the last such line)", gate.identity.me);
     }
 }
 
@@ -177,17 +185,29 @@ fn spawn_handshake(
     let authenticated = Arc::new(AtomicBool::new(false));
     let proved = authenticated.clone();
     let task = actix_rt::spawn(async move {
-        let codec = PeerCodec::new(PEER_MAX_LINE, gate.metrics.clone());
+        let metrics = gate.metrics.clone();
+        let codec = PeerCodec::new(PEER_MAX_LINE)
+            .reporting(Arc::new(move || Metrics::bump(&metrics.peer_seal_failures)));
         let mut framed = Framed::new(stream, codec);
         let authenticated = authenticate(&mut framed, addr, &gate, &proved, &rejections).await;
-        let Some(neighbour) = authenticated else {
+        let Some(met) = authenticated else {
             return;
         };
-        let Some(first) = answer_neighbour_sync(&mut framed, &neighbour, &gate).await else {
+        gate.store.do_send(HeardTopology {
+            name: met.neighbour.clone(),
+            topology: met.topology,
+            listed: true,
+        });
+        let Some(first) = answer_neighbour_sync(&mut framed, &met.neighbour, &gate).await else {
             return;
         };
-        let (me, store) = (gate.me.clone(), gate.store.clone());
-        PeerSession::create(move |_| PeerSession::new(me, neighbour, store, framed, Some(first)));
+        let (me, store) = (gate.identity.me.clone(), gate.store.clone());
+        let link = gate.links.get(&met.neighbour).cloned();
+        PeerSession::create(move |_| {
+            PeerSession::new(me, met.neighbour, store, framed, Some(first))
+                .for_purpose(met.purpose)
+                .repairing_with(link)
+        });
     });
     Handshake {
         source: addr.ip(),
@@ -196,35 +216,82 @@ fn spawn_handshake(
     }
 }
 
-/// The handshake: the neighbour's name once it has proved it (and `proved`
-/// set), or `None` with the rejection counted and logged: at most once a
-/// second per source, and escaped and clipped, since the reason may quote
-/// what a stranger sent (a name in its HELLO).
+/// The handshake: what it established once the neighbour has proved
+/// itself (and `proved` set), or `None` with the rejection counted and
+/// logged ([`refused`]).
 async fn authenticate(
     framed: &mut PeerFramed,
     addr: SocketAddr,
     gate: &PeerGate,
     proved: &AtomicBool,
     rejections: &SourceRefusals,
-) -> Option<Arc<str>> {
+) -> Option<Met> {
     let is_neighbour = |name: &str| gate.neighbours.iter().any(|n| &**n == name);
-    match handshake::accept(framed, &gate.me, is_neighbour, &gate.secret, gate.timeout).await {
-        Ok(name) => {
+    match handshake::accept(framed, &gate.identity, is_neighbour).await {
+        Ok(met) => {
             // A neighbour now: its sync is never dropped for room.
             proved.store(true, Ordering::Release);
-            Some(name)
+            Some(met)
         }
         Err(e) => {
-            Metrics::bump(&gate.metrics.peer_auth_failures);
-            if let Some(count) = rejections.count(addr.ip(), Instant::now()) {
-                let why = e.to_string();
-                warn!(target: "peer", "{}: rejected peer connection from {addr}: {} \
-                    ({count} rejected from {} since the last such line)",
-                    gate.me, LogText::clipped(why.as_bytes(), 200), addr.ip());
-            }
+            refused(gate, addr, e, rejections);
             None
         }
     }
+}
+
+/// Counts and logs a refused handshake. A server whose settings list this
+/// one as a neighbour, or that speaks other versions, tries again every
+/// few seconds: that is one line per change, not one per attempt.
+fn refused(gate: &PeerGate, addr: SocketAddr, e: HandshakeError, rejections: &SourceRefusals) {
+    Metrics::bump(&gate.metrics.peer_auth_failures);
+    let me = &gate.identity.me;
+    // What the reason quotes of the stranger's bytes (its line, the names
+    // in its HELLO) is escaped and clipped where the error is made
+    // (handshake.rs; names are server names, checked as they are parsed).
+    match &e {
+        HandshakeError::NotNeighbour {
+            name,
+            topology: Some(topology),
+        } if gate.herd.iter().any(|server| **server == **name) => {
+            // The store logs it once per change and counts it. (The name is
+            // not proved yet: a stranger who claims it can at worst make
+            // this server flood for a while, never lose an update.)
+            gate.store.do_send(HeardTopology {
+                name: name.as_str().into(),
+                topology: *topology,
+                listed: false,
+            });
+            debug!(target: "peer", "{me}: rejected peer connection from {addr}: {e}");
+        }
+        HandshakeError::NoCommonVersion { .. } => {
+            Metrics::bump(&gate.metrics.peer_version_refused);
+            if first_time(gate, format!("{} {e}", addr.ip())) {
+                warn!(target: "peer", "{me}: rejected peer connection from {addr}: {e} \
+                    (logged once)");
+            }
+        }
+        // A source's first few, then at most one line a second.
+        _ => {
+            let source = addr.ip();
+            if let Some(count) = rejections.count(source, Instant::now()) {
+                warn!(target: "peer", "{me}: rejected peer connection from {addr}: {e} \
+                    ({count} rejected from {source} since the last such line)");
+            }
+        }
+    }
+}
+
+/// Whether `key` is logged for the first time (forgets all past a bound, so
+/// strangers cannot grow the set).
+fn first_time(gate: &PeerGate, key: String) -> bool {
+    let Ok(mut logged) = gate.logged.lock() else {
+        return true;
+    };
+    if logged.len() >= 256 {
+        logged.clear();
+    }
+    logged.insert(key)
 }
 
 /// Answers the catch-up sync the neighbour starts the link with: the first
@@ -234,15 +301,15 @@ async fn answer_neighbour_sync(
     neighbour: &str,
     gate: &PeerGate,
 ) -> Option<Bytes> {
-    match answer_sync(framed, &gate.store, gate.timeout).await {
+    match answer_sync(framed, &gate.store, gate.identity.timeout).await {
         Ok((stats, first)) => {
             debug!(target: "peer", "{}: answered {neighbour}'s sync: {} rounds, {} bytes \
-                out, {} in, {:?}", gate.me, stats.rounds, stats.bytes_out, stats.bytes_in,
+                out, {} in, {:?}", gate.identity.me, stats.rounds, stats.bytes_out, stats.bytes_in,
                 stats.elapsed);
             Some(first)
         }
         Err(e) => {
-            info!(target: "peer", "{}: link from {neighbour} lost during sync: {e}", gate.me);
+            info!(target: "peer", "{}: link from {neighbour} lost during sync: {e}", gate.identity.me);
             None
         }
     }

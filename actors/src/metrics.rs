@@ -44,6 +44,12 @@ struct VerbLabels {
     verb: &'static str,
 }
 
+/// `herd_actor_restarts_total{actor}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActorLabels {
+    actor: &'static str,
+}
+
 /// `herd_places_answers_total{provider, status}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PlacesLabels {
@@ -87,6 +93,25 @@ pub struct Metrics {
     pub records_refused: Counter,
     /// Unauthenticated peer connections dropped to make room for newer ones.
     pub peer_handshakes_dropped: Counter,
+    /// 1 while some neighbour was given other links than this server: every
+    /// update is then flooded (SPEC §4).
+    pub topology_mixed: Gauge,
+    /// Handshakes from a server whose settings list a link to this server
+    /// that this server's settings do not (or the other way round).
+    pub peer_one_sided: Counter,
+    /// Handshakes refused for sharing no peer-protocol version.
+    pub peer_version_refused: Counter,
+    /// Anti-entropy comparisons of digest roots, and those that differed and
+    /// started a repair.
+    pub anti_entropy_rounds: Counter,
+    pub anti_entropy_repairs: Counter,
+    /// Actors restarted by their supervisor, by actor.
+    pub restarts_store: Counter,
+    pub restarts_places: Counter,
+    pub restarts_peer: Counter,
+    /// IAMATs answered at `limits.ack_timeout_ms` with no neighbour's
+    /// acknowledgement (`herd.ack_after = "neighbour"`).
+    pub acks_unreplicated: Counter,
     /// Places answers by provider and status, e.g. ("offline", "OK").
     pub places: Family<PlacesLabels, Counter>,
     pub places_cache_hits: Counter,
@@ -105,6 +130,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     updates: Family<UpdateLabels, Counter>,
     latency: Family<VerbLabels, Histogram>,
+    restarts: Family<ActorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -116,7 +142,18 @@ impl Default for Metrics {
         let update = |source, result| updates.get_or_create_owned(&UpdateLabels { source, result });
         let latency = Family::<VerbLabels, Histogram>::default();
         let timed = |verb| latency.get_or_create_owned(&VerbLabels { verb });
+        let restarts = Family::<ActorLabels, Counter>::default();
+        let restart = |actor| restarts.get_or_create_owned(&ActorLabels { actor });
         Metrics {
+            restarts_store: restart("store"),
+            restarts_places: restart("places"),
+            restarts_peer: restart("peer"),
+            topology_mixed: Gauge::default(),
+            peer_one_sided: Counter::default(),
+            peer_version_refused: Counter::default(),
+            anti_entropy_rounds: Counter::default(),
+            anti_entropy_repairs: Counter::default(),
+            acks_unreplicated: Counter::default(),
             iamat_ok: request("IAMAT", "ok"),
             whatsat_ok: request("WHATSAT", "ok"),
             whatsat_unknown: request("WHATSAT", "unknown_client"),
@@ -152,6 +189,7 @@ impl Default for Metrics {
             requests,
             updates,
             latency,
+            restarts,
         }
     }
 }
@@ -165,6 +203,31 @@ impl Metrics {
         self.register_updates(registry);
         self.register_peers(registry);
         self.register_places(registry);
+        self.register_convergence(registry);
+    }
+
+    fn register_convergence(&self, r: &mut Registry) {
+        let help = "1 while a neighbour was given other links than this server \
+                    (updates are then flooded along every link)";
+        r.register("herd_topology_mixed", help, self.topology_mixed.clone());
+        let help = "Handshakes with a server that lists a link to this one that this \
+                    server's settings do not";
+        r.register("herd_peer_one_sided", help, self.peer_one_sided.clone());
+        let help = "Peer connections refused for sharing no peer-protocol version";
+        let refused = self.peer_version_refused.clone();
+        r.register("herd_peer_version_refused", help, refused);
+        let help = "Anti-entropy comparisons of digest roots on outgoing links";
+        let rounds = self.anti_entropy_rounds.clone();
+        r.register("herd_anti_entropy_rounds", help, rounds);
+        let help = "Anti-entropy comparisons that found the stores differ and repaired them";
+        let repairs = self.anti_entropy_repairs.clone();
+        r.register("herd_anti_entropy_repairs", help, repairs);
+        let help = "Actors restarted after they stopped or panicked, by actor";
+        r.register("herd_actor_restarts", help, self.restarts.clone());
+        let help = "IAMATs answered at limits.ack_timeout_ms without a neighbour's \
+                    acknowledgement (herd.ack_after = \"neighbour\")";
+        let unreplicated = self.acks_unreplicated.clone();
+        r.register("herd_acks_unreplicated", help, unreplicated);
     }
 
     fn register_clients(&self, r: &mut Registry) {

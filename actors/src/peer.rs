@@ -56,24 +56,19 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use crate::codec::Frame;
-use crate::handshake::{self, PeerFramed, Secret};
+use crate::handshake::{self, HandshakeError, Identity, Met, PeerFramed};
 use crate::metrics::{LinkState, Metrics};
 use crate::output::{into_halves, Drain, HasOutput, Output};
-use crate::peer_session::ack_count;
+use crate::peer_line::{PeerLine, Purpose, Spread, PEER_MAX_LINE};
 use crate::record::{ByClient, RecordSet, SharedRecord};
 use crate::seal::PeerCodec;
-use crate::store::{Flood, LinkChanged, LocationStoreActor};
+use crate::store::{
+    AckAfter, Flood, GetRoot, HeardTopology, LinkChanged, LocationStoreActor, Replicated,
+};
 use crate::sync::{dial_sync, SyncError, SyncStats};
 use crate::text::LogText;
-use crate::tree::Spread;
 
 const LOG: &str = "peer";
-
-/// Longest line on a peer connection. The longest a sync sends are a `KEYS`
-/// line naming every leaf (65,536 numbers: under 400 KiB) and one leaf's
-/// `FPS` line (16 hex digits per record: 1 MiB holds some 65,000 records in
-/// one leaf, where a million-record store averages 15 per leaf).
-pub const PEER_MAX_LINE: usize = 1 << 20;
 
 /// A link that acknowledges nothing for this long while lines wait for it
 /// stops carrying: what it was given down a tree and holds unacknowledged
@@ -119,6 +114,9 @@ pub struct PeerLimits {
     /// Of those, how many one source address may hold; past it that
     /// source's own oldest is dropped (listener.rs).
     pub max_handshakes_per_source: usize,
+    /// How often (jittered between half and all of it) each link compares
+    /// its two stores' digest roots (`herd.anti_entropy_ms`); zero: never.
+    pub anti_entropy: Duration,
 }
 
 impl Default for PeerLimits {
@@ -132,16 +130,29 @@ impl Default for PeerLimits {
             max_backlog: 1 << 20,
             max_handshakes: 64,
             max_handshakes_per_source: 4,
+            anti_entropy: Duration::from_secs(30),
         }
     }
 }
 
+/// Asks a link to repair what its neighbour's store lacks: one catch-up
+/// sync over a connection of its own, while the link stays up.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Repair;
+
 /// One neighbour's outgoing link.
 pub struct PeerActor {
-    me: Arc<str>,
+    identity: Identity,
     neighbour: Arc<str>,
     address: String,
-    secret: Secret,
+    /// Tell the store which records the neighbour acknowledged
+    /// (`herd.ack_after = "neighbour"`).
+    ack_after: AckAfter,
+    /// A repair connection is running.
+    repairing: bool,
+    /// The last reason a connection attempt failed, logged once per change.
+    last_failure: Option<String>,
     store: Addr<LocationStoreActor>,
     limits: PeerLimits,
     metrics: Arc<Metrics>,
@@ -177,20 +188,21 @@ pub struct PeerActor {
 
 impl PeerActor {
     pub fn new(
-        me: Arc<str>,
+        identity: Identity,
         neighbour: Arc<str>,
         address: String,
-        secret: Secret,
         store: Addr<LocationStoreActor>,
         limits: PeerLimits,
         metrics: Arc<Metrics>,
     ) -> PeerActor {
         let backoff = limits.backoff_first;
         PeerActor {
-            me,
+            identity,
             neighbour,
             address,
-            secret,
+            ack_after: AckAfter::Local,
+            repairing: false,
+            last_failure: None,
             store,
             limits,
             metrics,
@@ -209,6 +221,130 @@ impl PeerActor {
             stalled: false,
             carrying: false,
         }
+    }
+
+    /// Tells the store what the neighbour acknowledged, for clients that
+    /// wait for it (`herd.ack_after = "neighbour"`).
+    pub fn with_ack_after(mut self, ack_after: AckAfter) -> PeerActor {
+        self.ack_after = ack_after;
+        self
+    }
+
+    fn me(&self) -> &str {
+        &self.identity.me
+    }
+
+    fn codec(&self) -> PeerCodec {
+        let metrics = self.metrics.clone();
+        PeerCodec::new(PEER_MAX_LINE)
+            .reporting(Arc::new(move || Metrics::bump(&metrics.peer_seal_failures)))
+    }
+
+    /// Connects to the neighbour and runs the handshake for `purpose`.
+    fn dial(
+        &self,
+        purpose: Purpose,
+    ) -> impl std::future::Future<Output = Result<(PeerFramed, Met), HandshakeError>> {
+        let (identity, them, address) = (
+            self.identity.clone(),
+            self.neighbour.clone(),
+            self.address.clone(),
+        );
+        let codec = self.codec();
+        async move {
+            let timeout = identity.timeout;
+            let stream = tokio::time::timeout(timeout, TcpStream::connect(&address))
+                .await
+                .map_err(|_| HandshakeError::Timeout)??;
+            stream.set_nodelay(true)?;
+            let mut framed = Framed::new(stream, codec);
+            let met = handshake::dial(&mut framed, &identity, &them, purpose).await?;
+            Ok((framed, met))
+        }
+    }
+
+    /// Tells the store what the handshake showed of the neighbour's links.
+    fn heard(&self, met: &Met) {
+        self.store.do_send(HeardTopology {
+            name: met.neighbour.clone(),
+            topology: met.topology,
+            listed: true,
+        });
+    }
+
+    /// Anti-entropy, every `limits.anti_entropy` (jittered): sends this
+    /// store's digest root; the neighbour answers with its own.
+    fn schedule_comparison(&mut self, ctx: &mut Context<Self>) {
+        if self.limits.anti_entropy.is_zero() {
+            return;
+        }
+        let delay = self
+            .limits
+            .anti_entropy
+            .mul_f64(rand::random_range(0.5..1.0));
+        ctx.run_later(delay, |act, ctx| {
+            act.compare(ctx);
+            act.schedule_comparison(ctx);
+        });
+    }
+
+    fn compare(&mut self, ctx: &mut Context<Self>) {
+        if self.state != LinkState::Up {
+            return;
+        }
+        let root = self.store.send(GetRoot);
+        ctx.spawn(root.into_actor(self).map(|root, act, ctx| {
+            let Ok(root) = root else {
+                return;
+            };
+            let Some(output) = act.output.as_mut() else {
+                return;
+            };
+            Metrics::bump(&act.metrics.anti_entropy_rounds);
+            output.queue(&PeerLine::Root(root).to_bytes());
+            act.drain(ctx);
+        }));
+    }
+
+    /// The neighbour answered our root with its own: when this store's
+    /// root differs, repair what the neighbour lacks.
+    fn compared(&mut self, theirs: u64, ctx: &mut Context<Self>) {
+        let root = self.store.send(GetRoot);
+        ctx.spawn(root.into_actor(self).map(move |mine, act, ctx| {
+            if mine.is_ok_and(|mine| mine != theirs) {
+                act.repair(ctx);
+            }
+        }));
+    }
+
+    /// One catch-up sync over a connection of its own: the neighbour gets
+    /// what it lacks while the link stays up.
+    fn repair(&mut self, ctx: &mut Context<Self>) {
+        if self.repairing || self.state != LinkState::Up {
+            return;
+        }
+        self.repairing = true;
+        Metrics::bump(&self.metrics.anti_entropy_repairs);
+        let (store, timeout) = (self.store.clone(), self.limits.write_timeout);
+        let dial = self.dial(Purpose::Repair);
+        let work = async move {
+            let (mut framed, _) = dial.await.map_err(|e| e.to_string())?;
+            let stats = dial_sync(&mut framed, &store, timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            // Flushed: the neighbour reads to SYNCED, then closes.
+            drop(framed);
+            Ok::<_, String>(stats)
+        };
+        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+            act.repairing = false;
+            match result {
+                Ok(stats) => info!(target: LOG, "{}: repaired {}'s store: {} records in {} rounds, \
+                    {} bytes out, {} in, {:?}", act.me(), act.neighbour, stats.records, stats.rounds,
+                    stats.bytes_out, stats.bytes_in, stats.elapsed),
+                Err(e) => info!(target: LOG, "{}: repairing {}'s store failed: {e}", act.me(), act.neighbour),
+            }
+        }));
     }
 
     /// Whether the link takes floods now: up, acknowledging, keeping up.
@@ -261,11 +397,19 @@ impl PeerActor {
     /// The neighbour has read `count` lines since the sync.
     fn acknowledged(&mut self, count: u64, ctx: &mut Context<Self>) {
         self.last_ack = Instant::now();
+        let mut replicated = Vec::new();
         while self.unacked.front().is_some_and(|(n, ..)| *n <= count) {
-            self.unacked.pop_front();
+            if let Some((_, _, record, _)) = self.unacked.pop_front() {
+                if self.ack_after == AckAfter::Neighbour {
+                    replicated.push(record);
+                }
+            }
+        }
+        if !replicated.is_empty() {
+            self.store.do_send(Replicated(replicated));
         }
         if self.stalled {
-            info!(target: LOG, "{}: link to {} acknowledges again", self.me, self.neighbour);
+            info!(target: LOG, "{}: link to {} acknowledges again", self.me(), self.neighbour);
             self.stalled = false;
             self.move_pending();
             self.drain(ctx);
@@ -281,7 +425,7 @@ impl PeerActor {
         let silent = !self.unacked.is_empty() && self.last_ack.elapsed() > ACK_TIMEOUT;
         if silent && self.state == LinkState::Up && !self.stalled {
             info!(target: LOG, "{}: link to {} has acknowledged nothing for {:?}; {} records \
-                unacknowledged", self.me, self.neighbour, ACK_TIMEOUT, self.unacked.len());
+                unacknowledged", self.me(), self.neighbour, ACK_TIMEOUT, self.unacked.len());
             self.stalled = true;
             self.report(Vec::new());
         }
@@ -302,28 +446,17 @@ impl PeerActor {
         self.attempt += 1;
         let attempt = self.attempt;
         self.set_state(LinkState::Connecting);
-        let (me, them, address) = (
-            self.me.clone(),
-            self.neighbour.clone(),
-            self.address.clone(),
-        );
-        let (secret, timeout) = (self.secret.clone(), self.limits.handshake_timeout);
-        let codec = PeerCodec::new(PEER_MAX_LINE, self.metrics.clone());
-        let work = async move {
-            let stream = tokio::time::timeout(timeout, TcpStream::connect(&address))
-                .await
-                .map_err(|_| handshake::HandshakeError::Timeout)??;
-            stream.set_nodelay(true)?;
-            let mut framed = Framed::new(stream, codec);
-            handshake::dial(&mut framed, &me, &them, &secret, timeout).await?;
-            Ok::<_, handshake::HandshakeError>(framed)
-        };
+        let work = self.dial(Purpose::Link);
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             if attempt != act.attempt {
                 return;
             }
             match result {
-                Ok(framed) => act.connected(framed, ctx),
+                Ok((framed, met)) => {
+                    act.last_failure = None;
+                    act.heard(&met);
+                    act.connected(framed, ctx)
+                }
                 Err(e) => act.retry(&e, ctx),
             }
         }));
@@ -331,7 +464,7 @@ impl PeerActor {
 
     /// The handshake passed: run the catch-up sync, then stream floods.
     fn connected(&mut self, mut framed: PeerFramed, ctx: &mut Context<Self>) {
-        debug!(target: LOG, "{}: link to {} ({}) made; syncing", self.me, self.neighbour, self.address);
+        debug!(target: LOG, "{}: link to {} ({}) made; syncing", self.me(), self.neighbour, self.address);
         self.set_state(LinkState::Syncing);
         let attempt = self.attempt;
         let (store, timeout) = (self.store.clone(), self.limits.write_timeout);
@@ -370,7 +503,7 @@ impl PeerActor {
         Metrics::bump(&self.metrics.sync_runs);
         self.metrics.sync_records_sent.inc_by(stats.records as u64);
         info!(target: LOG, "{}: link to {} up; sync sent {} records in {} rounds, {} bytes out, \
-            {} in, {:?}", self.me, self.neighbour, stats.records, stats.rounds, stats.bytes_out,
+            {} in, {:?}", self.me(), self.neighbour, stats.records, stats.rounds, stats.bytes_out,
             stats.bytes_in, stats.elapsed);
         self.set_state(LinkState::Up);
         self.move_pending();
@@ -444,7 +577,7 @@ impl PeerActor {
         self.pending.replace(ByClient(record));
         if self.pending.len() > self.limits.max_pending {
             warn!(target: LOG, "{}: more than {} records held for {}; dropping them, the next sync resends",
-                self.me, self.limits.max_pending, self.neighbour);
+                self.me(), self.limits.max_pending, self.neighbour);
             self.pending.clear();
             if self.state != LinkState::Down && self.state != LinkState::Connecting {
                 self.drop_link(LinkError::HoldOverflow, ctx);
@@ -453,9 +586,9 @@ impl PeerActor {
     }
 
     fn drop_link(&mut self, reason: LinkError, ctx: &mut Context<Self>) {
-        let reason = reason.to_string(); // may quote the neighbour: escaped
-        info!(target: LOG, "{}: link to {} dropped: {}", self.me, self.neighbour,
-            LogText::clipped(reason.as_bytes(), 200));
+        // What the reason quotes of the neighbour's bytes is escaped where
+        // the error is made (sync.rs, handshake.rs).
+        info!(target: LOG, "{}: link to {} dropped: {reason}", self.me(), self.neighbour);
         if let Some(sync) = self.sync.take() {
             ctx.cancel_future(sync);
         }
@@ -467,10 +600,19 @@ impl PeerActor {
         self.retry_after_delay(ctx);
     }
 
-    fn retry(&mut self, reason: &handshake::HandshakeError, ctx: &mut Context<Self>) {
-        let reason = reason.to_string(); // may quote what answered: escaped
-        debug!(target: LOG, "{}: cannot reach {} at {}: {}", self.me, self.neighbour,
-            self.address, LogText::clipped(reason.as_bytes(), 200));
+    /// A failed attempt: logged once per change of reason (a neighbour that
+    /// refuses for the same reason on every attempt is one line, not one a
+    /// second), then tried again after the backoff.
+    fn retry(&mut self, reason: &HandshakeError, ctx: &mut Context<Self>) {
+        let text = reason.to_string();
+        let unreachable = matches!(reason, HandshakeError::Io(_) | HandshakeError::Timeout);
+        if self.last_failure.as_ref() != Some(&text) && !unreachable {
+            info!(target: LOG, "{}: link to {} at {} refused: {text} (logged once until it \
+                changes)", self.me(), self.neighbour, self.address);
+        } else {
+            debug!(target: LOG, "{}: cannot reach {} at {}: {text}", self.me(), self.neighbour, self.address);
+        }
+        self.last_failure = Some(text);
         self.retry_after_delay(ctx);
     }
 
@@ -507,7 +649,35 @@ impl Actor for PeerActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(ACK_TIMEOUT / 5, |act, _| act.check_acks());
+        self.schedule_comparison(ctx);
         self.connect(ctx);
+    }
+}
+
+impl actix::Supervised for PeerActor {
+    /// Starts the link afresh: whatever it held unsent or unacknowledged
+    /// reaches the neighbour through the next connection's sync.
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        Metrics::bump(&self.metrics.restarts_peer);
+        self.attempt += 1;
+        self.output = None;
+        self.reader = None;
+        self.sync = None;
+        self.draining = false;
+        self.flush_scheduled = false;
+        self.repairing = false;
+        self.unacked.clear();
+        self.pending.clear();
+        self.backoff = self.limits.backoff_first;
+        self.set_state(LinkState::Down);
+    }
+}
+
+impl Handler<Repair> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Repair, ctx: &mut Context<Self>) {
+        self.repair(ctx);
     }
 }
 
@@ -552,8 +722,9 @@ impl Handler<FlushLink> for PeerActor {
     }
 }
 
-/// After the sync the acceptor sends only `ACK <count>` lines on our
-/// outgoing connection; reading it is also how a closed link is noticed.
+/// After the sync the acceptor sends only `ACK <count>` and `ROOT` lines
+/// on our outgoing connection; reading it is also how a closed link is
+/// noticed.
 impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
     fn handle(&mut self, item: Result<Frame, std::io::Error>, ctx: &mut Context<Self>) {
         let line = match item {
@@ -561,9 +732,10 @@ impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
             Ok(Frame::Overlong) => return self.drop_link(LinkError::Overlong, ctx),
             Err(e) => return self.drop_link(e.into(), ctx),
         };
-        match ack_count(&line) {
-            Some(count) => self.acknowledged(count, ctx),
-            None => warn!(target: LOG, "{}: unexpected line from {}: {}", self.me,
+        match PeerLine::parse(&line) {
+            Ok(PeerLine::Ack(count)) => self.acknowledged(count, ctx),
+            Ok(PeerLine::Root(theirs)) => self.compared(theirs, ctx),
+            _ => warn!(target: LOG, "{}: unexpected line from {}: {}", self.me(),
                 self.neighbour, LogText::clipped(&line, 80)),
         }
     }

@@ -27,14 +27,15 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use log::{info, warn};
+use log::{debug, info, warn};
 
 use crate::codec::Frame;
 use crate::handshake::PeerFramed;
 use crate::output::{into_halves, Output};
-use crate::store::{LocationStoreActor, Source, UpdateBatch};
+use crate::peer::Repair;
+use crate::peer_line::{PeerLine, Purpose, Spread};
+use crate::store::{GetRoot, LocationStoreActor, Source, UpdateBatch};
 use crate::text::LogText;
-use crate::tree::Spread;
 
 const LOG: &str = "peer";
 
@@ -43,17 +44,6 @@ const MAX_BATCH: usize = 256;
 
 /// How often, at most, the lines read are acknowledged while they arrive.
 pub const ACK_EVERY: Duration = Duration::from_millis(50);
-
-const ACK: &[u8] = b"ACK ";
-
-/// The count of an `ACK <count>` line.
-pub fn ack_count(line: &[u8]) -> Option<u64> {
-    std::str::from_utf8(line.strip_prefix(ACK)?)
-        .ok()?
-        .trim_end()
-        .parse()
-        .ok()
-}
 
 /// One authenticated neighbour's incoming connection.
 pub struct PeerSession {
@@ -64,7 +54,12 @@ pub struct PeerSession {
     /// The line that ended the sync's questions, read before this session
     /// started and handled first.
     first: Option<Bytes>,
-    batch: Vec<Bytes>,
+    /// A link, or a repair connection (which ends after its sync).
+    purpose: Purpose,
+    /// This server's own link to the same neighbour: told to repair when
+    /// an anti-entropy comparison finds the stores differ.
+    repair: Option<Recipient<Repair>>,
+    batch: Vec<(Spread, Bytes)>,
     syncing: bool,
     /// The sealed write side, for the acknowledgements.
     output: Option<Output>,
@@ -93,6 +88,8 @@ impl PeerSession {
             store,
             framed: Some(framed),
             first,
+            purpose: Purpose::Link,
+            repair: None,
             batch: Vec::new(),
             syncing: true,
             output: None,
@@ -101,20 +98,56 @@ impl PeerSession {
         }
     }
 
-    /// Sends `ACK <count>` of the lines read so far. A socket too full to
-    /// take it keeps it queued behind; the next acknowledgement writes both.
-    fn acknowledge(&mut self, ctx: &mut Context<Self>) {
-        self.ack_scheduled = false;
+    /// A repair connection (one sync, then closed), or a link.
+    pub fn for_purpose(mut self, purpose: Purpose) -> PeerSession {
+        self.purpose = purpose;
+        self
+    }
+
+    /// This server's own link to the neighbour, to repair what it lacks.
+    pub fn repairing_with(mut self, link: Option<Recipient<Repair>>) -> PeerSession {
+        self.repair = link;
+        self
+    }
+
+    /// Sends `line` back to the neighbour. A socket too full to take it
+    /// keeps it queued behind; the next line writes both.
+    fn answer(&mut self, line: PeerLine<'_>, ctx: &mut Context<Self>) {
         let Some(output) = self.output.as_mut() else {
             return;
         };
-        output.queue(ACK);
-        output.queue(self.read.to_string().as_bytes());
-        output.queue(b"\n");
+        output.queue(&line.to_bytes());
         if let Err(e) = output.try_flush() {
-            info!(target: LOG, "{}: acknowledging {} failed: {e}", self.me, self.neighbour);
+            info!(target: LOG, "{}: writing to {} failed: {e}", self.me, self.neighbour);
             ctx.stop();
         }
+    }
+
+    /// Sends `ACK <count>` of the lines read so far.
+    fn acknowledge(&mut self, ctx: &mut Context<Self>) {
+        self.ack_scheduled = false;
+        self.answer(PeerLine::Ack(self.read), ctx);
+    }
+
+    /// Anti-entropy: answers the neighbour's root with ours, once the
+    /// records read before it are in the store; when they differ, our own
+    /// link to the neighbour repairs what it lacks (the neighbour repairs
+    /// what we lack).
+    fn compare_roots(&mut self, theirs: u64, ctx: &mut Context<Self>) {
+        self.flush();
+        let root = self.store.send(GetRoot);
+        ctx.spawn(root.into_actor(self).map(move |mine, act, ctx| {
+            let Ok(mine) = mine else {
+                return;
+            };
+            act.answer(PeerLine::Root(mine), ctx);
+            if mine != theirs {
+                debug!(target: LOG, "{}: {}'s store differs from this one", act.me, act.neighbour);
+                if let Some(link) = &act.repair {
+                    link.do_send(Repair);
+                }
+            }
+        }));
     }
 
     /// Counts a line read after the sync, and has it acknowledged soon.
@@ -139,26 +172,33 @@ impl PeerSession {
         self.store.do_send(UpdateBatch { lines, source });
     }
 
-    fn handle_line(&mut self, line: Bytes, ctx: &mut Context<Self>) {
-        if Spread::of_line(&line).1.starts_with(b"AT ") {
-            if !self.syncing {
-                self.count_read(ctx);
+    fn handle_line(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
+        match PeerLine::parse(&frame) {
+            Ok(PeerLine::At { spread, line }) => {
+                let line = frame.slice_ref(line);
+                if !self.syncing {
+                    self.count_read(ctx);
+                }
+                if self.batch.is_empty() {
+                    ctx.notify(FlushBatch);
+                }
+                self.batch.push((spread, line));
+                if self.batch.len() >= MAX_BATCH {
+                    self.flush();
+                }
             }
-            if self.batch.is_empty() {
-                ctx.notify(FlushBatch);
-            }
-            self.batch.push(line);
-            if self.batch.len() >= MAX_BATCH {
+            Ok(PeerLine::Synced(count)) => {
                 self.flush();
+                self.syncing = false;
+                info!(target: LOG, "{}: sync from {} done ({count} records)", self.me, self.neighbour);
+                if self.purpose == Purpose::Repair {
+                    ctx.stop();
+                }
             }
-        } else if let Some(count) = line.strip_prefix(b"SYNCED ") {
-            self.flush();
-            self.syncing = false;
-            info!(target: LOG, "{}: sync from {} done ({} records)", self.me, self.neighbour,
-                LogText::clipped(count, 40));
-        } else if !line.iter().all(|&b| crate::protocol::is_space(b)) {
-            warn!(target: LOG, "{}: unexpected line from {}: {}", self.me, self.neighbour,
-                LogText::clipped(&line, 80));
+            Ok(PeerLine::Root(theirs)) if !self.syncing => self.compare_roots(theirs, ctx),
+            Ok(PeerLine::Blank) => {}
+            _ => warn!(target: LOG, "{}: unexpected line from {}: {}", self.me, self.neighbour,
+                LogText::clipped(&frame, 80)),
         }
     }
 }
@@ -167,7 +207,9 @@ impl Actor for PeerSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        info!(target: LOG, "{}: link from {} accepted", self.me, self.neighbour);
+        if self.purpose == Purpose::Link {
+            info!(target: LOG, "{}: link from {} accepted", self.me, self.neighbour);
+        }
         if let Some(line) = self.first.take() {
             self.handle_line(line, ctx);
         }
@@ -189,7 +231,9 @@ impl Actor for PeerSession {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.flush();
-        info!(target: LOG, "{}: link from {} dropped", self.me, self.neighbour);
+        if self.purpose == Purpose::Link {
+            info!(target: LOG, "{}: link from {} dropped", self.me, self.neighbour);
+        }
     }
 }
 

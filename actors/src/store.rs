@@ -16,9 +16,9 @@
 //! fingerprints it holds in some leaves ([`LeafFingerprints`]) and which of
 //! its records a peer lacks ([`SyncRecords`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use log::{debug, info, warn};
@@ -26,11 +26,13 @@ use tokio::sync::oneshot;
 
 use crate::digest::{leaf_of, leaves_under, Digest, LEAVES};
 use crate::metrics::{Metrics, SourceKind};
+use crate::peer_line::{Spread, TopologyDigest};
 use crate::protocol::Timestamp;
 use crate::record::{ByClient, Record, RecordSet, SharedRecord};
+use crate::supervise::{guarded, RestartBudget};
 use crate::sync::{LeafFingerprints, SyncRecords};
 use crate::text::LogText;
-use crate::tree::{Spread, Topology};
+use crate::tree::Topology;
 
 /// How much of a refused line is logged: enough to recognise it, never a
 /// 64 KiB line per refusal.
@@ -72,6 +74,9 @@ impl Source {
 /// durable; the store never waits on it itself.
 pub trait Journal: Send {
     fn append(&mut self, record: &SharedRecord) -> oneshot::Receiver<Result<(), NotDurable>>;
+    /// Every record on disk, once what was appended before is written: what
+    /// a restarted store starts again from.
+    fn reload(&mut self) -> Result<Vec<Record>, String>;
 }
 
 /// Why a journalled record is not durable: the client is not answered.
@@ -94,11 +99,12 @@ pub struct Update {
     pub source: Source,
 }
 
-/// Several `AT` lines from one peer read, checked and applied in one go.
+/// Several `AT` lines from one peer read, checked and applied in one go,
+/// each with how it travels on.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct UpdateBatch {
-    pub lines: Vec<bytes::Bytes>,
+    pub lines: Vec<(Spread, bytes::Bytes)>,
     pub source: Source,
 }
 
@@ -109,6 +115,83 @@ pub struct Applied {
     pub new: bool,
     /// Fires when the record is durable (only with a journal, only if new).
     pub durable: Option<oneshot::Receiver<Result<(), NotDurable>>>,
+    /// Fires when a neighbour has acknowledged the record (only with
+    /// `herd.ack_after = "neighbour"`, only if new).
+    pub replicated: Option<oneshot::Receiver<()>>,
+}
+
+impl Applied {
+    fn stale() -> Applied {
+        Applied {
+            new: false,
+            durable: None,
+            replicated: None,
+        }
+    }
+}
+
+/// When a client's IAMAT is answered (`herd.ack_after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AckAfter {
+    /// Once the store took it (and the journal, if any, holds it).
+    #[default]
+    Local,
+    /// Also once a neighbour has acknowledged it, or at the deadline.
+    Neighbour,
+}
+
+/// Neighbours acknowledged these records (sent only with
+/// [`AckAfter::Neighbour`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replicated(pub Vec<SharedRecord>);
+
+/// What a handshake showed of another server's topology.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HeardTopology {
+    pub name: Arc<str>,
+    pub topology: TopologyDigest,
+    /// False when that server dialled this one without being its neighbour
+    /// here: its settings list a link that this server's do not.
+    pub listed: bool,
+}
+
+/// This server's topology and what its neighbours said of theirs.
+#[derive(Message)]
+#[rtype(result = "TopologyView")]
+pub struct GetTopology;
+
+/// The answer to [`GetTopology`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyView {
+    pub mine: TopologyDigest,
+    /// Updates are flooded along every link (some server differs).
+    pub mixed: bool,
+    /// The servers whose topology differs from this one's, with theirs.
+    pub differing: Vec<(Arc<str>, TopologyDigest)>,
+}
+
+/// The store's digest root: anti-entropy compares two.
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct GetRoot;
+
+/// Test hook (`HERD_TEST_HOOKS`): forgets one client's record here only,
+/// neither journalled nor flooded, to make two stores differ while their
+/// links stay up.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Forget {
+    pub client: bytes::Bytes,
+}
+
+/// Test hook (`HERD_TEST_HOOKS`): stops the store (`panic: false`) or makes
+/// its handler panic (`true`); its supervisor restarts it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash {
+    pub panic: bool,
 }
 
 /// The newest record of one client.
@@ -200,6 +283,19 @@ impl Neighbour {
 /// Most records in one [`Flood`] message.
 const MAX_FLOOD_BATCH: usize = 1024;
 
+/// How long a server that dialled this one without being its neighbour
+/// here keeps the herd counted as mixed after its last attempt (it retries
+/// every two seconds at most while its settings list the link).
+const ONE_SIDED_MEMORY: Duration = Duration::from_secs(10);
+
+/// Another server's topology, as its last handshake showed it.
+#[derive(Debug, Clone)]
+struct Heard {
+    topology: TopologyDigest,
+    listed: bool,
+    at: Instant,
+}
+
 /// The store's owner.
 pub struct LocationStoreActor {
     server: Arc<str>,
@@ -229,6 +325,18 @@ pub struct LocationStoreActor {
     /// `limits.max_future_skew_ms`: a neighbour's or the journal's record
     /// further ahead of our clock than this is refused, as a client's is.
     max_future_skew: Duration,
+    /// The digest of `topology`, and what other servers' handshakes showed
+    /// of theirs.
+    my_topology: TopologyDigest,
+    heard: BTreeMap<Arc<str>, Heard>,
+    /// Some server was given other links than this one: every update is
+    /// flooded, since trees computed from different links do not meet.
+    mixed: bool,
+    ack_after: AckAfter,
+    /// Clients waiting for a neighbour to acknowledge a record, by the
+    /// record's address.
+    waiting: HashMap<usize, Vec<oneshot::Sender<()>>>,
+    restarts: RestartBudget,
 }
 
 impl LocationStoreActor {
@@ -255,29 +363,132 @@ impl LocationStoreActor {
             journal,
             metrics,
             max_future_skew,
+            my_topology: Topology::default().digest(),
+            heard: BTreeMap::new(),
+            mixed: false,
+            ack_after: AckAfter::Local,
+            waiting: HashMap::new(),
+            restarts: RestartBudget::default(),
         };
+        store.load(records);
+        store
+    }
+
+    /// Takes `records` (from disk) into an empty store.
+    fn load(&mut self, records: Vec<Record>) {
         let now = Timestamp::now();
         for record in records {
-            if record.time().too_far_ahead_of(now, max_future_skew) {
-                store.refuse(record.at_line(), "the journal", "time too far ahead");
+            if record.time().too_far_ahead_of(now, self.max_future_skew) {
+                self.refuse(record.at_line(), "the journal", "time too far ahead");
                 continue;
             }
-            store.insert_if_newer(record);
+            self.insert_if_newer(record);
         }
         // Loaded records are not updates (only `apply` notes those): the
         // overview starts with the newest by client time, not with the
         // journal's key order.
-        store.recent = store.newest_by_time(RECENT);
-        store.metrics.set_records(store.records.len());
-        store
+        self.recent = self.newest_by_time(RECENT);
+        self.metrics.set_records(self.records.len());
     }
 
     /// Sends updates down their origins' trees over `topology` (without
     /// one, every update is flooded).
     pub fn with_topology(mut self, topology: Topology) -> LocationStoreActor {
+        self.my_topology = topology.digest();
         self.topology = topology;
         self.find_routes();
         self
+    }
+
+    /// When clients' IAMATs are answered (`herd.ack_after`).
+    pub fn with_ack_after(mut self, ack_after: AckAfter) -> LocationStoreActor {
+        self.ack_after = ack_after;
+        self
+    }
+
+    /// Where restarts are counted, and what a storm of them does.
+    pub fn with_restarts(mut self, restarts: RestartBudget) -> LocationStoreActor {
+        self.restarts = restarts;
+        self
+    }
+
+    /// Forgets every record and takes them again from the journal, or
+    /// starts empty without one (the neighbours' syncs refill it): what a
+    /// restart does. Links, routes and what was heard of topologies stay.
+    fn rebuild(&mut self) {
+        let records = match self.journal.as_mut().map(|j| j.reload()) {
+            Some(Ok(records)) => records,
+            Some(Err(e)) => {
+                warn!(target: LOG, "{}: reloading the journal failed: {e}; starting empty", self.server);
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        self.records = RecordSet::with_capacity(records.len());
+        self.by_leaf = vec![Vec::new(); LEAVES];
+        self.digest = Digest::default();
+        self.flooded.clear();
+        // Their records are gone: the clients hear at their deadline.
+        self.waiting.clear();
+        self.load(records);
+        info!(target: LOG, "{}: store restarted with {} records", self.server, self.records.len());
+    }
+
+    /// Notes another server's topology; floods while any differs.
+    fn heard(&mut self, msg: HeardTopology) {
+        let changed = self
+            .heard
+            .get(&msg.name)
+            .is_none_or(|h| h.topology != msg.topology || h.listed != msg.listed);
+        if changed && !msg.listed {
+            Metrics::bump(&self.metrics.peer_one_sided);
+            warn!(target: LOG, "{}: {} dialled this server, but this server's settings list no \
+                link between them (its topology {}, this server's {}): the herd is being \
+                changed, or a setting differs", self.server, msg.name, msg.topology, self.my_topology);
+        } else if changed && msg.topology != self.my_topology {
+            warn!(target: LOG, "{}: {} was given other links (topology {}, this server's {})",
+                self.server, msg.name, msg.topology, self.my_topology);
+        }
+        self.heard.insert(
+            msg.name,
+            Heard {
+                topology: msg.topology,
+                listed: msg.listed,
+                at: Instant::now(),
+            },
+        );
+        self.update_mixed();
+    }
+
+    /// Forgets one-sided dialers gone quiet, and recomputes `mixed`.
+    fn update_mixed(&mut self) {
+        self.heard
+            .retain(|_, h| h.listed || h.at.elapsed() < ONE_SIDED_MEMORY);
+        let mixed = self.heard.values().any(|h| h.topology != self.my_topology);
+        if mixed != self.mixed {
+            self.mixed = mixed;
+            self.metrics.topology_mixed.set(i64::from(mixed));
+            if mixed {
+                warn!(target: LOG, "{}: the herd is mixed (servers were given different links): \
+                    every update is flooded until they agree", self.server);
+            } else {
+                info!(target: LOG, "{}: every server heard from agrees on the links again: \
+                    updates go down trees", self.server);
+            }
+        }
+    }
+
+    fn topology_view(&self) -> TopologyView {
+        TopologyView {
+            mine: self.my_topology,
+            mixed: self.mixed,
+            differing: self
+                .heard
+                .iter()
+                .filter(|(_, h)| h.topology != self.my_topology)
+                .map(|(name, h)| (name.clone(), h.topology))
+                .collect(),
+        }
     }
 
     /// Works out, for every origin, which of `peers` are this server's
@@ -317,6 +528,9 @@ impl LocationStoreActor {
         let record: SharedRecord = record.into();
         if let Some(current) = &current {
             self.flooded.remove(&address(current));
+            // Superseded before a neighbour acknowledged it: the newer
+            // record is what replication is about now.
+            self.waiting.remove(&address(current));
         }
         self.digest.replace(current.as_deref(), &record);
         self.records.replace(ByClient(record.clone()));
@@ -347,10 +561,7 @@ impl LocationStoreActor {
     {
         let Some(shared) = self.insert_if_newer(record) else {
             self.metrics.count_update(source.kind(), false);
-            return Applied {
-                new: false,
-                durable: None,
-            };
+            return Applied::stale();
         };
         self.metrics.count_update(source.kind(), true);
         self.metrics.set_records(self.records.len());
@@ -360,16 +571,31 @@ impl LocationStoreActor {
         }
         self.recent.push_back(shared.clone());
         let durable = self.journal.as_mut().map(|j| j.append(&shared));
+        let replicated =
+            (self.ack_after == AckAfter::Neighbour && *source == Source::Client).then(|| {
+                let (tx, rx) = oneshot::channel();
+                self.waiting.entry(address(&shared)).or_default().push(tx);
+                rx
+            });
         self.forward(&shared, source.peer(), spread, ctx);
-        Applied { new: true, durable }
+        Applied {
+            new: true,
+            durable,
+            replicated,
+        }
     }
 
-    /// Applies a neighbour's line: an `AT` line, sent down a tree, or one
-    /// marked as flooded. Around a failed link the same record may arrive
-    /// twice or more; a byte-for-byte copy of the record held is stale
-    /// whatever it says, and is dropped before it is even parsed.
-    fn apply_line(&mut self, line: &[u8], source: &Source, ctx: &mut Context<Self>) {
-        let (spread, line) = Spread::of_line(line);
+    /// Applies a neighbour's `AT` line, sent down a tree or flooded. Around
+    /// a failed link the same record may arrive twice or more; a
+    /// byte-for-byte copy of the record held is stale whatever it says, and
+    /// is dropped before it is even parsed.
+    fn apply_line(
+        &mut self,
+        spread: Spread,
+        line: &[u8],
+        source: &Source,
+        ctx: &mut Context<Self>,
+    ) {
         // The sync's records repair what a link missed: flooded on.
         let spread = match source {
             Source::Sync(_) => Spread::Flood,
@@ -428,8 +654,7 @@ impl LocationStoreActor {
     /// line. The client is the fourth field of a canonical line (single
     /// spaces); any other line simply misses here and is parsed in full.
     fn held_copy_of(&self, line: &[u8]) -> Option<SharedRecord> {
-        let client = line.split(|&b| b == b' ').nth(3).unwrap_or_default();
-        let held = self.records.get(client)?;
+        let held = self.records.get(Record::client_of_canonical(line))?;
         (held.0.at_line() == line).then(|| held.0.clone())
     }
 
@@ -446,8 +671,9 @@ impl LocationStoreActor {
         ctx: &mut Context<Self>,
     ) {
         let children = match spread {
-            Spread::Tree => self.routes.get(record.origin()),
-            Spread::Flood => None,
+            // While servers disagree on the links, their trees do not meet.
+            Spread::Tree if !self.mixed => self.routes.get(record.origin()),
+            _ => None,
         };
         let children = children.filter(|c| c.iter().all(|&i| self.peers[i].carrying));
         if children.is_none() {
@@ -488,7 +714,28 @@ impl Actor for LocationStoreActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Peers and connections may queue many messages; never refuse them.
         ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(Duration::from_secs(1), |store, _| {
+            store.update_mixed();
+            store.waiting.retain(|_, waiting| {
+                waiting.retain(|tx| !tx.is_closed());
+                !waiting.is_empty()
+            });
+        });
+        // Floods queued before a restart go out now.
+        self.floods_scheduled = false;
+        for peer in &mut self.peers {
+            peer.send_outbox();
+        }
         info!(target: LOG, "{}: store up with {} records", self.server, self.records.len());
+    }
+}
+
+impl actix::Supervised for LocationStoreActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        Metrics::bump(&self.metrics.restarts_store);
+        self.restarts
+            .restarted(&format!("{}: store", self.server), Instant::now());
+        self.rebuild();
     }
 }
 
@@ -496,7 +743,13 @@ impl Handler<Update> for LocationStoreActor {
     type Result = MessageResult<Update>;
 
     fn handle(&mut self, msg: Update, ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.apply(msg.record, &msg.source, Spread::Tree, ctx))
+        MessageResult(guarded(
+            self,
+            ctx,
+            "the store",
+            Applied::stale,
+            |store, ctx| store.apply(msg.record, &msg.source, Spread::Tree, ctx),
+        ))
     }
 }
 
@@ -507,9 +760,91 @@ impl Handler<UpdateBatch> for LocationStoreActor {
         // A flood is acknowledged to no one, so the durability receiver is
         // dropped unread; a failed write is logged by the journal and
         // repaired by the next sync.
-        for line in msg.lines {
-            self.apply_line(&line, &msg.source, ctx);
+        guarded(
+            self,
+            ctx,
+            "the store",
+            || (),
+            |store, ctx| {
+                for (spread, line) in &msg.lines {
+                    store.apply_line(*spread, line, &msg.source, ctx);
+                }
+            },
+        );
+    }
+}
+
+impl Handler<HeardTopology> for LocationStoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: HeardTopology, _: &mut Context<Self>) {
+        self.heard(msg);
+    }
+}
+
+impl Handler<GetTopology> for LocationStoreActor {
+    type Result = MessageResult<GetTopology>;
+
+    fn handle(&mut self, _: GetTopology, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.topology_view())
+    }
+}
+
+impl Handler<GetRoot> for LocationStoreActor {
+    type Result = u64;
+
+    fn handle(&mut self, _: GetRoot, _: &mut Context<Self>) -> u64 {
+        self.digest.root()
+    }
+}
+
+impl Handler<Replicated> for LocationStoreActor {
+    type Result = ();
+
+    fn handle(&mut self, Replicated(records): Replicated, _: &mut Context<Self>) {
+        for record in records {
+            for waiting in self.waiting.remove(&address(&record)).unwrap_or_default() {
+                let _ = waiting.send(());
+            }
         }
+    }
+}
+
+impl Handler<Forget> for LocationStoreActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Forget, _: &mut Context<Self>) -> bool {
+        let Some(held) = self.records.get(&msg.client[..]).map(|r| r.0.clone()) else {
+            return false;
+        };
+        self.records.remove(&msg.client[..]);
+        self.digest.remove(&held);
+        self.by_leaf[leaf_of(held.client())].retain(|r| !Arc::ptr_eq(r, &held));
+        self.flooded.remove(&address(&held));
+        self.metrics.set_records(self.records.len());
+        warn!(target: LOG, "{}: test hook: forgot {} here only", self.server, LogText::clipped(&msg.client, 100));
+        true
+    }
+}
+
+impl Handler<Crash> for LocationStoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Crash, ctx: &mut Context<Self>) {
+        warn!(target: LOG, "{}: test hook: store {}", self.server,
+            if msg.panic { "panicking" } else { "stopping" });
+        if !msg.panic {
+            return ctx.stop();
+        }
+        guarded(
+            self,
+            ctx,
+            "the store",
+            || (),
+            |_, _| {
+                panic!("test hook: the store panics");
+            },
+        );
     }
 }
 
@@ -703,7 +1038,12 @@ mod tests {
         UpdateBatch {
             lines: lines
                 .iter()
-                .map(|l| bytes::Bytes::from(l.to_string()))
+                .map(|l| match crate::peer_line::PeerLine::parse(l.as_bytes()) {
+                    Ok(crate::peer_line::PeerLine::At { spread, line }) => {
+                        (spread, bytes::Bytes::copy_from_slice(line))
+                    }
+                    _ => (Spread::Tree, bytes::Bytes::from(l.to_string())),
+                })
                 .collect(),
             source: Source::Peer(from.into()),
         }

@@ -31,9 +31,9 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 
 use crate::codec::Frame;
-use crate::digest::{self, nodes_at, Plan, DEPTH, LEAVES};
+use crate::digest::{self, Plan};
 use crate::handshake::PeerFramed;
-use crate::protocol::fields;
+use crate::peer_line::PeerLine;
 use crate::record::SharedRecord;
 use crate::store::{GetDigest, LocationStoreActor};
 
@@ -90,7 +90,7 @@ pub enum SyncError {
     Io(#[from] std::io::Error),
     #[error("unexpected line {0:?}")]
     Unexpected(String),
-    /// A request line of this verb with a field out of range.
+    /// A line that is no peer line (the verb or field named).
     #[error("malformed {0}")]
     Malformed(&'static str),
 }
@@ -121,22 +121,23 @@ impl<'a> SyncWire<'a> {
         Ok((wire, digest))
     }
 
-    /// Reads the lines of one answer up to `END`: each must start with
-    /// `verb`, and `take` is given the rest of its fields; a line of any
-    /// other kind, or one `take` refuses (`None`), ends the sync.
+    /// Reads the lines of one answer up to `END`, each handed to `take`;
+    /// a line `take` refuses (`None`), or one that is no peer line, ends the
+    /// sync.
     async fn read_block(
         &mut self,
-        verb: &[u8],
-        mut take: impl FnMut(&mut dyn Iterator<Item = &[u8]>) -> Option<()>,
+        mut take: impl FnMut(PeerLine<'_>) -> Option<()>,
     ) -> Result<(), SyncError> {
         self.stats.rounds += 1;
         loop {
             let line = self.read().await?;
-            let mut parts = fields(&line);
-            match parts.next() {
-                Some(b"END") => return Ok(()),
-                Some(v) if v == verb && take(&mut parts).is_some() => {}
-                _ => return Err(unexpected(&line)),
+            let taken = match PeerLine::parse(&line) {
+                Ok(PeerLine::End) => return Ok(()),
+                Ok(parsed) => take(parsed),
+                Err(_) => None,
+            };
+            if taken.is_none() {
+                return Err(unexpected(&line));
             }
         }
     }
@@ -165,19 +166,9 @@ impl<'a> SyncWire<'a> {
     }
 }
 
-/// Parses a decimal field.
-fn number(field: Option<&[u8]>) -> Option<usize> {
-    std::str::from_utf8(field?).ok()?.parse().ok()
-}
-
-/// Appends `VERB id id ...` to `out` as one line.
-fn id_line(out: &mut String, verb: &str, ids: &[usize]) {
-    use std::fmt::Write;
-    out.push_str(verb);
-    for id in ids {
-        let _ = write!(out, " {id}");
-    }
-    out.push('\n');
+/// Appends `line` to `out`.
+fn push(out: &mut BytesMut, line: PeerLine<'_>) {
+    out.extend_from_slice(&line.to_bytes());
 }
 
 fn unexpected(line: &[u8]) -> SyncError {
@@ -199,16 +190,17 @@ pub async fn dial_sync(
     loop {
         // One request line per round, then only reading: neither side ever
         // writes while the other is blocked writing.
-        let mut request = String::new();
         if !plan.want.is_empty() {
-            let want = std::mem::take(&mut plan.want);
-            id_line(&mut request, &format!("WANT {}", plan.want_level), &want);
-            wire.write(Bytes::from(request)).await?;
+            let nodes = std::mem::take(&mut plan.want);
+            let want = PeerLine::Want {
+                level: plan.want_level,
+                nodes,
+            };
+            wire.write(Bytes::from(want.to_bytes())).await?;
             read_sums(&mut wire, &mine, &mut plan).await?;
         } else if !plan.keys.is_empty() {
-            let keys = std::mem::take(&mut plan.keys);
-            id_line(&mut request, "KEYS", &keys);
-            wire.write(Bytes::from(request)).await?;
+            let keys = PeerLine::Keys(std::mem::take(&mut plan.keys));
+            wire.write(Bytes::from(keys.to_bytes())).await?;
             read_fingerprints(&mut wire, &mut leaves).await?;
         } else {
             break;
@@ -228,7 +220,7 @@ pub async fn dial_sync(
             wire.write(chunk.split().freeze()).await?;
         }
     }
-    chunk.extend_from_slice(format!("SYNCED {}\n", records.len()).as_bytes());
+    chunk.extend_from_slice(&PeerLine::Synced(records.len() as u64).to_bytes());
     wire.write(chunk.freeze()).await?;
     wire.stats.records = records.len();
     wire.stats.elapsed = started.elapsed();
@@ -241,11 +233,11 @@ async fn read_sums(
     mine: &digest::Digest,
     plan: &mut Plan,
 ) -> Result<(), SyncError> {
-    wire.read_block(b"SUMS", |parts| {
-        let level = number(parts.next()).filter(|&l| l < usize::from(DEPTH))?;
-        let node = number(parts.next()).filter(|&n| n < nodes_at(level as u8))?;
-        let sums = parts.next().and_then(digest::from_hex)?;
-        plan.compare(mine, level as u8, node, &sums);
+    wire.read_block(|line| {
+        let PeerLine::Sums { level, node, sums } = line else {
+            return None;
+        };
+        plan.compare(mine, level, node, &sums);
         Some(())
     })
     .await
@@ -256,9 +248,10 @@ async fn read_fingerprints(
     wire: &mut SyncWire<'_>,
     leaves: &mut HashMap<usize, HashSet<u64>>,
 ) -> Result<(), SyncError> {
-    wire.read_block(b"FPS", |parts| {
-        let leaf = number(parts.next()).filter(|&l| l < LEAVES)?;
-        let fps = digest::from_hex(parts.next().unwrap_or(b""))?;
+    wire.read_block(|line| {
+        let PeerLine::Fps { leaf, fps } = line else {
+            return None;
+        };
         leaves.entry(leaf).or_default().extend(fps);
         Some(())
     })
@@ -280,42 +273,32 @@ pub async fn answer_sync(
     let (mut wire, digest) = SyncWire::open(framed, store, timeout).await?;
     let mut answer = BytesMut::new();
     push_sums(&mut answer, &digest, 0, 0);
-    answer.extend_from_slice(b"END\n");
+    push(&mut answer, PeerLine::End);
     wire.write(answer.split().freeze()).await?;
     loop {
         let line = wire.read().await?;
-        let mut parts = fields(&line);
-        let verb = parts.next();
-        if verb != Some(b"WANT") && verb != Some(b"KEYS") {
-            wire.stats.elapsed = started.elapsed();
-            return Ok((wire.stats, line.clone()));
-        }
-        match verb {
-            Some(b"WANT") => {
-                let level = number(parts.next())
-                    .filter(|&l| l < usize::from(DEPTH))
-                    .ok_or(SyncError::Malformed("WANT"))?;
-                for part in parts {
-                    let node = number(Some(part))
-                        .filter(|&n| n < nodes_at(level as u8))
-                        .ok_or(SyncError::Malformed("WANT"))?;
-                    push_sums(&mut answer, &digest, level as u8, node);
+        match PeerLine::parse(&line) {
+            Ok(PeerLine::Want { level, nodes }) => {
+                for node in nodes {
+                    push_sums(&mut answer, &digest, level, node);
                 }
             }
-            Some(b"KEYS") => {
-                let leaves = parts
-                    .map(|p| number(Some(p)).filter(|&l| l < LEAVES))
-                    .collect::<Option<Vec<usize>>>()
-                    .ok_or(SyncError::Malformed("KEYS"))?;
+            Ok(PeerLine::Keys(leaves)) => {
                 let found = store
                     .send(LeafFingerprints { leaves })
                     .await
                     .map_err(|_| SyncError::StoreUnavailable)?;
-                push_fingerprints(&mut answer, &found);
+                for (leaf, fps) in found {
+                    push(&mut answer, PeerLine::Fps { leaf, fps });
+                }
             }
-            _ => {}
+            Err(bad) => return Err(SyncError::Malformed(bad.0)),
+            Ok(_) => {
+                wire.stats.elapsed = started.elapsed();
+                return Ok((wire.stats, line));
+            }
         }
-        answer.extend_from_slice(b"END\n");
+        push(&mut answer, PeerLine::End);
         wire.stats.rounds += 1;
         wire.write(answer.split().freeze()).await?;
     }
@@ -323,18 +306,6 @@ pub async fn answer_sync(
 
 /// Appends `SUMS <level> <node> <hex of the children's sums>`.
 fn push_sums(out: &mut BytesMut, digest: &digest::Digest, level: u8, node: usize) {
-    let sums = digest.children(level, node);
-    out.extend_from_slice(format!("SUMS {level} {node} {}\n", digest::to_hex(&sums)).as_bytes());
-}
-
-/// Appends `FPS <leaf> [<hex of its records' fingerprints>]` per leaf.
-fn push_fingerprints(out: &mut BytesMut, found: &[(usize, Vec<u64>)]) {
-    for (leaf, fps) in found {
-        out.extend_from_slice(format!("FPS {leaf}").as_bytes());
-        if !fps.is_empty() {
-            out.extend_from_slice(b" ");
-            out.extend_from_slice(digest::to_hex(fps).as_bytes());
-        }
-        out.extend_from_slice(b"\n");
-    }
+    let sums = digest.children(level, node).to_vec();
+    push(out, PeerLine::Sums { level, node, sums });
 }

@@ -18,38 +18,11 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-/// How an update travels on from the server that took it as new.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Spread {
-    /// Down the origin's shortest-path tree: to this server's children in it.
-    Tree,
-    /// To every neighbour but the one it came from; each passes it on the
-    /// same way. Used around a link that is down, for the catch-up sync's
-    /// records and for records that a dropped link may not have delivered.
-    Flood,
-}
+use sha2::{Digest as _, Sha256};
 
-/// What a flood line starts with on the peer wire; a tree line is a bare
-/// `AT` line (docs/peer-protocol.md, "Floods").
-const FLOOD_PREFIX: &[u8] = b"FLOOD ";
+use crate::peer_line::{HexBytes, TopologyDigest, TOPOLOGY_BYTES};
 
-impl Spread {
-    /// Splits a peer's line into how it travels on and its `AT` line.
-    pub fn of_line(line: &[u8]) -> (Spread, &[u8]) {
-        match line.strip_prefix(FLOOD_PREFIX) {
-            Some(at_line) => (Spread::Flood, at_line),
-            None => (Spread::Tree, line),
-        }
-    }
-
-    /// What goes before the record's `AT` line on the peer wire.
-    pub fn prefix(self) -> &'static [u8] {
-        match self {
-            Spread::Tree => b"",
-            Spread::Flood => FLOOD_PREFIX,
-        }
-    }
-}
+pub use crate::peer_line::Spread;
 
 /// The servers and the links between them; a link listed on either side is
 /// a link both ways.
@@ -86,6 +59,26 @@ impl Topology {
     /// The neighbours of `name`, sorted by name (none for an unknown name).
     pub fn neighbours(&self, name: &str) -> &[Arc<str>] {
         self.links.get(name).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// A digest of the servers and links, the same for every server given
+    /// the same herd whatever the order or side its settings list them on:
+    /// two servers whose digests differ route by different trees, so while
+    /// any link shows two digests the herd floods (SPEC §4).
+    pub fn digest(&self) -> TopologyDigest {
+        let mut hash = Sha256::new();
+        for (server, neighbours) in &self.links {
+            hash.update(server.as_bytes());
+            hash.update(b":");
+            for neighbour in neighbours {
+                hash.update(neighbour.as_bytes());
+                hash.update(b",");
+            }
+            hash.update(b";");
+        }
+        let mut digest = [0; TOPOLOGY_BYTES];
+        digest.copy_from_slice(&hash.finalize()[..TOPOLOGY_BYTES]);
+        HexBytes(digest)
     }
 
     /// Every server's name, sorted.
@@ -235,13 +228,29 @@ mod tests {
     }
 
     #[test]
-    fn lines_say_how_they_travel_on() {
-        assert_eq!(Spread::of_line(b"AT a b"), (Spread::Tree, &b"AT a b"[..]));
-        assert_eq!(
-            Spread::of_line(b"FLOOD AT a b"),
-            (Spread::Flood, &b"AT a b"[..])
+    fn the_digest_follows_the_links_not_how_they_are_listed() {
+        let list = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let other_sides = [
+            ("Riley", list(&[])),
+            ("Jaquez", list(&["Riley", "Bernard"])),
+            ("Juzang", list(&["Riley", "Bernard", "Campbell"])),
+            ("Bernard", list(&["Campbell"])),
+            ("Campbell", list(&[])),
+        ];
+        let same = Topology::new(other_sides.iter().map(|(n, l)| (*n, l.as_slice())));
+        assert_eq!(same.digest(), herd().digest());
+        let without_bernard_campbell = [
+            ("Riley", list(&["Jaquez", "Juzang"])),
+            ("Bernard", list(&["Jaquez", "Juzang"])),
+            ("Juzang", list(&["Campbell"])),
+            ("Jaquez", list(&[])),
+            ("Campbell", list(&[])),
+        ];
+        let changed = Topology::new(
+            without_bernard_campbell
+                .iter()
+                .map(|(n, l)| (*n, l.as_slice())),
         );
-        assert_eq!(Spread::Flood.prefix(), b"FLOOD ");
-        assert_eq!(Spread::Tree.prefix(), b"");
+        assert_ne!(changed.digest(), herd().digest());
     }
 }

@@ -8,17 +8,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use herd_actors::handshake::{self, Secret};
+use herd_actors::handshake::{self, Identity, Secret};
 use herd_actors::listener::{serve_peers, PeerGate};
 use herd_actors::metrics::Metrics;
-use herd_actors::peer::PEER_MAX_LINE;
+use herd_actors::peer_line::{HexBytes, Purpose, PEER_MAX_LINE};
 use herd_actors::seal::PeerCodec;
 use herd_actors::store::LocationStoreActor;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::codec::Framed;
 
-const SECRET: &[u8] = b"handshake slots secret";
+fn identity(name: &str) -> Identity {
+    Identity {
+        me: name.into(),
+        topology: HexBytes([0; 8]),
+        secret: Secret::new(b"handshake slots secret"),
+        timeout: Duration::from_secs(10),
+    }
+}
 
 /// Polls `condition` until it holds, failing after 10 s.
 async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
@@ -44,10 +51,11 @@ fn a_source_opening_many_connections_drops_only_its_own_handshakes() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let gate = PeerGate {
-            me: "Riley".into(),
+            identity: identity("Riley"),
             neighbours: vec![Arc::<str>::from("Jaquez")].into(),
-            secret: Secret::new(SECRET),
-            timeout: Duration::from_secs(30),
+            herd: vec![Arc::<str>::from("Riley"), Arc::<str>::from("Jaquez")].into(),
+            links: Arc::default(),
+            logged: Arc::default(),
             max_handshakes: 8,
             max_handshakes_per_source: 4,
             store,
@@ -78,17 +86,13 @@ fn a_source_opening_many_connections_drops_only_its_own_handshakes() {
         assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
 
         // The neighbour's handshake, begun before all that, completes.
-        let codec = PeerCodec::new(PEER_MAX_LINE, Arc::new(Metrics::default()));
-        let mut framed = Framed::new(neighbour, codec);
-        let secret = Secret::new(SECRET);
-        let done = handshake::dial(
-            &mut framed,
-            "Jaquez",
-            "Riley",
-            &secret,
-            Duration::from_secs(10),
+        let mut framed = Framed::new(neighbour, PeerCodec::new(PEER_MAX_LINE));
+        let jaquez = identity("Jaquez");
+        let done = handshake::dial(&mut framed, &jaquez, "Riley", Purpose::Link).await;
+        assert!(
+            done.is_ok(),
+            "the neighbour's handshake was dropped: {done:?}"
         );
-        assert!(done.await.is_ok(), "the neighbour's handshake was dropped");
         assert_eq!(dropped(), 36, "nobody else's handshake was dropped");
     });
 }

@@ -5,12 +5,10 @@
 //! sealing") come from
 //! `cargo test --release -p herd-actors --test seal_cost -- --nocapture`.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use herd_actors::codec::Frame;
-use herd_actors::metrics::Metrics;
 use herd_actors::seal::{End, LinkKeys, PeerCodec};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -20,7 +18,7 @@ const LINE: &[u8] =
 /// Both ends of a connection, sealed or plain.
 fn pair(sealed: bool) -> (PeerCodec, PeerCodec) {
     let keys = LinkKeys::derive(b"herd secret", "Riley", "Jaquez", &[1; 16], &[2; 16]);
-    let codec = || PeerCodec::new(1 << 20, Arc::new(Metrics::default()));
+    let codec = || PeerCodec::new(1 << 20);
     let (mut dialer, mut acceptor) = (codec(), codec());
     if sealed {
         dialer.seal(&keys, End::Dialer).unwrap();

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use herd_actors::handshake::{self, Secret};
+use herd_actors::handshake::{self, Identity, Secret};
 use herd_actors::listener::{serve_peers, PeerGate};
 use herd_actors::metrics::Metrics;
-use herd_actors::peer::PEER_MAX_LINE;
+use herd_actors::peer_line::{HexBytes, Purpose, PEER_MAX_LINE};
 use herd_actors::record::Record;
 use herd_actors::seal::PeerCodec;
 use herd_actors::store::{Dump, LocationStoreActor, Lookup};
@@ -28,8 +28,13 @@ fn record(client: usize, time: u64) -> Record {
 }
 
 /// The link is sealed, as between servers with the herd's default settings.
-fn secret() -> Secret {
-    Secret::new(b"sync cost")
+fn identity(name: &str) -> Identity {
+    Identity {
+        me: name.into(),
+        topology: HexBytes([0; 8]),
+        secret: Secret::new(b"sync cost, 16 bytes or more"),
+        timeout: Duration::from_secs(30),
+    }
 }
 
 fn size() -> usize {
@@ -55,10 +60,11 @@ async fn sync(acceptor: &Addr<LocationStoreActor>, dialer: &Addr<LocationStoreAc
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let gate = PeerGate {
-        me: "A".into(),
+        identity: identity("A"),
         neighbours: vec![Arc::<str>::from("D")].into(),
-        secret: secret(),
-        timeout: Duration::from_secs(30),
+        herd: vec![Arc::<str>::from("D"), Arc::<str>::from("A")].into(),
+        links: Arc::default(),
+        logged: Arc::default(),
         max_handshakes: 64,
         max_handshakes_per_source: 4,
         store: acceptor.clone(),
@@ -66,10 +72,10 @@ async fn sync(acceptor: &Addr<LocationStoreActor>, dialer: &Addr<LocationStoreAc
     };
     actix_rt::spawn(serve_peers(listener, gate));
     let stream = TcpStream::connect(addr).await.unwrap();
-    let codec = PeerCodec::new(PEER_MAX_LINE, Arc::new(Metrics::default()));
+    let codec = PeerCodec::new(PEER_MAX_LINE);
     let mut framed = Framed::new(stream, codec);
     let timeout = Duration::from_secs(30);
-    handshake::dial(&mut framed, "D", "A", &secret(), timeout)
+    handshake::dial(&mut framed, &identity("D"), "A", Purpose::Link)
         .await
         .unwrap();
     let stats = dial_sync(&mut framed, dialer, timeout).await.unwrap();

@@ -6,10 +6,11 @@
 //! - [`Record::from_at_line`] (floods and catch-up records): a record it
 //!   accepts is canonical, parses back to itself, and its fields agree with
 //!   the client protocol's own reading of the line;
-//! - [`handshake::expect`] (HELLO, CHALLENGE, PROOF, WELCOME): never panics,
-//!   and what it accepts has exactly the fields asked for, none empty and
-//!   none holding white space;
-//! - the hex of MACs and digests ([`handshake::from_hex`],
+//! - [`PeerLine::parse`] (every verb of the peer wire: handshake, sync,
+//!   floods, acknowledgements, anti-entropy): never panics, and whatever it
+//!   accepts it writes back as a line that parses to the same value (so a
+//!   peer line has one meaning, whatever spelling arrived);
+//! - the hex of MACs and digests ([`peer_line::from_hex`],
 //!   [`digest::from_hex`]): whatever they accept is the canonical hex of what
 //!   they return (in either letter case), so two spellings never mean one value;
 //! - the sealed framing after the handshake ([`seal::PeerCodec`]): whatever
@@ -21,7 +22,7 @@
 #![no_main]
 
 use herd_fuzz::digest;
-use herd_fuzz::handshake::{self, HandshakeError};
+use herd_fuzz::peer_line::{self, PeerLine};
 use herd_fuzz::protocol::{self, Command};
 use herd_fuzz::record::Record;
 use herd_fuzz::seal::{End, LinkKeys, PeerCodec};
@@ -29,7 +30,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     check_record(data);
-    check_handshake(data);
+    check_peer_line(data);
     check_hex(data);
     check_sealed(data);
 });
@@ -54,30 +55,24 @@ fn check_record(line: &[u8]) {
     assert_eq!(record.newness(&again), std::cmp::Ordering::Equal);
 }
 
-fn check_handshake(line: &[u8]) {
-    for verb in [&b"HELLO"[..], b"CHALLENGE", b"PROOF", b"WELCOME"] {
-        match handshake::expect::<3>(line, verb) {
-            Ok(words) => check_words(&words),
-            Err(HandshakeError::Refused(_)) => assert!(line.starts_with(b"? ")),
-            Err(_) => {}
+fn check_peer_line(line: &[u8]) {
+    let Ok(parsed) = PeerLine::parse(line) else {
+        return;
+    };
+    let written = parsed.to_bytes();
+    assert_eq!(written.last(), Some(&b'\n'));
+    let again = PeerLine::parse(&written[..written.len() - 1]).expect("a written line parses");
+    assert_eq!(again, parsed, "{:?}", String::from_utf8_lossy(&written));
+    if let PeerLine::Hello(hello) = &parsed {
+        for name in [hello.dialer, hello.acceptor] {
+            assert!(protocol::valid_server_name(name.as_bytes()), "{name:?}");
         }
-        if let Ok(words) = handshake::expect::<1>(line, verb) {
-            check_words(&words);
-        }
-        let _ = handshake::expect::<0>(line, verb);
-    }
-}
-
-fn check_words(words: &[String]) {
-    for word in words {
-        assert!(!word.is_empty());
-        assert!(!word.bytes().any(protocol::is_space), "{word:?}");
     }
 }
 
 fn check_hex(text: &[u8]) {
     let lower = text.to_ascii_lowercase();
-    if let Some(bytes) = handshake::from_hex(text) {
+    if let Some(bytes) = peer_line::from_hex(text) {
         let canonical: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(canonical.as_bytes(), &lower[..], "MAC hex not canonical");
     }
@@ -93,8 +88,7 @@ fn check_hex(text: &[u8]) {
 fn check_sealed(data: &[u8]) {
     use tokio_util::codec::Decoder;
     let keys = LinkKeys::derive(b"fuzz", "D", "A", &[0; 16], &[1; 16]);
-    let metrics = std::sync::Arc::new(herd_fuzz::metrics::Metrics::default());
-    let mut codec = PeerCodec::new(1 << 20, metrics);
+    let mut codec = PeerCodec::new(1 << 20);
     codec.seal(&keys, End::Acceptor).expect("a 32-byte key");
     let mut buf = bytes::BytesMut::from(data);
     loop {

@@ -39,7 +39,6 @@ use sha2::Sha256;
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::codec::{Frame, LineCodec};
-use crate::metrics::Metrics;
 
 /// Most plaintext bytes in one frame; longer writes become several frames.
 pub const MAX_FRAME: usize = 1 << 16;
@@ -245,17 +244,36 @@ struct Sealed {
 pub struct PeerCodec {
     lines: LineCodec,
     sealed: Option<Sealed>,
-    metrics: Arc<Metrics>,
+    /// Told of every frame that fails to open (the server counts them).
+    report: Option<FailureReport>,
+    /// Frames that failed to open on this connection.
+    failures: u64,
 }
 
+/// What a [`PeerCodec`] calls on each frame that fails to open: the seal
+/// layer reports, the caller counts (this crate holds no metrics).
+pub type FailureReport = Arc<dyn Fn() + Send + Sync>;
+
 impl PeerCodec {
-    /// Plain lines of at most `max_line` bytes; seal failures are counted in `metrics`.
-    pub fn new(max_line: usize, metrics: Arc<Metrics>) -> PeerCodec {
+    /// Plain lines of at most `max_line` bytes.
+    pub fn new(max_line: usize) -> PeerCodec {
         PeerCodec {
             lines: LineCodec::new(max_line),
             sealed: None,
-            metrics,
+            report: None,
+            failures: 0,
         }
+    }
+
+    /// Calls `report` on every frame that fails to open.
+    pub fn reporting(mut self, report: FailureReport) -> PeerCodec {
+        self.report = Some(report);
+        self
+    }
+
+    /// Frames that failed to open on this connection so far.
+    pub fn failures(&self) -> u64 {
+        self.failures
     }
 
     /// The line limit (see [`LineCodec::max_line`]).
@@ -288,9 +306,12 @@ impl PeerCodec {
         self.sealed.as_mut().and_then(|s| s.sealer.take())
     }
 
-    fn refuse(&self, e: SealError) -> io::Error {
+    fn refuse(&mut self, e: SealError) -> io::Error {
         if e != SealError::Failed {
-            Metrics::bump(&self.metrics.peer_seal_failures);
+            self.failures += 1;
+            if let Some(report) = &self.report {
+                report();
+            }
         }
         e.into()
     }
@@ -362,7 +383,7 @@ mod tests {
     }
 
     fn codec(end: End, secret: &[u8]) -> PeerCodec {
-        let mut codec = PeerCodec::new(1 << 20, Arc::new(Metrics::default()));
+        let mut codec = PeerCodec::new(1 << 20);
         codec.seal(&keys(secret), end).unwrap();
         codec
     }
@@ -395,7 +416,7 @@ mod tests {
     }
 
     fn failures(codec: &PeerCodec) -> u64 {
-        Metrics::get(&codec.metrics.peer_seal_failures)
+        codec.failures()
     }
 
     #[test]
@@ -486,7 +507,7 @@ mod tests {
         let (lines, error) = read(&mut codec(End::Dialer, b"secret"), &wire);
         assert!(lines.is_empty() && error.is_some());
         // Another connection: other nonces.
-        let mut other = PeerCodec::new(1 << 20, Arc::new(Metrics::default()));
+        let mut other = PeerCodec::new(1 << 20);
         let keys = LinkKeys::derive(b"secret", "Riley", "Jaquez", &[1; 16], &[3; 16]);
         other.seal(&keys, End::Acceptor).unwrap();
         let (lines, error) = read(&mut other, &wire);
@@ -531,7 +552,7 @@ mod tests {
 
     #[test]
     fn lines_keep_their_limit_inside_frames() {
-        let mut acceptor = PeerCodec::new(8, Arc::new(Metrics::default()));
+        let mut acceptor = PeerCodec::new(8);
         acceptor.seal(&keys(b"secret"), End::Acceptor).unwrap();
         let wire = sealed(&[b"0123456789abcdef\n"]).concat();
         let mut buf = BytesMut::from(&wire[..]);
@@ -540,7 +561,7 @@ mod tests {
 
     #[test]
     fn unsealed_the_codec_is_plain_lines() {
-        let mut plain = PeerCodec::new(100, Arc::new(Metrics::default()));
+        let mut plain = PeerCodec::new(100);
         let mut out = BytesMut::new();
         plain
             .encode(Bytes::from("HELLO a b c\n"), &mut out)

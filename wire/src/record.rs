@@ -110,6 +110,13 @@ impl Record {
         self.line.get(start..end).unwrap_or_default()
     }
 
+    /// The client field of `line` if it is a canonical `AT` line (single
+    /// spaces, as [`Record::at_line`] writes them): a quick look-up key,
+    /// never a check; any other line yields some other slice.
+    pub fn client_of_canonical(line: &[u8]) -> &[u8] {
+        line.split(|&b| b == b' ').nth(3).unwrap_or_default()
+    }
+
     /// The whole `AT` line, as the origin answered it (no newline).
     pub fn at_line(&self) -> &[u8] {
         &self.line

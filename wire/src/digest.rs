@@ -87,6 +87,18 @@ impl Digest {
         *sum = sum.wrapping_add(mix(new.fingerprint()));
     }
 
+    /// Accounts for `old` leaving the store.
+    pub fn remove(&mut self, old: &Record) {
+        let sum = &mut self.leaves[leaf_of(old.client())];
+        *sum = sum.wrapping_sub(mix(old.fingerprint()));
+    }
+
+    /// The root's sum: two stores with equal roots hold the same records
+    /// (barring a 64-bit collision).
+    pub fn root(&self) -> u64 {
+        self.sum(0, 0)
+    }
+
     /// The sum of node `index` of `level` (0 outside the tree).
     pub fn sum(&self, level: u8, index: usize) -> u64 {
         self.leaves[leaves_under(level, index)]
