@@ -43,7 +43,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use herd_actors::metrics::{LinkState, Metrics};
 use herd_actors::record::SharedRecord;
-use herd_actors::store::{Dump, GetOverview, LocationStoreActor};
+use herd_actors::store::{Crash, Dump, Forget, GetOverview, GetTopology, LocationStoreActor};
 use herd_actors::text::LogText;
 use log::{info, warn};
 use serde::Serialize;
@@ -144,12 +144,14 @@ struct AdminState {
     guard: Guard,
     /// Requests served by path and refused by reason.
     counters: AdminCounters,
+    /// `admin.test_hooks`: the `/test/*` paths answer.
+    test_hooks: bool,
 }
 
 /// The paths whose requests are counted (`herd_admin_requests_total`); any
 /// other path counts as `other`.
-const PATHS: [&str; 8] = [
-    "/", "/healthz", "/metrics", "/status", "/herd", "/records", "/places", "other",
+const PATHS: [&str; 9] = [
+    "/", "/healthz", "/metrics", "/status", "/herd", "/records", "/places", "/test", "other",
 ];
 
 /// The local address a connection arrived on (noted when it is accepted):
@@ -167,6 +169,11 @@ enum Verdict {
 
 impl AdminState {
     fn count_request(&self, path: &str) {
+        let path = if path.starts_with("/test/") {
+            "/test"
+        } else {
+            path
+        };
         let known = PATHS.iter().find(|p| **p == path);
         self.counters
             .count_request(known.unwrap_or(&PATHS[PATHS.len() - 1]));
@@ -295,6 +302,7 @@ pub fn start(
         started: Instant::now(),
         started_unix: unix_now(),
         guard: Guard::new(&plan.admin),
+        test_hooks: plan.admin.test_hooks,
         counters: AdminCounters::new(&PATHS, &Refusal::ALL.map(Refusal::label)),
     });
     let server = HttpServer::new(move || {
@@ -309,6 +317,8 @@ pub fn start(
             .route("/herd", web::get().to(herd))
             .route("/records", web::get().to(records))
             .route("/places", web::get().to(places))
+            .route("/test/forget", web::post().to(test_forget))
+            .route("/test/crash-store", web::post().to(test_crash_store))
     })
     .on_connect(|connection, data| {
         let socket = connection.downcast_ref::<actix_web::rt::net::TcpStream>();
@@ -430,6 +440,23 @@ struct LinkView {
     since: u64,
 }
 
+/// The herd's agreement on its links, in `/status`.
+#[derive(Debug, Serialize)]
+struct TopologyStatus {
+    /// The digest of the servers and links this server was given.
+    digest: String,
+    /// Some server was given other links: every update is flooded.
+    mixed: bool,
+    /// The servers whose digest differs, with theirs.
+    differing: Vec<DifferingServer>,
+}
+
+#[derive(Debug, Serialize)]
+struct DifferingServer {
+    server: String,
+    digest: String,
+}
+
 /// A client's latest position in `/status`.
 #[derive(Debug, Serialize)]
 struct ClientView {
@@ -451,6 +478,8 @@ struct StatusView {
     uptime_seconds: u64,
     shutting_down: bool,
     records: u64,
+    /// This server's topology digest and whether the herd is mixed.
+    topology: TopologyStatus,
     neighbours: Vec<LinkView>,
     /// The clients this server updated most recently (at most
     /// [`MAX_CLIENTS_SHOWN`]), most recent first.
@@ -484,6 +513,25 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
             })
         })
         .collect();
+    let topology = match state.store.send(GetTopology).await {
+        Ok(view) => TopologyStatus {
+            digest: view.mine.to_string(),
+            mixed: view.mixed,
+            differing: view
+                .differing
+                .iter()
+                .map(|(server, digest)| DifferingServer {
+                    server: server.to_string(),
+                    digest: digest.to_string(),
+                })
+                .collect(),
+        },
+        Err(e) => {
+            return HttpResponse::ServiceUnavailable()
+                .content_type("text/plain")
+                .body(format!("store unavailable: {e}\n"))
+        }
+    };
     let links = state.metrics.links();
     let neighbours = state
         .neighbours
@@ -506,12 +554,44 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
         uptime_seconds: state.started.elapsed().as_secs(),
         shutting_down: shutting_down(),
         records: held,
+        topology,
         neighbours,
         clients,
     };
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(view)
+}
+
+/// `POST /test/forget?client=NAME` (`admin.test_hooks` only): drops one
+/// record from this store alone, to make two stores differ while their
+/// links stay up.
+async fn test_forget(state: web::Data<AdminState>, request: HttpRequest) -> HttpResponse {
+    if !state.test_hooks {
+        return HttpResponse::NotFound().finish();
+    }
+    let query =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(request.query_string());
+    let Some(client) = query.ok().and_then(|q| q.get("client").cloned()) else {
+        return HttpResponse::BadRequest().body("client=NAME\n");
+    };
+    let client = web::Bytes::from(client.into_bytes());
+    match state.store.send(Forget { client }).await {
+        Ok(true) => HttpResponse::Ok().body("forgotten\n"),
+        Ok(false) => HttpResponse::NotFound().body("no such client\n"),
+        Err(e) => HttpResponse::ServiceUnavailable().body(format!("{e}\n")),
+    }
+}
+
+/// `POST /test/crash-store[?panic=1]` (`admin.test_hooks` only): stops the
+/// store, or makes it panic; its supervisor restarts it.
+async fn test_crash_store(state: web::Data<AdminState>, request: HttpRequest) -> HttpResponse {
+    if !state.test_hooks {
+        return HttpResponse::NotFound().finish();
+    }
+    let panic = request.query_string().contains("panic=1");
+    state.store.do_send(Crash { panic });
+    HttpResponse::Accepted().body("crashing the store\n")
 }
 
 #[derive(Debug, Serialize)]

@@ -16,6 +16,11 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 struct Cli {
     /// The server to run (its name in the settings); all of them if omitted.
     name: Option<String>,
+    /// Run the server whose `host` is this machine name, or a name under it
+    /// (`herd-0` runs the server at `herd-0.herd...`): for orchestrators that
+    /// name each machine, e.g. a Kubernetes StatefulSet's pod name.
+    #[arg(long, env = "HERD_HOST_NAME", conflicts_with = "name")]
+    host_name: Option<String>,
     /// The settings file.
     #[arg(long, short, default_value = "Settings.toml", env = "HERD_CONFIG")]
     config: PathBuf,
@@ -42,9 +47,16 @@ fn main() -> ExitCode {
     if let Some(dir) = cli.data_dir {
         settings.herd.data_dir = dir;
     }
-    let names = match &cli.name {
-        Some(name) => vec![name.clone()],
-        None => settings.server_names(),
+    let names = match (&cli.name, &cli.host_name) {
+        (Some(name), _) => vec![name.clone()],
+        (None, Some(host)) => match settings.server_on_host(host) {
+            Ok(server) => vec![server.name.clone()],
+            Err(e) => {
+                eprintln!("herd: --host-name {host}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => settings.server_names(),
     };
     let plans: Result<Vec<ServerPlan>, _> = names.iter().map(|n| settings.plan(n)).collect();
     let plans = match plans {

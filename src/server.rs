@@ -145,9 +145,8 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, StartError> {
     .with_restarts(restarts);
     let store = actix::Supervisor::start(move |_| store);
     let (provider, policy) = places_provider(&name, &plan.places)?;
-    let places = PlacesActor::new(name.clone(), provider, metrics.clone())
-        .with_policy(policy)
-        .start();
+    let places = PlacesActor::new(name.clone(), provider, metrics.clone()).with_policy(policy);
+    let places = actix::Supervisor::start(move |_| places);
     let identity = Identity {
         me: name.clone(),
         topology: plan.topology.digest(),
@@ -235,6 +234,7 @@ fn start_links(
         store.do_send(AddPeer {
             name: name.clone(),
             link: link.clone().recipient(),
+            compare: link.clone().recipient(),
         });
         links.insert(name, link.recipient());
     }

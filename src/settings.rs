@@ -324,6 +324,10 @@ pub struct AdminSection {
     /// the address a request arrived on, and each server's `host`),
     /// separated by commas or spaces: e.g. `"herd.example.com, 10.0.0.5"`.
     pub allowed_hosts: String,
+    /// Test-only: `POST /test/forget` (drop one record from this store
+    /// alone) and `POST /test/crash-store` (stop or panic the store), which
+    /// the convergence and supervision tests use. Never in production.
+    pub test_hooks: bool,
 }
 
 /// The shortest secret an operator may choose, herd secret or admin token,
@@ -477,6 +481,8 @@ pub struct AdminPlan {
     /// The admin ports of every server of the herd: the origins the live
     /// page may poll from.
     pub herd_ports: Vec<u16>,
+    /// `admin.test_hooks`: the `/test/*` paths answer.
+    pub test_hooks: bool,
 }
 
 /// Everything one server needs to start.
@@ -597,6 +603,48 @@ impl Settings {
             .iter()
             .find(|(id, s)| s.name.eq_ignore_ascii_case(name) || id.eq_ignore_ascii_case(name))
             .map(|(_, s)| s)
+    }
+
+    /// The server that runs on the machine named `host_name` (`herd
+    /// --host-name`, for orchestrators that give each machine a stable
+    /// name, such as a Kubernetes StatefulSet's pods `herd-0` ... `herd-4`):
+    /// the one whose `host` is `host_name`, or begins with `host_name` and a
+    /// dot (`herd-0` is the machine of `herd-0.herd.ns.svc.cluster.local`),
+    /// compared in any case. No server, or more than one, is an error.
+    pub fn server_on_host(&self, host_name: &str) -> Result<&ServerSection, SettingsError> {
+        let wanted = host_name.trim().trim_end_matches('.');
+        let on_host = |host: &str| {
+            let host = host.trim_end_matches('.');
+            host.eq_ignore_ascii_case(wanted)
+                || host.get(..wanted.len()).is_some_and(|head| {
+                    head.eq_ignore_ascii_case(wanted) && host[wanted.len()..].starts_with('.')
+                })
+        };
+        let mut found: Vec<&ServerSection> = self
+            .servers
+            .values()
+            .filter(|s| !wanted.is_empty() && on_host(&s.host))
+            .collect();
+        found.sort_by_key(|s| s.port);
+        match found.as_slice() {
+            [server] => Ok(server),
+            [] => invalid(format!(
+                "no server's host is {wanted:?} or a name under it (hosts: {})",
+                self.servers
+                    .values()
+                    .map(|s| s.host.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            many => invalid(format!(
+                "{} servers have the host {wanted:?} ({}): name one",
+                many.len(),
+                many.iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
     }
 
     /// The servers in the order of their client ports.
@@ -746,6 +794,7 @@ impl Settings {
             token,
             names,
             herd_ports,
+            test_hooks: self.admin.test_hooks,
         })
     }
 
@@ -934,6 +983,40 @@ mod tests {
         assert_eq!(names("C"), ["B"]);
         let b = settings.server("B").expect("listed");
         assert_eq!((b.admin_port(), b.peer_port()), (1002, 2002));
+    }
+
+    #[test]
+    fn a_server_is_found_by_the_name_of_its_machine() {
+        let settings = load(
+            "[servers.riley]\nname = \"Riley\"\nport = 1\nhost = \"herd-0.herd.ns.svc.cluster.local\"\n\
+             [servers.jaquez]\nname = \"Jaquez\"\nport = 2\nhost = \"herd-1.herd\"\n\
+             [servers.juzang]\nname = \"Juzang\"\nport = 3\nhost = \"herd-10\"\n\
+             [servers.a]\nname = \"A\"\nport = 4\n[servers.b]\nname = \"B\"\nport = 5\n",
+        )
+        .expect("valid settings");
+        let on = |host: &str| {
+            settings
+                .server_on_host(host)
+                .map(|s| s.name.clone())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(on("herd-0"), Ok("Riley".into()));
+        assert_eq!(on("HERD-0"), Ok("Riley".into()));
+        assert_eq!(on("herd-0.herd"), Ok("Riley".into()));
+        assert_eq!(on("herd-0.herd.ns.svc.cluster.local."), Ok("Riley".into()));
+        assert_eq!(on("herd-1"), Ok("Jaquez".into()));
+        assert_eq!(on("herd-10"), Ok("Juzang".into()));
+        // A prefix that is not a whole label names nothing.
+        let error = on("herd").unwrap_err();
+        assert!(error.contains("no server's host is \"herd\""), "{error}");
+        assert!(on("herd-0.her").is_err());
+        assert!(on("").is_err());
+        // Two servers on one host (the loopback default): name one instead.
+        let error = on("127.0.0.1").unwrap_err();
+        assert!(
+            error.contains("2 servers have the host") && error.contains("A, B"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The live page in a real browser: headless Chromium (Debian package
-//! `chromium`, installed by `.ci/run`) with a five-server herd running.
+//! `chromium`, installed by `scripts/test`, the README's test command) with
+//! a five-server herd running.
 //!
 //! - One page stays open (driven over the DevTools protocol on a pipe) and
 //!   must show the five servers and their six links up and the clients on
@@ -48,7 +49,7 @@ fn chromium() -> String {
         Ok(out) if out.status.success() => name,
         _ => panic!(
             "{name} is not installed: this test needs headless Chromium \
-             (apt-get install -y chromium, as .ci/run does), or HERD_CHROMIUM=<path>"
+             (scripts/test installs it: apt-get install -y chromium), or HERD_CHROMIUM=<path>"
         ),
     }
 }

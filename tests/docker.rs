@@ -6,7 +6,10 @@
 //! up, a container cut off the network and healed, and `down -v` leaving
 //! nothing behind. The same compose file (with docker/swarm.yml) is then
 //! deployed as a stack on a single-node Swarm made for the test, over an
-//! overlay network, and the swarm is left afterwards.
+//! overlay network, and the swarm is left afterwards. Last, the Kubernetes
+//! StatefulSet of deploy/k8s/ as far as one engine can play it: its five
+//! pods as containers run the way statefulset.yaml runs them, with the
+//! ConfigMap's own settings (docs/kubernetes.md says what this leaves out).
 //!
 //! These tests need a Docker engine and docker-compose. Without them they
 //! fail, saying so, unless HERD_SKIP_DOCKER_TESTS=1 asks to skip them.
@@ -672,4 +675,411 @@ fn dockerfiles_share_their_runtime_part() {
     let local = runtime(&root().join("docker/Dockerfile.local"));
     assert_eq!(registry, local);
     assert!(registry.contains("ENTRYPOINT [\"/herd\"]"));
+}
+
+/// The settings of the Kubernetes ConfigMap (deploy/k8s/configmap.yaml):
+/// the `Settings.toml` block, as the kubelet writes it into the pod's file.
+fn configmap_settings() -> String {
+    let text = std::fs::read_to_string(root().join("deploy/k8s/configmap.yaml"))
+        .expect("read deploy/k8s/configmap.yaml");
+    let mut lines = text.lines().skip_while(|l| *l != "  Settings.toml: |");
+    assert!(lines.next().is_some(), "the ConfigMap holds Settings.toml");
+    let mut settings = String::new();
+    for line in lines {
+        match line.strip_prefix("    ") {
+            Some(inside) => settings.push_str(inside),
+            None if line.trim().is_empty() => {}
+            None => break,
+        }
+        settings.push('\n');
+    }
+    // A literal block keeps one final newline.
+    format!("{}\n", settings.trim_end())
+}
+
+/// The pods of the StatefulSet and the servers their names pick through
+/// the ConfigMap's hosts (herd-N.herd).
+const PODS: &[(&str, &str)] = &[
+    ("herd-0", "Riley"),
+    ("herd-1", "Jaquez"),
+    ("herd-2", "Juzang"),
+    ("herd-3", "Campbell"),
+    ("herd-4", "Bernard"),
+];
+
+/// A GET to an admin listener published on the host's loopback: the status
+/// code and the body, or `None` when nothing answers.
+fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let mut stream =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+/// The StatefulSet's pods played by containers on one user-defined
+/// network; every container, the network and the volumes removed on drop.
+struct Pods {
+    prefix: String,
+    network: String,
+    /// Per pod: (client port, admin port) published on the host's loopback.
+    ports: Vec<(u16, u16)>,
+    settings: tempfile::TempDir,
+}
+
+impl Pods {
+    fn container(&self, pod: usize) -> String {
+        format!("{}-herd-{pod}", self.prefix)
+    }
+
+    fn volume(&self, pod: usize) -> String {
+        format!("{}-data-herd-{pod}", self.prefix)
+    }
+
+    fn client_port(&self, pod: usize) -> u16 {
+        self.ports[pod].0
+    }
+
+    fn admin_port(&self, pod: usize) -> u16 {
+        self.ports[pod].1
+    }
+
+    fn logs(&self, pod: usize) -> String {
+        let out = run(
+            Command::new("docker").args(["logs", &self.container(pod)]),
+            true,
+        );
+        format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr))
+    }
+
+    /// WHATSAT's AT line for `client` at pod `pod`.
+    fn at_line(&self, pod: usize, client: &str) -> Option<String> {
+        at_line_of(&exchange(
+            self.client_port(pod),
+            &format!("WHATSAT {client} 1 1"),
+        )?)
+    }
+
+    fn wait_for(&self, pod: usize, client: &str, expected: &str) {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("herd-{pod} to hold {expected}"),
+            || self.at_line(pod, client).as_deref() == Some(expected),
+        );
+    }
+
+    /// Waits as the readiness probe does: /healthz answers 200.
+    fn wait_ready(&self, pod: usize) {
+        wait_until(
+            Duration::from_secs(60),
+            &format!("herd-{pod}'s /healthz to answer 200"),
+            || http_get(self.admin_port(pod), "/healthz", None).is_some_and(|(c, _)| c == 200),
+        );
+    }
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        // The pods, and the sixth that a scaled StatefulSet would add.
+        for pod in 0..=PODS.len() {
+            let _ = run(
+                Command::new("docker").args(["rm", "-f", "-v", &self.container(pod)]),
+                false,
+            );
+            let _ = run(
+                Command::new("docker").args(["volume", "rm", "-f", &self.volume(pod)]),
+                false,
+            );
+        }
+        let _ = run(
+            Command::new("docker").args(["network", "rm", &self.network]),
+            false,
+        );
+    }
+}
+
+/// deploy/k8s/ on the real engine, as far as one machine without a cluster
+/// can run it: the image run five times as the StatefulSet runs its pods
+/// (statefulset.yaml): the ConfigMap's settings file mounted at
+/// /etc/herd/Settings.toml, the pod's environment (HERD_HOST_NAME its pod
+/// name, the secret and token from the Secret), hostname herd-N and the DNS
+/// name herd-N.herd of the headless Service, a volume at /data, a read-only
+/// root file system, the non-root user and no capabilities. The herd forms
+/// (every link up in /status), each pod runs the server its name picks, an
+/// IAMAT at herd-0 is answered by WHATSAT at herd-4, the record is on the
+/// pod's volume, and a pod stopped as a rolling update stops it (SIGTERM)
+/// exits cleanly and is caught up when it returns.
+#[test]
+fn kubernetes_pods_form_the_herd() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_skip() {
+        return;
+    }
+    let settings = configmap_settings();
+    for (pod, (name, server)) in PODS.iter().enumerate() {
+        assert!(
+            settings.contains(&format!("name = \"{server}\"\nhost = \"{name}.herd\"\n")),
+            "pod {pod}: the ConfigMap puts {server} at {name}.herd"
+        );
+    }
+    let statefulset = std::fs::read_to_string(root().join("deploy/k8s/statefulset.yaml"))
+        .expect("read deploy/k8s/statefulset.yaml");
+    let secret = format!("{:032x}", rand::random::<u128>());
+    let token = format!(
+        "{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    );
+    // The pod's environment as statefulset.yaml declares it; HERD_HOST_NAME
+    // is each pod's name (the downward API's metadata.name).
+    let env: Vec<(&str, String)> = vec![
+        ("HERD_CONFIG", "/etc/herd/Settings.toml".into()),
+        ("HERD_SECRET", secret),
+        ("HERD_ADMIN_TOKEN", token.clone()),
+        ("RUST_LOG", "info".into()),
+    ];
+    for (key, _) in env.iter().chain(&[("HERD_HOST_NAME", String::new())]) {
+        assert!(
+            statefulset.contains(&format!("- name: {key}\n")),
+            "statefulset.yaml sets {key}"
+        );
+    }
+    for line in [
+        "runAsUser: 65532",
+        "runAsGroup: 65532",
+        "readOnlyRootFilesystem: true",
+        "mountPath: /etc/herd\n",
+        "mountPath: /data\n",
+        "containerPort: 12665",
+        "containerPort: 13665",
+        "fieldPath: metadata.name",
+        "drop: [\"ALL\"]",
+        "memory: 1Gi",
+        "cpu: \"2\"",
+    ] {
+        assert!(statefulset.contains(line), "statefulset.yaml has {line:?}");
+    }
+
+    let image = Image::build();
+    let prefix = unique("herdk8s");
+    let pods = Pods {
+        network: format!("{prefix}-net"),
+        ports: PODS
+            .iter()
+            .map(|_| (common::free_port(), common::free_port()))
+            .collect(),
+        settings: tempfile::tempdir().expect("a temporary folder"),
+        prefix,
+    };
+    let settings_file = pods.settings.path().join("Settings.toml");
+    std::fs::write(&settings_file, &settings).expect("write the ConfigMap's settings");
+    docker(&["network", "create", &pods.network]);
+    let started = Instant::now();
+    for (pod, (name, _)) in PODS.iter().enumerate() {
+        docker(&["volume", "create", &pods.volume(pod)]);
+        let mut args: Vec<String> = [
+            "run",
+            "-d",
+            "--name",
+            &pods.container(pod),
+            "--hostname",
+            name,
+            "--network",
+            &pods.network,
+            "--network-alias",
+            &format!("{name}.herd"),
+            "--read-only",
+            "--user",
+            "65532:65532",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--memory",
+            "1g",
+            "--cpus",
+            "2",
+            "--mount",
+            &format!(
+                "type=bind,src={},dst=/etc/herd/Settings.toml,readonly",
+                settings_file.display()
+            ),
+            "--mount",
+            &format!("type=volume,src={},dst=/data", pods.volume(pod)),
+            "--publish",
+            &format!("127.0.0.1:{}:12665", pods.client_port(pod)),
+            "--publish",
+            &format!("127.0.0.1:{}:13665", pods.admin_port(pod)),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (key, value) in &env {
+            args.extend(["--env".into(), format!("{key}={value}")]);
+        }
+        args.extend(["--env".into(), format!("HERD_HOST_NAME={name}")]);
+        args.push(image.tag.clone());
+        run(Command::new("docker").args(&args), true);
+    }
+    for pod in 0..PODS.len() {
+        pods.wait_ready(pod);
+    }
+
+    // Each pod runs the server its name picks, and every link comes up.
+    for (pod, (name, server)) in PODS.iter().enumerate() {
+        let admin = pods.admin_port(pod);
+        let refused = http_get(admin, "/status", None).map(|(code, _)| code);
+        assert_eq!(refused, Some(401), "{name}: /status wants the token");
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{name} ({server}) to have every link up"),
+            || {
+                let Some((200, body)) = http_get(admin, "/status", Some(&token)) else {
+                    return false;
+                };
+                let Ok(status) = serde_json::from_str::<serde_json::Value>(&body) else {
+                    return false;
+                };
+                assert_eq!(status["server"], *server, "{name} runs {server}");
+                let links = status["neighbours"].as_array().cloned().unwrap_or_default();
+                !links.is_empty() && links.iter().all(|l| l["state"] == "up")
+            },
+        );
+    }
+    eprintln!("k8s pods: a herd of five in {:?}", started.elapsed());
+    // As docs/kubernetes.md has it: `kubectl exec herd-3 -- /herdctl
+    // --server Campbell status` (the settings and the token from the pod's
+    // environment, the other servers by their hosts).
+    let status = stdout(&docker(&[
+        "exec",
+        &pods.container(3),
+        "/herdctl",
+        "--server",
+        "Campbell",
+        "status",
+    ]));
+    assert!(
+        status.contains("5/5 servers up, 6/6 links up"),
+        "herdctl status in herd-3:\n{status}"
+    );
+
+    // IAMAT at herd-0, WHATSAT at herd-4 (two links away).
+    let answer =
+        exchange(pods.client_port(0), &iamat("k8s.kiwi", "1700000010.5")).expect("herd-0 answers");
+    let at = answer.lines().next().unwrap_or_default().to_string();
+    assert!(
+        at.starts_with("AT Riley ") && at.ends_with(" k8s.kiwi +34.068930-118.445127 1700000010.5"),
+        "{answer:?}"
+    );
+    pods.wait_for(4, "k8s.kiwi", &at);
+    let whatsat = exchange(pods.client_port(4), "WHATSAT k8s.kiwi 10 3").expect("herd-4 answers");
+    assert!(
+        whatsat.starts_with(&format!("{at}\n{{")) && whatsat.contains("\"status\": \"OK\""),
+        "{whatsat:?}"
+    );
+
+    // The record is on herd-0's volume (sync durability), the root file
+    // system being read-only; the log went to stderr; the links were
+    // authenticated with the Secret's secret.
+    let journal = run(
+        Command::new("docker").args([
+            "cp",
+            &format!("{}:/data/Riley/records.redb", pods.container(0)),
+            "-",
+        ]),
+        true,
+    );
+    assert!(
+        journal.stdout.len() > 512,
+        "herd-0 keeps its records in /data/Riley/records.redb"
+    );
+    let logs = pods.logs(0);
+    assert!(logs.contains("k8s.kiwi"), "herd-0 logs to stderr: {logs}");
+    assert!(!logs.contains("INSECURE"), "{logs}");
+
+    // A rolling update replaces one pod at a time: SIGTERM, a clean exit,
+    // then the pod again with its volume; it catches up on what it missed.
+    docker(&["stop", "--time", "10", &pods.container(2)]);
+    let code = stdout(&docker(&[
+        "inspect",
+        "--format",
+        "{{.State.ExitCode}}",
+        &pods.container(2),
+    ]));
+    assert_eq!(code, "0", "herd-2 exits cleanly on SIGTERM");
+    let answer = exchange(pods.client_port(0), &iamat("k8s.moved", "1700000011"))
+        .expect("herd-0 answers while herd-2 is down");
+    let moved = answer.lines().next().unwrap_or_default().to_string();
+    assert!(moved.starts_with("AT Riley "), "{answer:?}");
+    pods.wait_for(3, "k8s.moved", &moved);
+    docker(&["start", &pods.container(2)]);
+    pods.wait_ready(2);
+    pods.wait_for(2, "k8s.moved", &moved);
+    pods.wait_for(2, "k8s.kiwi", &at);
+
+    // A sixth pod (the StatefulSet scaled past the ConfigMap's five) finds
+    // no server for its name and refuses to start, saying so.
+    let extra = format!("{}-herd-5", pods.prefix);
+    let mut args: Vec<String> = [
+        "run",
+        "--name",
+        &extra,
+        "--read-only",
+        "--user",
+        "65532:65532",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend([
+        "--mount".into(),
+        format!(
+            "type=bind,src={},dst=/etc/herd/Settings.toml,readonly",
+            settings_file.display()
+        ),
+    ]);
+    for (key, value) in &env {
+        args.extend(["--env".into(), format!("{key}={value}")]);
+    }
+    args.extend(["--env".into(), "HERD_HOST_NAME=herd-5".into()]);
+    args.push(image.tag.clone());
+    let refused = run(Command::new("docker").args(&args), false);
+    let _ = run(Command::new("docker").args(["rm", "-f", &extra]), false);
+    assert_eq!(refused.status.code(), Some(2), "herd-5 exits 2");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("no server's host is \"herd-5\""),
+        "herd-5 says why: {said}"
+    );
+    eprintln!("k8s pods: lifecycle in {:?}", started.elapsed());
+}
+
+/// scripts/validate-k8s checks every manifest, so each lives in a file
+/// that its glob takes.
+#[test]
+fn kubernetes_manifests_are_all_validated() {
+    let script = std::fs::read_to_string(root().join("scripts/validate-k8s"))
+        .expect("read scripts/validate-k8s");
+    assert!(script.contains("--strict") && script.contains("deploy/k8s/*.yaml"));
+    let dir = root().join("deploy/k8s");
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("list deploy/k8s")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for file in &files {
+        assert!(
+            file.ends_with(".yaml"),
+            "deploy/k8s/{file} is not validated"
+        );
+    }
 }

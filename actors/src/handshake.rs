@@ -192,7 +192,7 @@ pub enum HandshakeError {
     Io(#[from] std::io::Error),
     #[error("timed out")]
     Timeout,
-    #[error("connection closed during handshake (a server of peer protocol 1 closes so)")]
+    #[error("connection closed during handshake")]
     Closed,
     #[error("unexpected line {0}")]
     Unexpected(String),

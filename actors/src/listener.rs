@@ -271,6 +271,10 @@ fn refused(gate: &PeerGate, addr: SocketAddr, e: HandshakeError, rejections: &So
                     (logged once)");
             }
         }
+        // A port probe (a health check, a scanner) closes without a word.
+        HandshakeError::Closed => {
+            debug!(target: "peer", "{me}: peer connection from {addr} closed before a handshake")
+        }
         // A source's first few, then at most one line a second.
         _ => {
             let source = addr.ip();

@@ -63,7 +63,8 @@ use crate::peer_line::{PeerLine, Purpose, Spread, PEER_MAX_LINE};
 use crate::record::{ByClient, RecordSet, SharedRecord};
 use crate::seal::PeerCodec;
 use crate::store::{
-    AckAfter, Flood, GetRoot, HeardTopology, LinkChanged, LocationStoreActor, Replicated,
+    AckAfter, CompareNow, Flood, GetRoot, HeardTopology, LinkChanged, LocationStoreActor,
+    Replicated,
 };
 use crate::sync::{dial_sync, SyncError, SyncStats};
 use crate::text::LogText;
@@ -670,6 +671,14 @@ impl actix::Supervised for PeerActor {
         self.pending.clear();
         self.backoff = self.limits.backoff_first;
         self.set_state(LinkState::Down);
+    }
+}
+
+impl Handler<CompareNow> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: CompareNow, ctx: &mut Context<Self>) {
+        self.compare(ctx);
     }
 }
 

@@ -207,7 +207,16 @@ pub struct Lookup {
 pub struct AddPeer {
     pub name: Arc<str>,
     pub link: Recipient<Flood>,
+    /// The same link, asked to compare stores at once after a restart.
+    pub compare: Recipient<CompareNow>,
 }
+
+/// Asks a link to compare its two stores' roots now, not at its next
+/// anti-entropy round: a store restarted empty is refilled by the
+/// neighbours' repairs within a round trip.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CompareNow;
 
 /// New records for a neighbour: those the store took since its last flood,
 /// in the order it took them (one message per burst, not per record), each
@@ -264,6 +273,7 @@ pub struct Dump;
 struct Neighbour {
     name: Arc<str>,
     link: Recipient<Flood>,
+    compare: Recipient<CompareNow>,
     outbox: Vec<(SharedRecord, Spread)>,
     /// The link is up and keeping up: updates may go down a tree through it.
     carrying: bool,
@@ -412,6 +422,12 @@ impl LocationStoreActor {
         self
     }
 
+    /// What a panic's log line calls this actor (the server's log file is
+    /// chosen by the name it starts with).
+    fn what(&self) -> String {
+        format!("{}: the store", self.server)
+    }
+
     /// Forgets every record and takes them again from the journal, or
     /// starts empty without one (the neighbours' syncs refill it): what a
     /// restart does. Links, routes and what was heard of topologies stay.
@@ -431,7 +447,13 @@ impl LocationStoreActor {
         // Their records are gone: the clients hear at their deadline.
         self.waiting.clear();
         self.load(records);
-        info!(target: LOG, "{}: store restarted with {} records", self.server, self.records.len());
+        info!(target: LOG, "{}: store restarted with {} records; comparing with every neighbour",
+            self.server, self.records.len());
+        // The neighbours repair what it lacks (what came in while it was
+        // down, or everything when it keeps records in memory only).
+        for peer in &self.peers {
+            peer.compare.do_send(CompareNow);
+        }
     }
 
     /// Notes another server's topology; floods while any differs.
@@ -746,7 +768,7 @@ impl Handler<Update> for LocationStoreActor {
         MessageResult(guarded(
             self,
             ctx,
-            "the store",
+            LocationStoreActor::what,
             Applied::stale,
             |store, ctx| store.apply(msg.record, &msg.source, Spread::Tree, ctx),
         ))
@@ -763,7 +785,7 @@ impl Handler<UpdateBatch> for LocationStoreActor {
         guarded(
             self,
             ctx,
-            "the store",
+            LocationStoreActor::what,
             || (),
             |store, ctx| {
                 for (spread, line) in &msg.lines {
@@ -839,7 +861,7 @@ impl Handler<Crash> for LocationStoreActor {
         guarded(
             self,
             ctx,
-            "the store",
+            LocationStoreActor::what,
             || (),
             |_, _| {
                 panic!("test hook: the store panics");
@@ -878,6 +900,7 @@ impl Handler<AddPeer> for LocationStoreActor {
         self.peers.push(Neighbour {
             name: msg.name,
             link: msg.link,
+            compare: msg.compare,
             outbox: Vec::new(),
             carrying: false,
         });

@@ -88,7 +88,7 @@ impl RestartBudget {
 pub fn guarded<A, R>(
     actor: &mut A,
     ctx: &mut A::Context,
-    what: &str,
+    what: impl FnOnce(&A) -> String,
     fallback: impl FnOnce() -> R,
     work: impl FnOnce(&mut A, &mut A::Context) -> R,
 ) -> R
@@ -104,7 +104,7 @@ where
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            error!(target: "herd", "{what} panicked: {message}; restarting it");
+            error!(target: "herd", "{} panicked: {message}; restarting it", what(actor));
             ctx.stop();
             fallback()
         }

@@ -225,6 +225,7 @@ mod tests {
             token: "0123456789abcdef".into(),
             names: vec!["riley".into(), "10.0.0.5".into()],
             herd_ports: vec![13665, 13666],
+            test_hooks: false,
         })
     }
 

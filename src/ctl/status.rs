@@ -43,6 +43,15 @@ struct StatusView {
     #[serde(default)]
     shutting_down: bool,
     neighbours: Vec<LinkView>,
+    /// Absent from servers older than the topology digest.
+    #[serde(default)]
+    topology: Option<TopologyView>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TopologyView {
+    digest: String,
+    mixed: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,7 +86,32 @@ pub fn render(address: &str, token: Option<&str>) -> Result<String, CtlError> {
         "{up}/{} servers up, {links_up}/{links} links up, {most} records at most",
         herd.servers.len()
     );
+    write_topology(&mut out, &statuses);
     Ok(out)
+}
+
+/// Whether the servers agree on the links (SPEC §4): when they do not, the
+/// herd floods every update, and the servers of each topology are named.
+fn write_topology(out: &mut String, statuses: &Statuses) {
+    let mut by_digest: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut mixed = false;
+    for (name, status) in statuses {
+        if let Some(topology) = status.as_ref().and_then(|s| s.topology.as_ref()) {
+            by_digest.entry(&topology.digest).or_default().push(name);
+            mixed |= topology.mixed;
+        }
+    }
+    if by_digest.len() <= 1 && !mixed {
+        let _ = writeln!(out, "topology: every server up agrees on the links");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "topology: MIXED, servers were given different links; updates are flooded until they agree"
+    );
+    for (digest, names) in by_digest {
+        let _ = writeln!(out, "  {digest}  {}", names.join(", "));
+    }
 }
 
 /// The herd as the server at `address` describes it (`/herd`).

@@ -200,6 +200,12 @@ impl Herd {
         }
     }
 
+    /// Starts the servers started from now on with the settings at `path`
+    /// (a changed copy of [`Herd::config`]: a rolling change of settings).
+    pub fn set_config(&mut self, path: PathBuf) {
+        self.config = path;
+    }
+
     /// Sets an environment variable for the servers started from now on.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);
@@ -345,6 +351,13 @@ impl Herd {
         child.wait().expect("wait for the server")
     }
 
+    /// `None` while `name` runs; once it has exited, its exit code (`None`
+    /// inside when a signal ended it).
+    pub fn exit_code(&mut self, name: &str) -> Option<Option<i32>> {
+        let child = self.children.get_mut(name)?;
+        child.try_wait().ok().flatten().map(|status| status.code())
+    }
+
     pub fn is_running(&mut self, name: &str) -> bool {
         self.children
             .get_mut(name)
@@ -451,6 +464,26 @@ impl Client {
             "connection closed while a line was expected"
         );
         String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned()
+    }
+
+    /// How long reads wait before they give up.
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .expect("set the read timeout");
+    }
+
+    /// One line without its newline, or `None` when none came within the
+    /// read timeout (or the server closed).
+    pub fn try_read_line(&mut self) -> Option<String> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(n) if n > 0 => Some(
+                String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned(),
+            ),
+            _ => None,
+        }
     }
 
     /// One line with its newline as bytes; empty at EOF.
@@ -577,6 +610,22 @@ impl Herd {
         std::fs::read_to_string(self.dir.path().join(".herd.admin-token"))
             .ok()
             .map(|t| t.trim().to_string())
+    }
+
+    /// `POST path` (no body) at `server`'s admin listener with the herd's
+    /// token: the test hooks (`admin.test_hooks`).
+    pub fn admin_post(
+        &self,
+        server: &str,
+        path: &str,
+    ) -> Result<herd::ctl::http::Response, herd::ctl::http::HttpError> {
+        let admin = format!("127.0.0.1:{}", self.ports(server).admin);
+        let bearer = self.admin_token().map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Length", "0")];
+        if let Some(bearer) = &bearer {
+            headers.push(("Authorization", bearer));
+        }
+        herd::ctl::http::request(&admin, "POST", path, &headers)
     }
 
     /// `GET path` at `server`'s admin listener with the herd's token.

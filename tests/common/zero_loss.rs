@@ -333,6 +333,11 @@ fn pipe(from: &TcpStream, to: &TcpStream, frozen: Arc<AtomicBool>) {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    // A read that was waiting when the link froze holds its
+                    // bytes until it thaws: nothing passes a frozen link.
+                    while frozen.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
                     }

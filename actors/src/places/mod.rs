@@ -346,6 +346,15 @@ impl PlacesActor {
     }
 }
 
+impl actix::Supervised for PlacesActor {
+    /// Starts again with the same provider and policy; answers in flight
+    /// were lost with the old run (their clients hear the deadline's error).
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        Metrics::bump(&self.metrics.restarts_places);
+        log::warn!(target: LOG, "{}: places actor restarted", self.server);
+    }
+}
+
 impl Actor for PlacesActor {
     type Context = Context<Self>;
 
