@@ -323,7 +323,7 @@ fn a_stopped_or_panicking_store_is_restarted_and_refilled_by_its_neighbours() {
         }
     });
     let ledger = ledger.into_inner().unwrap();
-    assert!(ledger.acked.len() > 0, "the server kept answering");
+    assert!(!ledger.acked.is_empty(), "the server kept answering");
     assert!(herd.is_running("Riley"));
     let log = std::fs::read_to_string(herd.log_path("Riley")).unwrap();
     assert!(

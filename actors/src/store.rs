@@ -1038,6 +1038,11 @@ mod tests {
         type Context = Context<Self>;
     }
 
+    impl Handler<CompareNow> for Recorder {
+        type Result = ();
+        fn handle(&mut self, _: CompareNow, _: &mut Context<Self>) {}
+    }
+
     impl Handler<Flood> for Recorder {
         type Result = ();
         fn handle(&mut self, Flood(records): Flood, _: &mut Context<Self>) {
@@ -1186,11 +1191,12 @@ mod tests {
             let mut seen = Vec::new();
             for name in ["Jaquez", "Juzang"] {
                 let log = Arc::new(Mutex::new(Vec::new()));
-                let link = Recorder(log.clone()).start().recipient();
+                let recorder = Recorder(log.clone()).start();
                 store
                     .send(AddPeer {
                         name: name.into(),
-                        link,
+                        link: recorder.clone().recipient(),
+                        compare: recorder.recipient(),
                     })
                     .await
                     .unwrap();
@@ -1251,10 +1257,11 @@ mod tests {
         let mut seen = BTreeMap::new();
         for name in ["Bernard", "Riley"] {
             let log = Seen::default();
-            let link = Recorder(log.clone()).start().recipient();
+            let recorder = Recorder(log.clone()).start();
             let peer = AddPeer {
                 name: name.into(),
-                link,
+                link: recorder.clone().recipient(),
+                compare: recorder.recipient(),
             };
             store.send(peer).await.unwrap();
             store.send(carrying(name, true, vec![])).await.unwrap();

@@ -169,3 +169,53 @@ fn an_empty_store_is_refilled_in_one_round_and_an_equal_one_costs_one_line() {
         System::current().stop();
     });
 }
+
+/// Anti-entropy's cost on an idle herd (docs/peer-protocol.md, "Anti-entropy"):
+/// a round is one `ROOT` line each way, sealed as one frame, whatever the
+/// stores hold; and when one record is missing, the repair is one catch-up
+/// sync that sends that record alone.
+#[test]
+fn an_anti_entropy_round_costs_one_short_frame_each_way_and_one_missing_record_one_record() {
+    use herd_actors::peer_line::PeerLine;
+    use herd_actors::seal::{End, LinkKeys};
+    use tokio_util::codec::Encoder;
+    let keys = LinkKeys::derive(b"anti-entropy", "D", "A", &[1; 16], &[2; 16]);
+    let mut codec = PeerCodec::new(PEER_MAX_LINE);
+    codec.seal(&keys, End::Dialer).unwrap();
+    let line = PeerLine::Root(u64::MAX).to_bytes();
+    let mut frame = bytes::BytesMut::new();
+    codec
+        .encode(bytes::Bytes::from(line.clone()), &mut frame)
+        .unwrap();
+    println!(
+        "anti-entropy round: a {}-byte ROOT line, {} bytes sealed, each way",
+        line.len(),
+        frame.len()
+    );
+    assert_eq!(line.len(), 22);
+    assert!(frame.len() <= 22 + 24, "{}", frame.len());
+
+    let n = size();
+    actix_rt::System::new().block_on(async move {
+        let all: Vec<Record> = (0..n).map(|i| record(i, 7)).collect();
+        let mut lacking = all.clone();
+        lacking.remove(n / 2);
+        let a = store("A", lacking);
+        let d = store("D", all);
+        let started = Instant::now();
+        let stats = sync(&a, &d).await;
+        wait_for(&a, n / 2, 7).await;
+        println!(
+            "repair of one record missing among {n}: {} record sent, {} rounds, {} bytes out, \
+             {} in; sync {:?}, until applied {:?}",
+            stats.records,
+            stats.rounds,
+            stats.bytes_out,
+            stats.bytes_in,
+            stats.elapsed,
+            started.elapsed()
+        );
+        assert_eq!(stats.records, 1);
+        System::current().stop();
+    });
+}
