@@ -84,8 +84,8 @@ pub struct ClientContext {
     pub metrics: Arc<Metrics>,
     /// Whether each input and output line is logged.
     pub log_lines: bool,
-    /// Connections refused for speaking HTTP, logged per source address at
-    /// most once a second.
+    /// Connections refused for speaking HTTP, logged per source: a few,
+    /// then at most once a second (`refusal.rs`).
     pub http_refusals: Arc<SourceRefusals>,
     /// No journal: an IAMAT may be answered as soon as the store has it
     /// queued. The answer never depends on the store's verdict (it echoes the
@@ -254,7 +254,7 @@ impl ConnectionActor {
     /// port): the connection is closed at once, unanswered, and nothing
     /// after the line is read (lines are handled in order, and `closing`
     /// drops those already framed), so an IAMAT in the body of the request
-    /// is never taken. Counted, and logged at most once a second per source.
+    /// is never taken. Counted, and logged per source at a bounded rate.
     fn refuse_http(&mut self, line: &[u8], ctx: &mut Context<Self>) {
         self.closing = true;
         self.output = None;

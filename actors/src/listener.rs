@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::peer::Repair;
 use crate::peer_line::PEER_MAX_LINE;
 use crate::peer_session::PeerSession;
-use crate::refusal::{RefusalLog, SourceRefusals};
+use crate::refusal::{source_of, RefusalLog, SourceRefusals};
 use crate::seal::PeerCodec;
 use crate::store::{HeardTopology, LocationStoreActor};
 use crate::sync::answer_sync;
@@ -82,9 +82,10 @@ pub struct PeerGate {
     /// the bound the oldest is dropped, so a stranger who holds every slot
     /// cannot keep a neighbour out (its handshake takes a round trip).
     pub max_handshakes: usize,
-    /// Of those, how many one source address may hold: a new connection
-    /// from a source at its cap drops that source's own oldest, so one
-    /// source opening connections fast evicts nobody else's handshake.
+    /// Of those, how many one source ([`source_of`]: an IPv4 address, an
+    /// IPv6 /64) may hold: a new connection from a source at its cap drops
+    /// that source's own oldest, so one source opening connections fast
+    /// evicts nobody else's handshake.
     pub max_handshakes_per_source: usize,
     pub store: Addr<LocationStoreActor>,
     pub metrics: Arc<Metrics>,
@@ -108,7 +109,7 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
     // Oldest first.
     let mut handshakes: VecDeque<Handshake> = VecDeque::new();
     let mut drops = RefusalLog::default();
-    // Handshakes refused, logged per source address at most once a second.
+    // Handshakes refused, logged per source: a few, then once a second.
     let rejections = Arc::new(SourceRefusals::default());
     loop {
         let (stream, addr) = match listener.accept().await {
@@ -136,7 +137,7 @@ fn make_room_for_handshake(
     drops: &mut RefusalLog,
 ) {
     handshakes.retain(Handshake::pending);
-    let source = addr.ip();
+    let source = source_of(addr.ip());
     let per_source = gate.max_handshakes_per_source.max(1);
     while handshakes.iter().filter(|h| h.source == source).count() >= per_source {
         let Some(oldest) = handshakes.iter().position(|h| h.source == source) else {
@@ -210,7 +211,7 @@ fn spawn_handshake(
         });
     });
     Handshake {
-        source: addr.ip(),
+        source: source_of(addr.ip()),
         task,
         authenticated,
     }

@@ -2,13 +2,14 @@
 //! flood of connections (clients beyond the limit, web pages speaking HTTP
 //! to the client port, strangers failing the peer handshake) cannot become
 //! a flood of log lines as well. [`RefusalLog`] for one kind of refusal
-//! overall; [`SourceRefusals`] for one kind per source address, so that one
-//! noisy source does not hide another: a source's first few refusals are
-//! each logged (an operator trying things sees every answer), then at most
-//! one line a second, with the count.
+//! overall; [`SourceRefusals`] for one kind per source (an IPv4 address, an
+//! IPv6 /64: [`source_of`]), so that one noisy source does not hide
+//! another: a source's first few refusals are each logged (an operator
+//! trying things sees every answer), then at most one line a second, with
+//! the count.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -50,9 +51,23 @@ impl RefusalLog {
     }
 }
 
-/// Refusals of one kind, logged per source address: up to [`BURST`] lines
-/// at once, then one a second (a token bucket), each with the refusals it
-/// stands for. Shared by the connections of one server.
+/// The source a connection is counted under: an IPv4 address (also when
+/// it arrives IPv4-mapped), or an IPv6 address's /64, since one host
+/// commonly holds a whole /64. The per-source bounds (these logs, the
+/// handshake slots of listener.rs) all count by it.
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
+}
+
+/// Refusals of one kind, logged per source ([`source_of`]): up to
+/// [`BURST`] lines at once, then one a second (a token bucket), each with
+/// the refusals it stands for. Shared by the connections of one server.
 #[derive(Debug, Default)]
 pub struct SourceRefusals {
     sources: Mutex<HashMap<IpAddr, SourceLog>>,
@@ -108,6 +123,7 @@ impl SourceRefusals {
     /// Counts one refusal of `source` at `now`; if a line is due, returns
     /// how many refusals of that source it reports (this one included).
     pub fn count(&self, source: IpAddr, now: Instant) -> Option<u64> {
+        let source = source_of(source);
         let Ok(mut sources) = self.sources.lock() else {
             // Poisoned by a panic elsewhere: still log, unthrottled.
             return Some(1);
@@ -163,6 +179,32 @@ mod tests {
         // Quiet for long enough, a source has its whole burst again.
         let lines = (0..20)
             .filter(|i| log.count(c, ms(60_000 + *i)).is_some())
+            .count();
+        assert_eq!(lines, BURST as usize);
+    }
+
+    #[test]
+    fn a_source_is_an_ipv4_address_or_an_ipv6_64() {
+        let ip = |text: &str| text.parse::<IpAddr>().expect("an address");
+        assert_eq!(source_of(ip("10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(source_of(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(source_of(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            source_of(ip("2001:db8:1:2:ffff::1")),
+            source_of(ip("2001:db8:1:2::9"))
+        );
+        assert_ne!(
+            source_of(ip("2001:db8:1:2::1")),
+            source_of(ip("2001:db8:1:3::1"))
+        );
+        // One host's many addresses share one bucket.
+        let start = Instant::now();
+        let log = SourceRefusals::default();
+        let lines = (0..100u16)
+            .filter(|i| {
+                let addr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, *i));
+                log.count(addr, start).is_some()
+            })
             .count();
         assert_eq!(lines, BURST as usize);
     }
