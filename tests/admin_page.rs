@@ -661,3 +661,48 @@ fn a_web_pages_post_to_a_client_port_is_closed_and_stores_nothing() {
         );
     }
 }
+
+/// While servers were given different links (a rolling change), the page
+/// says so in its header and rings the servers that know it; once they
+/// agree, the mark goes.
+#[test]
+fn the_live_page_marks_a_herd_whose_servers_were_given_different_links() {
+    let browser = chromium();
+    let topology: &[(&str, &[&str])] = &[("Riley", &["Jaquez"]), ("Jaquez", &[]), ("Bernard", &[])];
+    let mut herd = Herd::with_topology(topology)
+        .env("HERD_ADMIN_TOKEN", TOKEN)
+        .build();
+    herd.start("Riley");
+    // Jaquez starts with a file that adds a link to Bernard (not running).
+    let original = herd.config.clone();
+    let text = std::fs::read_to_string(&original).unwrap();
+    let changed = herd.dir.path().join("Settings-changed.toml");
+    let jaquez = text.replacen("neighbours = []", "neighbours = [\"Bernard\"]", 1);
+    assert_ne!(jaquez, text);
+    std::fs::write(&changed, jaquez).unwrap();
+    herd.set_config(changed);
+    herd.start("Jaquez");
+    let url = format!(
+        "http://127.0.0.1:{}/#token={TOKEN}",
+        herd.ports("Riley").admin
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the page to mark the herd mixed",
+        || {
+            let dom = browse(&browser, &url, "--dump-dom");
+            dom.contains("id=\"topology\" data-mixed=\"1\"")
+                && tags_with(&dom, "data-server=\"Riley\"")
+                    .iter()
+                    .any(|t| t.contains("data-mixed=\"1\""))
+        },
+    );
+    // Jaquez back on the herd's file: the herd agrees, the mark goes.
+    herd.kill("Jaquez");
+    herd.set_config(original);
+    herd.start("Jaquez");
+    wait_until(Duration::from_secs(20), "the mark to go", || {
+        let dom = browse(&browser, &url, "--dump-dom");
+        dom.contains("data-ready=\"1\"") && dom.contains("id=\"topology\" data-mixed=\"0\"")
+    });
+}
