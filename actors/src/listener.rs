@@ -83,12 +83,24 @@ pub struct PeerGate {
     /// cannot keep a neighbour out (its handshake takes a round trip).
     pub max_handshakes: usize,
     /// Of those, how many one source ([`source_of`]: an IPv4 address, an
-    /// IPv6 /64) may hold: a new connection from a source at its cap drops
-    /// that source's own oldest, so one source opening connections fast
-    /// evicts nobody else's handshake.
+    /// IPv6 /64) may hold (at least the neighbours and one): a new
+    /// connection from a source at its cap drops that source's own oldest,
+    /// so one source opening connections fast evicts nobody else's
+    /// handshake.
     pub max_handshakes_per_source: usize,
     pub store: Addr<LocationStoreActor>,
     pub metrics: Arc<Metrics>,
+}
+
+impl PeerGate {
+    /// Pending handshakes one source may hold: `max_handshakes_per_source`,
+    /// but never fewer than this server's neighbours and one more, since
+    /// neighbours on one machine (a herd on one host, the default herd) all
+    /// dial from one address, at once when the server starts.
+    fn per_source_cap(&self) -> usize {
+        self.max_handshakes_per_source
+            .max(self.neighbours.len() + 1)
+    }
 }
 
 /// A peer connection that has not proved who it is yet.
@@ -138,7 +150,7 @@ fn make_room_for_handshake(
 ) {
     handshakes.retain(Handshake::pending);
     let source = source_of(addr.ip());
-    let per_source = gate.max_handshakes_per_source.max(1);
+    let per_source = gate.per_source_cap();
     while handshakes.iter().filter(|h| h.source == source).count() >= per_source {
         let Some(oldest) = handshakes.iter().position(|h| h.source == source) else {
             break;
