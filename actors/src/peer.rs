@@ -507,6 +507,12 @@ impl PeerActor {
             {} in, {:?}", self.me(), self.neighbour, stats.records, stats.rounds, stats.bytes_out,
             stats.bytes_in, stats.elapsed);
         self.set_state(LinkState::Up);
+        if self.ack_after == AckAfter::Neighbour {
+            // Clients wait for the neighbour's acknowledgements.
+            if let Some(output) = self.output.as_mut() {
+                output.queue(&PeerLine::Prompt.to_bytes());
+            }
+        }
         self.move_pending();
         self.drain(ctx);
     }

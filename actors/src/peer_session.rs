@@ -67,6 +67,22 @@ pub struct PeerSession {
     read: u64,
     /// An acknowledgement is due ([`ACK_EVERY`] after the first unacknowledged line).
     ack_scheduled: bool,
+    /// The neighbour waits for acknowledgements (`PROMPT`): each read burst
+    /// is acknowledged at once.
+    prompt: bool,
+}
+
+/// Acknowledges the lines read so far (`PROMPT` links).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct AcknowledgeNow;
+
+impl Handler<AcknowledgeNow> for PeerSession {
+    type Result = ();
+
+    fn handle(&mut self, _: AcknowledgeNow, ctx: &mut Context<Self>) {
+        self.acknowledge(ctx);
+    }
 }
 
 /// Hands the records read so far to the store.
@@ -95,6 +111,7 @@ impl PeerSession {
             output: None,
             read: 0,
             ack_scheduled: false,
+            prompt: false,
         }
     }
 
@@ -155,7 +172,13 @@ impl PeerSession {
         self.read += 1;
         if !self.ack_scheduled {
             self.ack_scheduled = true;
-            ctx.run_later(ACK_EVERY, |act, ctx| act.acknowledge(ctx));
+            if self.prompt {
+                // At once, after what is being handled now: no timer (its
+                // granularity alone is a millisecond).
+                ctx.notify(AcknowledgeNow);
+            } else {
+                ctx.run_later(ACK_EVERY, |act, ctx| act.acknowledge(ctx));
+            }
         }
     }
 
@@ -196,6 +219,7 @@ impl PeerSession {
                 }
             }
             Ok(PeerLine::Root(theirs)) if !self.syncing => self.compare_roots(theirs, ctx),
+            Ok(PeerLine::Prompt) => self.prompt = true,
             Ok(PeerLine::Blank) => {}
             _ => warn!(target: LOG, "{}: unexpected line from {}: {}", self.me, self.neighbour,
                 LogText::clipped(&frame, 80)),

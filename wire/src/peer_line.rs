@@ -23,6 +23,7 @@
 //! | `AT` / `FLOOD AT` | dialer | a record, down a tree or flooded |
 //! | `SYNCED` | dialer | records the sync sent |
 //! | `ACK` | acceptor | lines read since `SYNCED` |
+//! | `PROMPT` | dialer, after `SYNCED` | acknowledge each read burst at once |
 //! | `ROOT` | both, anti-entropy | the store's digest root |
 
 use std::fmt;
@@ -215,6 +216,10 @@ pub enum PeerLine<'a> {
     Synced(u64),
     /// Lines read since `SYNCED`.
     Ack(u64),
+    /// The dialer waits for acknowledgements (`herd.ack_after =
+    /// "neighbour"`): acknowledge each read burst at once, not at most every
+    /// 50 ms.
+    Prompt,
     /// The sums of a digest node's children.
     Sums {
         level: u8,
@@ -336,6 +341,7 @@ impl<'a> PeerLine<'a> {
                 Ok(PeerLine::Root(sums.ok_or(BadPeerLine("ROOT"))?[0]))
             }
             b"END" => exactly::<0>(parts, "END").map(|_| PeerLine::End),
+            b"PROMPT" => exactly::<0>(parts, "PROMPT").map(|_| PeerLine::Prompt),
             b"SUMS" => Self::sums(parts),
             b"WANT" => Self::want(parts),
             b"KEYS" => {
@@ -481,6 +487,7 @@ impl<'a> PeerLine<'a> {
             PeerLine::Fps { leaf, fps } if fps.is_empty() => write!(out, "FPS {leaf}"),
             PeerLine::Fps { leaf, fps } => write!(out, "FPS {leaf} {}", digest::to_hex(fps)),
             PeerLine::End => write!(out, "END"),
+            PeerLine::Prompt => write!(out, "PROMPT"),
             PeerLine::Blank => Ok(()),
         }
     }
@@ -585,6 +592,7 @@ mod tests {
             fps: vec![3, 4],
         });
         round_trip(PeerLine::End);
+        round_trip(PeerLine::Prompt);
         round_trip(PeerLine::Blank);
     }
 

@@ -208,10 +208,10 @@ impl fmt::Display for Diff {
     }
 }
 
-/// A position in ISO 6709 decimal degrees, as the client wrote it.
-///
-/// The text is kept because answers copy it byte for byte; the degrees are
-/// derived from it for distance computations.
+/// A position in ISO 6709 decimal degrees, read from a client's text for
+/// distance computations. Only the degrees are here: the text itself stays
+/// in the [`Record`](crate::record::Record), since answers copy it byte for
+/// byte.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Location {
     pub lat: f64,
