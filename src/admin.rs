@@ -51,8 +51,8 @@ use serde::Serialize;
 use guard::{Guard, Refusal};
 use prometheus::AdminCounters;
 
-use crate::server::StartError;
 use crate::settings::{ServerPlan, Settings};
+use crate::start_error::StartError;
 
 /// How many client positions `/status` carries at most (those updated most
 /// recently), so that the page's polling stays cheap whatever the number of

@@ -9,3 +9,4 @@ pub mod journal;
 pub mod logging;
 pub mod server;
 pub mod settings;
+pub mod start_error;

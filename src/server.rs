@@ -25,29 +25,10 @@ use herd_actors::supervise::RestartBudget;
 use log::{info, warn};
 use tokio::net::TcpListener;
 
-use crate::journal::{self, JournalError, JournalGuard};
-use crate::settings::{GoogleAccess, PlacesPlan, PlacesSource, ServerPlan};
+pub use crate::start_error::StartError;
 
-/// Why a server did not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen for {what} on {addr}: {source}")]
-    Listen {
-        what: &'static str,
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("cannot serve admin on {addr}: {source}")]
-    ServeAdmin {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    /// The places provider refused its configuration.
-    #[error("{0}")]
-    Places(String),
-}
+use crate::journal::{self, JournalGuard};
+use crate::settings::{GoogleAccess, PlacesPlan, PlacesSource, ServerPlan};
 
 /// A running server's handles.
 pub struct RunningServer {

@@ -29,7 +29,7 @@ use tokio_util::codec::FramedRead;
 use crate::codec::{Frame, LineCodec};
 use crate::metrics::Metrics;
 use crate::output::{Drain, HasOutput, Output};
-use crate::places::{Nearby, PlacesActor};
+use crate::places::{Nearby, PlacesActor, Query};
 use crate::protocol::{self, Command, Timestamp};
 use crate::record::{Record, SharedRecord};
 use crate::refusal::SourceRefusals;
@@ -355,11 +355,11 @@ impl ConnectionActor {
             let record = store.send(Lookup { client }).await.ok()??;
             let location = record.location()?;
             let body = places
-                .send(Nearby {
+                .send(Nearby(Query {
                     location,
                     radius,
                     bound,
-                })
+                }))
                 .await
                 .ok()?;
             let mut answer = Vec::with_capacity(record.at_line().len() + 1 + body.len());

@@ -6,14 +6,16 @@
 //!
 //! | SPEC               | file |
 //! |--------------------|------|
-//! | §3 lines, fields, IAMAT, WHATSAT, `?` | `protocol.rs` |
-//! | §3 which record wins | `record.rs` |
-//! | §3 line framing, overlong lines | `codec.rs` |
+//! | §3 lines, fields, IAMAT, WHATSAT, `?` | `protocol.rs` (herd-wire) |
+//! | §3 which record wins | `record.rs` (herd-wire) |
+//! | §3 line framing, overlong lines | `codec.rs` (herd-wire) |
 //! | §3 answering in order, closing | `connection.rs` |
-//! | §4 handshake and secret | `handshake.rs` |
-//! | §4 sealed peer wire | `seal.rs` |
-//! | §4 links, backoff, buffering | `peer.rs`, `peer_session.rs`, `listener.rs` |
-//! | §4 catch-up sync | `sync.rs`, `digest.rs` |
+//! | §4 every peer line | `peer_line.rs` (herd-wire) |
+//! | §4 handshake, versions, topology digests, secret | `handshake.rs` |
+//! | §4 sealed peer wire | `seal.rs` (herd-wire) |
+//! | §4 links, backoff, buffering, anti-entropy | `peer.rs`, `link.rs`, `peer_session.rs`, `listener.rs` |
+//! | §4 catch-up sync | `sync.rs`, `digest.rs` (herd-wire) |
+//! | §4 supervision, restart intensity | `supervise.rs` |
 //! | §4, §8 which neighbours an update goes to (n−1 receptions) | `tree.rs` |
 //! | §5 places | `places/` |
 //!
@@ -22,6 +24,7 @@
 
 pub mod connection;
 pub mod handshake;
+pub mod link;
 pub mod listener;
 pub mod metrics;
 pub mod output;

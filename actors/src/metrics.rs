@@ -429,35 +429,7 @@ impl SourceKind {
     }
 }
 
-/// The state of an outgoing peer link, as the admin pages show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkState {
-    Down,
-    Connecting,
-    /// Connected; catch-up records are being sent.
-    Syncing,
-    Up,
-}
-
-impl LinkState {
-    /// Every state, in the order the admin pages list them.
-    pub const ALL: [LinkState; 4] = [
-        LinkState::Down,
-        LinkState::Connecting,
-        LinkState::Syncing,
-        LinkState::Up,
-    ];
-
-    /// The state's name in `/status`, `herd_link_state{state=...}` and herdctl.
-    pub fn label(self) -> &'static str {
-        match self {
-            LinkState::Down => "down",
-            LinkState::Connecting => "connecting",
-            LinkState::Syncing => "syncing",
-            LinkState::Up => "up",
-        }
-    }
-}
+pub use crate::link::LinkState;
 
 /// Upper bounds of the latency buckets, in seconds: 50 µs to 10 s, roughly
 /// 1-2.5-5 steps, fine where the performance targets are (under 1 ms).

@@ -46,7 +46,6 @@
 //! them around the link at once, instead of them waiting for the link to
 //! return.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,7 +56,8 @@ use tokio_util::codec::Framed;
 
 use crate::codec::Frame;
 use crate::handshake::{self, HandshakeError, Identity, Met, PeerFramed};
-use crate::metrics::{LinkState, Metrics};
+use crate::link::{Link, LinkState, ACK_TIMEOUT};
+use crate::metrics::Metrics;
 use crate::output::{into_halves, Drain, HasOutput, Output};
 use crate::peer_line::{PeerLine, Purpose, Spread, PEER_MAX_LINE};
 use crate::record::{ByClient, RecordSet, SharedRecord};
@@ -70,17 +70,6 @@ use crate::sync::{dial_sync, SyncError, SyncStats};
 use crate::text::LogText;
 
 const LOG: &str = "peer";
-
-/// A link that acknowledges nothing for this long while lines wait for it
-/// stops carrying: what it was given down a tree and holds unacknowledged
-/// is flooded around it. Ten times the neighbour's acknowledgement period,
-/// so a busy neighbour is not taken for a dead one; a link that then
-/// acknowledges carries again.
-pub const ACK_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Most records remembered until acknowledged (32 bytes each); past it the
-/// oldest are forgotten, and a failure leaves them to the next sync.
-const MAX_UNACKED: usize = 1 << 16;
 
 /// Why an established link was dropped (and is dialled again).
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +146,9 @@ pub struct PeerActor {
     store: Addr<LocationStoreActor>,
     limits: PeerLimits,
     metrics: Arc<Metrics>,
-    state: LinkState,
+    /// Down, connecting, syncing or up; silent or not; the window of
+    /// records not yet acknowledged ([`crate::link`]).
+    link: Link,
     /// Bumped on every new attempt, so late results of old ones are ignored.
     attempt: u64,
     output: Option<Output>,
@@ -170,21 +161,6 @@ pub struct PeerActor {
     backoff: Duration,
     /// Newest record per client not yet handed to the socket.
     pending: RecordSet,
-    /// Lines written since the sync, the neighbour's count of them in its
-    /// `ACK`s.
-    written: u64,
-    /// Records written and not yet acknowledged: line number, when, the
-    /// record, and how it was sent. Those sent down a tree are flooded
-    /// around the link by the store if it stops carrying (a flooded one has
-    /// gone to every other neighbour already).
-    unacked: VecDeque<(u64, Instant, SharedRecord, Spread)>,
-    /// When the neighbour last acknowledged (or the link came up).
-    last_ack: Instant,
-    /// The link has acknowledged nothing for [`ACK_TIMEOUT`] while lines
-    /// waited ([`PeerActor::check_acks`]).
-    stalled: bool,
-    /// What the store was last told: the link carries floods promptly.
-    carrying: bool,
 }
 
 impl PeerActor {
@@ -207,7 +183,7 @@ impl PeerActor {
             store,
             limits,
             metrics,
-            state: LinkState::Down,
+            link: Link::new(Instant::now()),
             attempt: 0,
             output: None,
             reader: None,
@@ -216,11 +192,6 @@ impl PeerActor {
             flush_scheduled: false,
             backoff,
             pending: RecordSet::default(),
-            written: 0,
-            unacked: VecDeque::new(),
-            last_ack: Instant::now(),
-            stalled: false,
-            carrying: false,
         }
     }
 
@@ -290,7 +261,7 @@ impl PeerActor {
     }
 
     fn compare(&mut self, ctx: &mut Context<Self>) {
-        if self.state != LinkState::Up {
+        if !self.link.is_up() {
             return;
         }
         let root = self.store.send(GetRoot);
@@ -321,7 +292,7 @@ impl PeerActor {
     /// One catch-up sync over a connection of its own: the neighbour gets
     /// what it lacks while the link stays up.
     fn repair(&mut self, ctx: &mut Context<Self>) {
-        if self.repairing || self.state != LinkState::Up {
+        if self.repairing || !self.link.is_up() {
             return;
         }
         self.repairing = true;
@@ -350,32 +321,24 @@ impl PeerActor {
 
     /// Whether the link takes floods now: up, acknowledging, keeping up.
     fn takes_floods(&self) -> bool {
-        self.state == LinkState::Up
-            && !self.stalled
-            && self
-                .output
-                .as_ref()
-                .is_some_and(|o| o.backlog() < self.limits.max_backlog)
+        let keeping_up = self
+            .output
+            .as_ref()
+            .is_some_and(|o| o.backlog() < self.limits.max_backlog);
+        self.link.takes_floods(keeping_up)
     }
 
     /// Tells the store when the link starts or stops carrying, and hands it
     /// `bounced` (tree records this link could only hold) and, when it
     /// stops, the records it may not have delivered.
-    fn report(&mut self, mut bounced: Vec<SharedRecord>) {
-        let carrying = self.takes_floods();
-        if carrying == self.carrying && bounced.is_empty() {
-            return;
+    fn report(&mut self, bounced: Vec<SharedRecord>) {
+        if let Some(report) = self.link.report(self.takes_floods(), bounced) {
+            self.store.do_send(LinkChanged {
+                name: self.neighbour.clone(),
+                carrying: report.carrying,
+                unconfirmed: report.undelivered,
+            });
         }
-        if !carrying {
-            let down_a_tree = self.unacked.drain(..).filter(|u| u.3 == Spread::Tree);
-            bounced.extend(down_a_tree.map(|(_, _, record, _)| record));
-        }
-        self.carrying = carrying;
-        self.store.do_send(LinkChanged {
-            name: self.neighbour.clone(),
-            carrying,
-            unconfirmed: bounced,
-        });
     }
 
     /// Writes `record` to the socket (queued), to be acknowledged.
@@ -384,34 +347,17 @@ impl PeerActor {
             return;
         };
         queue_record(output, &record, spread);
-        self.written += 1;
-        if self.unacked.is_empty() {
-            // Nothing was outstanding: the wait for an ACK starts now.
-            self.last_ack = now;
-        }
-        if self.unacked.len() >= MAX_UNACKED {
-            self.unacked.pop_front();
-        }
-        self.unacked.push_back((self.written, now, record, spread));
+        self.link.sent(record, spread, now);
     }
 
     /// The neighbour has read `count` lines since the sync.
     fn acknowledged(&mut self, count: u64, ctx: &mut Context<Self>) {
-        self.last_ack = Instant::now();
-        let mut replicated = Vec::new();
-        while self.unacked.front().is_some_and(|(n, ..)| *n <= count) {
-            if let Some((_, _, record, _)) = self.unacked.pop_front() {
-                if self.ack_after == AckAfter::Neighbour {
-                    replicated.push(record);
-                }
-            }
+        let (acked, resumed) = self.link.acked(count, Instant::now());
+        if self.ack_after == AckAfter::Neighbour && !acked.is_empty() {
+            self.store.do_send(Replicated(acked));
         }
-        if !replicated.is_empty() {
-            self.store.do_send(Replicated(replicated));
-        }
-        if self.stalled {
+        if resumed {
             info!(target: LOG, "{}: link to {} acknowledges again", self.me(), self.neighbour);
-            self.stalled = false;
             self.move_pending();
             self.drain(ctx);
             self.report(Vec::new());
@@ -423,22 +369,15 @@ impl PeerActor {
     /// busy one (a neighbour that acknowledges late still acknowledges, and
     /// rerouting around it would only add to its load).
     fn check_acks(&mut self) {
-        let silent = !self.unacked.is_empty() && self.last_ack.elapsed() > ACK_TIMEOUT;
-        if silent && self.state == LinkState::Up && !self.stalled {
+        if self.link.check(Instant::now()) {
             info!(target: LOG, "{}: link to {} has acknowledged nothing for {:?}; {} records \
-                unacknowledged", self.me(), self.neighbour, ACK_TIMEOUT, self.unacked.len());
-            self.stalled = true;
+                unacknowledged", self.me(), self.neighbour, ACK_TIMEOUT, self.link.in_flight());
             self.report(Vec::new());
         }
     }
 
     fn set_state(&mut self, state: LinkState) {
-        self.state = state;
-        if state != LinkState::Up {
-            // A new connection counts its lines afresh.
-            self.written = 0;
-            self.stalled = false;
-        }
+        self.link.set_state(state, Instant::now());
         self.metrics.set_link(&self.neighbour, state);
         self.report(Vec::new());
     }
@@ -489,7 +428,6 @@ impl PeerActor {
     /// The sync is done: the link carries floods from now on.
     fn synced(&mut self, framed: PeerFramed, stats: SyncStats, ctx: &mut Context<Self>) {
         self.backoff = self.limits.backoff_first;
-        self.last_ack = Instant::now();
         // The floods are sealed by the Output from now on, in the same
         // counter sequence the sync's frames began.
         let halves = match into_halves(framed) {
@@ -553,7 +491,7 @@ impl PeerActor {
             match output.try_flush() {
                 Err(e) => return self.drop_link(e.into(), ctx),
                 Ok(false) => break,
-                Ok(true) if self.state == LinkState::Up && !self.pending.is_empty() => {
+                Ok(true) if self.link.is_up() && !self.pending.is_empty() => {
                     self.move_pending();
                 }
                 Ok(true) => return self.report(Vec::new()),
@@ -586,7 +524,7 @@ impl PeerActor {
             warn!(target: LOG, "{}: more than {} records held for {}; dropping them, the next sync resends",
                 self.me(), self.limits.max_pending, self.neighbour);
             self.pending.clear();
-            if self.state != LinkState::Down && self.state != LinkState::Connecting {
+            if !matches!(self.link.state(), LinkState::Down | LinkState::Connecting) {
                 self.drop_link(LinkError::HoldOverflow, ctx);
             }
         }
@@ -673,7 +611,7 @@ impl actix::Supervised for PeerActor {
         self.draining = false;
         self.flush_scheduled = false;
         self.repairing = false;
-        self.unacked.clear();
+        self.link.forget_window();
         self.pending.clear();
         self.backoff = self.limits.backoff_first;
         self.set_state(LinkState::Down);

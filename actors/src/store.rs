@@ -30,7 +30,6 @@ use crate::peer_line::{Spread, TopologyDigest};
 use crate::protocol::Timestamp;
 use crate::record::{ByClient, Record, RecordSet, SharedRecord};
 use crate::supervise::{guarded, RestartBudget};
-use crate::sync::{LeafFingerprints, SyncRecords};
 use crate::text::LogText;
 use crate::tree::Topology;
 
@@ -241,6 +240,26 @@ pub struct LinkChanged {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct SendFloods;
+
+/// The records a peer may lack, found by a sync's walk down the digest tree
+/// (see `digest.rs`): every record under the `whole` nodes, and every record
+/// of a listed leaf whose fingerprint is not among the peer's.
+#[derive(Message)]
+#[rtype(result = "Vec<SharedRecord>")]
+pub struct SyncRecords {
+    /// `(level, node)`: the peer holds nothing there.
+    pub whole: Vec<(u8, usize)>,
+    /// Leaf -> the fingerprints of the peer's records in it.
+    pub leaves: HashMap<usize, HashSet<u64>>,
+}
+
+/// The fingerprints of this store's records in each of `leaves`, in the
+/// order asked.
+#[derive(Message)]
+#[rtype(result = "Vec<(usize, Vec<u64>)>")]
+pub struct LeafFingerprints {
+    pub leaves: Vec<usize>,
+}
 
 /// This store's digest.
 #[derive(Message)]

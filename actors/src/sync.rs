@@ -18,9 +18,9 @@
 //!
 //! This file owns the protocol: the wire with its deadlines and byte counts
 //! (`SyncWire`), reading and writing the `SUMS` and `FPS` blocks, the
-//! cost of a run ([`SyncStats`]), and the two questions the store answers
-//! for it ([`SyncRecords`], [`LeafFingerprints`]; answered in `store.rs`,
-//! which alone reads the store's records). The lines travel sealed, through
+//! cost of a run ([`SyncStats`]); the two questions it asks the store
+//! ([`SyncRecords`], [`LeafFingerprints`]) are the store's messages, in
+//! `store.rs`, which alone reads the store's records. The lines travel sealed, through
 //! the connection's [`PeerCodec`](crate::seal::PeerCodec).
 
 use std::collections::{HashMap, HashSet};
@@ -34,28 +34,7 @@ use crate::codec::Frame;
 use crate::digest::{self, Plan};
 use crate::handshake::PeerFramed;
 use crate::peer_line::PeerLine;
-use crate::record::SharedRecord;
-use crate::store::{GetDigest, LocationStoreActor};
-
-/// The records a peer may lack, found by a sync's walk down the digest tree
-/// (see `digest.rs`): every record under the `whole` nodes, and every record
-/// of a listed leaf whose fingerprint is not among the peer's.
-#[derive(Message)]
-#[rtype(result = "Vec<SharedRecord>")]
-pub struct SyncRecords {
-    /// `(level, node)`: the peer holds nothing there.
-    pub whole: Vec<(u8, usize)>,
-    /// Leaf -> the fingerprints of the peer's records in it.
-    pub leaves: HashMap<usize, HashSet<u64>>,
-}
-
-/// The fingerprints of this store's records in each of `leaves`, in the
-/// order asked.
-#[derive(Message)]
-#[rtype(result = "Vec<(usize, Vec<u64>)>")]
-pub struct LeafFingerprints {
-    pub leaves: Vec<usize>,
-}
+use crate::store::{GetDigest, LeafFingerprints, LocationStoreActor, SyncRecords};
 
 /// What one catch-up sync cost, as seen by one side.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -60,15 +60,12 @@ pub struct Query {
     pub bound: u8,
 }
 
-/// A WHATSAT's places question. Answered with the JSON body, shaped and
-/// followed by two newlines, ready to write after the AT line.
+/// A WHATSAT's [`Query`], asked of the PlacesActor. Answered with the JSON
+/// body, shaped and followed by two newlines, ready to write after the AT
+/// line.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "Bytes")]
-pub struct Nearby {
-    pub location: Location,
-    pub radius: Radius,
-    pub bound: u8,
-}
+pub struct Nearby(pub Query);
 
 /// A source of places. Answers in the legacy Nearby Search format, errors
 /// included (as a `status` and an `error_message`), and never fails otherwise.
@@ -377,12 +374,7 @@ impl Actor for PlacesActor {
 impl Handler<Nearby> for PlacesActor {
     type Result = ResponseFuture<Bytes>;
 
-    fn handle(&mut self, msg: Nearby, ctx: &mut Context<Self>) -> Self::Result {
-        let query = Query {
-            location: msg.location,
-            radius: msg.radius,
-            bound: msg.bound,
-        };
+    fn handle(&mut self, Nearby(query): Nearby, ctx: &mut Context<Self>) -> Self::Result {
         let provider = self.provider.name();
         let Some(guard) = self.guard.as_mut() else {
             return self.ask_local(query);
@@ -613,14 +605,14 @@ mod tests {
     }
 
     fn nearby(km: &str, bound: u8) -> Nearby {
-        Nearby {
+        Nearby(Query {
             location: Location {
                 lat: 34.06893,
                 lon: -118.445127,
             },
             radius: Radius::parse(km.as_bytes()).unwrap(),
             bound,
-        }
+        })
     }
 
     fn shared(per_sec: f64, burst: u32, max_wait_ms: u64) -> Policy {
