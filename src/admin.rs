@@ -10,6 +10,7 @@
 //! | `/status`  | JSON: server, neighbours with link state and since when, records, uptime, version, latest client positions |
 //! | `/herd`    | JSON: the whole herd as the settings describe it (names, links, admin URLs) |
 //! | `/records` | every record held, as AT lines, sorted, one per line (invariant checks) |
+//! | `/trace?client=NAME` | JSON: the client's record held here, when this server took it and from whom (`herdctl trace`) |
 //! | `/places`  | the live page's base map: offline places in a box (see `admin/map.rs`) |
 //! | `/`        | the live page: the herd as a graph and the clients on a map |
 //!
@@ -43,7 +44,9 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use herd_actors::metrics::{LinkState, Metrics};
 use herd_actors::record::SharedRecord;
-use herd_actors::store::{Crash, Dump, Forget, GetOverview, GetTopology, LocationStoreActor};
+use herd_actors::store::{
+    Crash, Dump, Forget, GetOverview, GetTopology, LocationStoreActor, Source, Trace,
+};
 use herd_actors::text::LogText;
 use log::{info, warn};
 use serde::Serialize;
@@ -150,8 +153,9 @@ struct AdminState {
 
 /// The paths whose requests are counted (`herd_admin_requests_total`); any
 /// other path counts as `other`.
-const PATHS: [&str; 9] = [
-    "/", "/healthz", "/metrics", "/status", "/herd", "/records", "/places", "/test", "other",
+const PATHS: [&str; 10] = [
+    "/", "/healthz", "/metrics", "/status", "/herd", "/records", "/trace", "/places", "/test",
+    "other",
 ];
 
 /// The local address a connection arrived on (noted when it is accepted):
@@ -316,6 +320,7 @@ pub fn start(
             .route("/status", web::get().to(status))
             .route("/herd", web::get().to(herd))
             .route("/records", web::get().to(records))
+            .route("/trace", web::get().to(trace))
             .route("/places", web::get().to(places))
             .route("/test/forget", web::post().to(test_forget))
             .route("/test/crash-store", web::post().to(test_crash_store))
@@ -563,6 +568,71 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
         .json(view)
 }
 
+/// The answer of `/trace`: what `herdctl trace` puts together.
+#[derive(Debug, Serialize)]
+struct TraceView<'a> {
+    server: &'a str,
+    client: String,
+    /// The AT line held, or none when the client is unknown here.
+    at_line: Option<String>,
+    /// When this server took it (its clock, nanoseconds since the epoch),
+    /// and from where: `client`, `peer` or `sync`, and which neighbour.
+    /// Absent when the store no longer remembers (an older update, or a
+    /// record loaded from the journal).
+    received_ns: Option<u64>,
+    via: Option<&'static str>,
+    from: Option<&'a str>,
+}
+
+/// The client name of a `?client=NAME` query.
+fn client_of(request: &HttpRequest) -> Option<String> {
+    let query =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(request.query_string());
+    query.ok().and_then(|q| q.get("client").cloned())
+}
+
+/// `/trace?client=NAME`: when and from whom this server took the record it
+/// holds for the client.
+async fn trace(state: web::Data<AdminState>, request: HttpRequest) -> HttpResponse {
+    let Some(client) = client_of(&request) else {
+        state.counters.count_refusal(Refusal::Query.label());
+        return HttpResponse::BadRequest()
+            .content_type("text/plain")
+            .body("client=NAME\n");
+    };
+    let asked = Trace {
+        client: web::Bytes::from(client.clone().into_bytes()),
+    };
+    let traced = match state.store.send(asked).await {
+        Ok(traced) => traced,
+        Err(e) => {
+            return HttpResponse::ServiceUnavailable()
+                .content_type("text/plain")
+                .body(format!("store unavailable: {e}\n"))
+        }
+    };
+    let arrival = traced.as_ref().and_then(|t| t.arrival.as_ref());
+    let (via, from) = match arrival.map(|a| &a.from) {
+        None => (None, None),
+        Some(Source::Client) => (Some("client"), None),
+        Some(Source::Peer(name)) => (Some("peer"), Some(&**name)),
+        Some(Source::Sync(name)) => (Some("sync"), Some(&**name)),
+    };
+    let view = TraceView {
+        server: &state.name,
+        client,
+        at_line: traced
+            .as_ref()
+            .map(|t| String::from_utf8_lossy(t.record.at_line()).into_owned()),
+        received_ns: arrival.and_then(|a| u64::try_from(a.at_nanos).ok()),
+        via,
+        from,
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(view)
+}
+
 /// `POST /test/forget?client=NAME` (`admin.test_hooks` only): drops one
 /// record from this store alone, to make two stores differ while their
 /// links stay up.
@@ -570,9 +640,7 @@ async fn test_forget(state: web::Data<AdminState>, request: HttpRequest) -> Http
     if !state.test_hooks {
         return HttpResponse::NotFound().finish();
     }
-    let query =
-        web::Query::<std::collections::HashMap<String, String>>::from_query(request.query_string());
-    let Some(client) = query.ok().and_then(|q| q.get("client").cloned()) else {
+    let Some(client) = client_of(&request) else {
         return HttpResponse::BadRequest().body("client=NAME\n");
     };
     let client = web::Bytes::from(client.into_bytes());

@@ -123,6 +123,7 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, StartError> {
     )
     .with_topology(plan.topology.clone())
     .with_ack_after(plan.ack_after)
+    .with_ttl(plan.record_ttl)
     .with_restarts(restarts);
     let store = actix::Supervisor::start(move |_| store);
     let (provider, policy) = places_provider(&name, &plan.places)?;

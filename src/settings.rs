@@ -24,7 +24,7 @@ use std::time::Duration;
 use herd_actors::connection::{ClientLimits, DEFAULT_MAX_CONNECTIONS};
 use herd_actors::handshake::Secret;
 use herd_actors::peer::PeerLimits;
-use herd_actors::store::AckAfter;
+use herd_actors::store::{AckAfter, DEFAULT_RECORD_TTL};
 use herd_actors::tree::Topology;
 use serde::{Deserialize, Serialize};
 
@@ -152,6 +152,9 @@ pub struct LimitsSection {
     pub max_future_skew_ms: u64,
     /// With `herd.ack_after = "neighbour"`, the longest an answer waits.
     pub ack_timeout_ms: u64,
+    /// A record is dropped everywhere this long after its origin received
+    /// it; 0 keeps records for ever.
+    pub record_ttl_ms: u64,
 }
 
 /// The defaults are the actors' own ([`ClientLimits::default`],
@@ -176,6 +179,7 @@ impl Default for LimitsSection {
             backoff_first_ms: ms(peer.backoff_first),
             backoff_max_ms: ms(peer.backoff_max),
             max_future_skew_ms: ms(client.max_future_skew),
+            record_ttl_ms: ms(DEFAULT_RECORD_TTL),
         }
     }
 }
@@ -510,6 +514,8 @@ pub struct ServerPlan {
     pub topology: Topology,
     /// When an IAMAT is answered (`herd.ack_after`).
     pub ack_after: AckAfter,
+    /// `limits.record_ttl_ms`; zero keeps records for ever.
+    pub record_ttl: Duration,
 }
 
 impl Settings {
@@ -716,6 +722,7 @@ impl Settings {
                 ..limits.peer()
             },
             ack_after: self.herd.ack_after.into(),
+            record_ttl: Duration::from_millis(limits.record_ttl_ms),
             secret,
             secret_changing,
             places: self.places_plan()?,

@@ -506,6 +506,7 @@ fn a_given_admin_token_guards_every_path_but_the_page_healthz_and_metrics() {
 
     for path in [
         "/records",
+        "/trace?client=kiwi",
         "/status",
         "/herd",
         "/places?south=0&west=0&north=1&east=1",
@@ -540,7 +541,7 @@ fn a_given_admin_token_guards_every_path_but_the_page_healthz_and_metrics() {
     let metrics = get(&herd, "Alpha", "/metrics");
     assert_eq!(metrics.status, 200);
     assert!(!metrics.text().contains("kiwi"), "{}", metrics.text());
-    assert_eq!(refused(&herd, "Alpha", "token", None), 24.0);
+    assert_eq!(refused(&herd, "Alpha", "token", None), 30.0);
 
     // herdctl sends the token given by flag or by environment.
     let address = admin(&herd, "Beta");

@@ -91,6 +91,10 @@ pub struct Metrics {
     /// Records from neighbours, syncs or the journal refused because they
     /// break a client rule (SPEC §4, §7): never stored.
     pub records_refused: Counter,
+    /// Records dropped because `limits.record_ttl_ms` had passed since their
+    /// origin received them: swept from the store, or refused on arrival
+    /// (from a client, a neighbour, a sync or the journal).
+    pub records_expired: Counter,
     /// Unauthenticated peer connections dropped to make room for newer ones.
     pub peer_handshakes_dropped: Counter,
     /// 1 while some neighbour was given other links than this server: every
@@ -179,6 +183,7 @@ impl Default for Metrics {
             peer_auth_failures: Counter::default(),
             peer_seal_failures: Counter::default(),
             records_refused: Counter::default(),
+            records_expired: Counter::default(),
             peer_handshakes_dropped: Counter::default(),
             places: Family::default(),
             places_cache_hits: Counter::default(),
@@ -306,6 +311,9 @@ impl Metrics {
         let help = "Records from neighbours, syncs or the journal refused for breaking a \
                     client rule";
         r.register("herd_records_refused", help, self.records_refused.clone());
+        let help = "Records dropped, or refused on arrival, because limits.record_ttl_ms \
+                    had passed since their origin received them";
+        r.register("herd_records_expired", help, self.records_expired.clone());
         let help = "Unauthenticated peer connections dropped for a newer one: \
                     limits.max_peer_handshakes were in progress";
         let dropped = self.peer_handshakes_dropped.clone();

@@ -39,6 +39,9 @@ const LOGGED_BYTES: usize = 300;
 
 const LOG: &str = "store";
 
+/// How much of a client's name an update's log line shows.
+const LOGGED_CLIENT_BYTES: usize = 100;
+
 /// Where an update came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -50,7 +53,27 @@ pub enum Source {
     Sync(Arc<str>),
 }
 
+/// How an update's log line names where it came from: `a client`,
+/// `Riley`, `Riley (sync)`.
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (name, how) = self.described();
+        f.write_str(name)?;
+        f.write_str(how)
+    }
+}
+
 impl Source {
+    /// How a log line names it, in two pieces: `("a client", "")`,
+    /// `("Riley", "")`, `("Riley", " (sync)")`.
+    fn described(&self) -> (&str, &'static str) {
+        match self {
+            Source::Client => ("a client", ""),
+            Source::Peer(name) => (name, ""),
+            Source::Sync(name) => (name, " (sync)"),
+        }
+    }
+
     fn peer(&self) -> Option<&str> {
         match self {
             Source::Client => None,
@@ -283,6 +306,36 @@ pub struct Overview {
     pub recent: Vec<SharedRecord>,
 }
 
+/// When and from whom this store took the record it holds for a client
+/// (`/trace`, `herdctl trace`).
+#[derive(Message)]
+#[rtype(result = "Option<Traced>")]
+pub struct Trace {
+    pub client: bytes::Bytes,
+}
+
+/// The answer to [`Trace`]: the record held, and how it came when the store
+/// still remembers (the last [`TRACED`] updates taken).
+#[derive(Debug, Clone)]
+pub struct Traced {
+    pub record: SharedRecord,
+    pub arrival: Option<Arrival>,
+}
+
+/// How many updates the store remembers the arrival of.
+pub const TRACED: usize = 65_536;
+
+/// When this store took a record (its clock, nanoseconds since the epoch)
+/// and where it came from.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The record (weak: a replaced record's line is freed at once, and its
+    /// address cannot be reused while this is remembered).
+    record: std::sync::Weak<Record>,
+    pub at_nanos: i128,
+    pub from: Source,
+}
+
 /// Every record, for dumps and invariant checks.
 #[derive(Message)]
 #[rtype(result = "Vec<SharedRecord>")]
@@ -307,6 +360,16 @@ impl Neighbour {
                 .do_send(Flood(std::mem::replace(&mut self.outbox, next)));
         }
     }
+}
+
+/// `limits.record_ttl_ms` by default: zero, records are kept for ever.
+pub const DEFAULT_RECORD_TTL: Duration = Duration::ZERO;
+
+/// Whether `record` has expired: its origin received it at or before
+/// `cutoff` (now minus the TTL; none without a TTL). The one rule for the
+/// sweep, lookups, and records arriving from anywhere.
+fn expired(record: &Record, cutoff: Option<i128>) -> bool {
+    cutoff.is_some_and(|cutoff| record.received_nanos() <= cutoff)
 }
 
 /// Most records in one [`Flood`] message.
@@ -366,6 +429,15 @@ pub struct LocationStoreActor {
     /// record's address.
     waiting: HashMap<usize, Vec<oneshot::Sender<()>>>,
     restarts: RestartBudget,
+    /// The indexes in `peers` that [`forward`](Self::forward) queued its
+    /// record for, kept between calls so that naming them allocates nothing.
+    sent_to: Vec<usize>,
+    /// The text of an update's log line, kept between updates.
+    log_line: String,
+    /// `limits.record_ttl_ms` in nanoseconds; 0 keeps records for ever.
+    ttl_nanos: i128,
+    /// The arrivals of the last [`TRACED`] updates taken, oldest first.
+    arrivals: std::collections::VecDeque<Arrival>,
 }
 
 impl LocationStoreActor {
@@ -398,6 +470,10 @@ impl LocationStoreActor {
             ack_after: AckAfter::Local,
             waiting: HashMap::new(),
             restarts: RestartBudget::default(),
+            sent_to: Vec::new(),
+            log_line: String::new(),
+            ttl_nanos: 0,
+            arrivals: std::collections::VecDeque::new(),
         };
         store.load(records);
         store
@@ -406,13 +482,23 @@ impl LocationStoreActor {
     /// Takes `records` (from disk) into an empty store.
     fn load(&mut self, records: Vec<Record>) {
         let now = Timestamp::now();
+        let cutoff = self.expiry_cutoff();
+        let mut outlived = 0;
         for record in records {
             if record.time().too_far_ahead_of(now, self.max_future_skew) {
                 self.refuse(record.at_line(), "the journal", "time too far ahead");
                 continue;
             }
-            self.insert_if_newer(record);
+            // Expired records stay on disk until a newer record of their
+            // client overwrites them; they are never taken back.
+            if expired(&record, cutoff) {
+                outlived += 1;
+                continue;
+            }
+            let _ = self.insert_if_newer(record);
         }
+        self.metrics.records_expired.inc_by(outlived as u64);
+        self.note_outlived(outlived);
         // Loaded records are not updates (only `apply` notes those): the
         // overview starts with the newest by client time, not with the
         // journal's key order.
@@ -433,6 +519,97 @@ impl LocationStoreActor {
     pub fn with_ack_after(mut self, ack_after: AckAfter) -> LocationStoreActor {
         self.ack_after = ack_after;
         self
+    }
+
+    /// Drops records `ttl` after their origin received them
+    /// (`limits.record_ttl_ms`; zero keeps them for ever). Records the
+    /// store was made with that have expired already are dropped at once.
+    pub fn with_ttl(mut self, ttl: Duration) -> LocationStoreActor {
+        self.ttl_nanos = i128::try_from(ttl.as_nanos()).unwrap_or(i128::MAX);
+        let outlived = self.sweep();
+        self.note_outlived(outlived);
+        self
+    }
+
+    /// Logs how many of the records loaded from the journal had expired.
+    fn note_outlived(&self, outlived: usize) {
+        if outlived > 0 {
+            info!(target: LOG, "{}: {outlived} expired records in the journal left out",
+                self.server);
+        }
+    }
+
+    /// Now minus the TTL, when there is one: records received at or before
+    /// it have expired. The clock is read only with a TTL set.
+    fn expiry_cutoff(&self) -> Option<i128> {
+        (self.ttl_nanos > 0).then(|| Timestamp::now().as_nanos().saturating_sub(self.ttl_nanos))
+    }
+
+    /// Drops every expired record: from the records, their leaves, the
+    /// digest and the recent updates. One pass over the leaves, so the cost
+    /// is that of reading the store once; emptied capacity is given back,
+    /// so that memory falls once a churn of clients has expired.
+    /// Returns how many it dropped.
+    fn sweep(&mut self) -> usize {
+        let cutoff = self.expiry_cutoff();
+        if cutoff.is_none() {
+            return 0;
+        }
+        let mut gone = Vec::new();
+        for leaf in &mut self.by_leaf {
+            leaf.retain(|r| {
+                let keep = !expired(r, cutoff);
+                if !keep {
+                    gone.push(r.clone());
+                }
+                keep
+            });
+            if leaf.capacity() > 4 * leaf.len().max(4) {
+                leaf.shrink_to_fit();
+            }
+        }
+        self.recent.retain(|r| !expired(r, cutoff));
+        if gone.is_empty() {
+            return 0;
+        }
+        for record in &gone {
+            self.records.remove(record.client());
+            self.forget_indexes(record);
+        }
+        if self.records.capacity() > 4 * self.records.len().max(1024) {
+            self.records.shrink_to_fit();
+        }
+        if self.recent.capacity() > 4 * self.recent.len().max(64) {
+            self.recent.shrink_to_fit();
+        }
+        self.metrics.records_expired.inc_by(gone.len() as u64);
+        self.metrics.set_records(self.records.len());
+        debug!(target: LOG, "{}: {} records expired", self.server, gone.len());
+        gone.len()
+    }
+
+    /// Removes `held`, the record held for its client, from every index
+    /// but the record set and its leaf.
+    fn forget_indexes(&mut self, held: &SharedRecord) {
+        self.digest.remove(held);
+        self.flooded.remove(&address(held));
+        self.waiting.remove(&address(held));
+    }
+
+    /// Removes `held`, the record held for its client, from the store.
+    fn remove(&mut self, held: &SharedRecord) {
+        self.records.remove(held.client());
+        self.by_leaf[leaf_of(held.client())].retain(|r| !Arc::ptr_eq(r, held));
+        self.forget_indexes(held);
+        self.metrics.set_records(self.records.len());
+    }
+
+    /// A record that arrived expired: counted, never stored or passed on.
+    fn refuse_expired(&self, record: &Record, source: &Source) {
+        Metrics::bump(&self.metrics.records_expired);
+        debug!(target: LOG, "{}: {} {} from {source}, expired", self.server,
+            LogText::clipped(record.client(), LOGGED_CLIENT_BYTES),
+            LogText::new(record.time_text()));
     }
 
     /// Where restarts are counted, and what a storm of them does.
@@ -463,6 +640,7 @@ impl LocationStoreActor {
         self.by_leaf = vec![Vec::new(); LEAVES];
         self.digest = Digest::default();
         self.flooded.clear();
+        self.arrivals.clear();
         // Their records are gone: the clients hear at their deadline.
         self.waiting.clear();
         self.load(records);
@@ -551,9 +729,9 @@ impl LocationStoreActor {
     }
 
     /// Keeps `record` if it is newer than what we hold. Returns the shared
-    /// record when it was taken.
+    /// record when it was taken, and gives it back when it was not.
     /// A stale record is dropped without being put behind an `Arc`.
-    fn insert_if_newer<R>(&mut self, record: R) -> Option<SharedRecord>
+    fn insert_if_newer<R>(&mut self, record: R) -> Result<SharedRecord, R>
     where
         R: std::borrow::Borrow<Record> + Into<SharedRecord>,
     {
@@ -563,7 +741,7 @@ impl LocationStoreActor {
             .map(|r| r.0.clone());
         if let Some(current) = &current {
             if !record.borrow().supersedes(current) {
-                return None;
+                return Err(record);
             }
         }
         let record: SharedRecord = record.into();
@@ -586,7 +764,7 @@ impl LocationStoreActor {
             Some(slot) => *slot = record.clone(),
             None => leaf.push(record.clone()),
         }
-        Some(record)
+        Ok(record)
     }
 
     /// Applies one update: keep, journal and flood if new.
@@ -600,17 +778,32 @@ impl LocationStoreActor {
     where
         R: std::borrow::Borrow<Record> + Into<SharedRecord>,
     {
-        let Some(shared) = self.insert_if_newer(record) else {
-            self.metrics.count_update(source.kind(), false);
+        if expired(record.borrow(), self.expiry_cutoff()) {
+            self.refuse_expired(record.borrow(), source);
             return Applied::stale();
+        }
+        let shared = match self.insert_if_newer(record) {
+            Ok(shared) => shared,
+            Err(record) => {
+                self.metrics.count_update(source.kind(), false);
+                self.log_stale(record.borrow(), source);
+                return Applied::stale();
+            }
         };
         self.metrics.count_update(source.kind(), true);
         self.metrics.set_records(self.records.len());
-        debug!(target: LOG, "{}: new {}", self.server, LogText::new(shared.at_line()));
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }
         self.recent.push_back(shared.clone());
+        if self.arrivals.len() == TRACED {
+            self.arrivals.pop_front();
+        }
+        self.arrivals.push_back(Arrival {
+            record: Arc::downgrade(&shared),
+            at_nanos: Timestamp::now().as_nanos(),
+            from: source.clone(),
+        });
         let durable = self.journal.as_mut().map(|j| j.append(&shared));
         let replicated =
             (self.ack_after == AckAfter::Neighbour && *source == Source::Client).then(|| {
@@ -618,7 +811,7 @@ impl LocationStoreActor {
                 self.waiting.entry(address(&shared)).or_default().push(tx);
                 rx
             });
-        self.forward(&shared, source.peer(), spread, ctx);
+        self.forward(&shared, source.peer(), spread, Some(source), ctx);
         Applied {
             new: true,
             durable,
@@ -644,14 +837,16 @@ impl LocationStoreActor {
         };
         if let Some(held) = self.held_copy_of(line) {
             self.metrics.count_update(source.kind(), false);
+            self.log_stale(&held, source);
             // A neighbour floods a record around a failed link: servers that
             // had it down the tree pass it on once more, so that it reaches
             // the far side of the failure through them.
             if spread == Spread::Flood
                 && matches!(source, Source::Peer(_))
                 && !self.flooded.contains(&address(&held))
+                && !expired(&held, self.expiry_cutoff())
             {
-                self.forward(&held, source.peer(), Spread::Flood, ctx);
+                self.forward_again(&held, source.peer(), ctx);
             }
             return;
         }
@@ -704,13 +899,22 @@ impl LocationStoreActor {
     /// but `from`. The queues are sent once the mailbox has been drained
     /// ([`SendFloods`]), so a burst of updates costs each link one message,
     /// not one per record.
+    ///
+    /// `taken` is where the update that the store just took as new came
+    /// from (none when a record held already goes on again): one line at
+    /// info says so and names the neighbours it was queued for, so that an
+    /// operator can follow an update through the servers' logs. The names
+    /// are gathered only when that line is logged.
     fn forward(
         &mut self,
         record: &SharedRecord,
         from: Option<&str>,
         spread: Spread,
+        taken: Option<&Source>,
         ctx: &mut Context<Self>,
     ) {
+        let logged = taken.filter(|_| log::log_enabled!(target: LOG, log::Level::Info));
+        self.sent_to.clear();
         let children = match spread {
             // While servers disagree on the links, their trees do not meet.
             Spread::Tree if !self.mixed => self.routes.get(record.origin()),
@@ -728,6 +932,9 @@ impl LocationStoreActor {
             };
             if goes {
                 queued = true;
+                if logged.is_some() {
+                    self.sent_to.push(i);
+                }
                 peer.outbox.push((record.clone(), spread));
                 // The mailbox is drained until empty before SendFloods runs;
                 // senders on other threads could keep it full, so a burst
@@ -741,6 +948,53 @@ impl LocationStoreActor {
             self.floods_scheduled = true;
             ctx.notify(SendFloods);
         }
+        if let Some(source) = logged {
+            // Built piece by piece in a buffer kept between updates: the
+            // formatting machinery costs several times more per argument.
+            let line = &mut self.log_line;
+            line.clear();
+            line.push_str(&self.server);
+            line.push_str(": ");
+            LogText::clipped(record.client(), LOGGED_CLIENT_BYTES).write_to(line);
+            line.push(' ');
+            LogText::new(record.time_text()).write_to(line);
+            let (name, how) = source.described();
+            line.push_str(" from ");
+            line.push_str(name);
+            line.push_str(how);
+            line.push_str(", new, sent to ");
+            if self.sent_to.is_empty() {
+                line.push_str("nobody");
+            }
+            for (n, &i) in self.sent_to.iter().enumerate() {
+                if n > 0 {
+                    line.push_str(", ");
+                }
+                line.push_str(&self.peers[i].name);
+            }
+            info!(target: LOG, "{line}");
+        }
+    }
+
+    /// Passes on a record held already, flooded around a link that does not
+    /// carry: not a new update, so not logged as one.
+    fn forward_again(
+        &mut self,
+        record: &SharedRecord,
+        from: Option<&str>,
+        ctx: &mut Context<Self>,
+    ) {
+        debug!(target: LOG, "{}: {} {} passed on again, flooded (not to {})", self.server,
+            LogText::clipped(record.client(), LOGGED_CLIENT_BYTES),
+            LogText::new(record.time_text()), from.unwrap_or("nobody"));
+        self.forward(record, from, Spread::Flood, None, ctx);
+    }
+
+    /// A stale or duplicate copy: at debug only.
+    fn log_stale(&self, record: &Record, source: &Source) {
+        debug!(target: LOG, "{}: {} {} from {source}, stale", self.server,
+            LogText::clipped(record.client(), LOGGED_CLIENT_BYTES),
+            LogText::new(record.time_text()));
     }
 }
 
@@ -757,6 +1011,7 @@ impl Actor for LocationStoreActor {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(Duration::from_secs(1), |store, _| {
             store.update_mixed();
+            store.sweep();
             store.waiting.retain(|_, waiting| {
                 waiting.retain(|tx| !tx.is_closed());
                 !waiting.is_empty()
@@ -835,6 +1090,8 @@ impl Handler<GetRoot> for LocationStoreActor {
     type Result = u64;
 
     fn handle(&mut self, _: GetRoot, _: &mut Context<Self>) -> u64 {
+        // Expired records never make two roots differ.
+        self.sweep();
         self.digest.root()
     }
 }
@@ -858,11 +1115,7 @@ impl Handler<Forget> for LocationStoreActor {
         let Some(held) = self.records.get(&msg.client[..]).map(|r| r.0.clone()) else {
             return false;
         };
-        self.records.remove(&msg.client[..]);
-        self.digest.remove(&held);
-        self.by_leaf[leaf_of(held.client())].retain(|r| !Arc::ptr_eq(r, &held));
-        self.flooded.remove(&address(&held));
-        self.metrics.set_records(self.records.len());
+        self.remove(&held);
         warn!(target: LOG, "{}: test hook: forgot {} here only", self.server, LogText::clipped(&msg.client, 100));
         true
     }
@@ -903,8 +1156,31 @@ impl Handler<SendFloods> for LocationStoreActor {
 impl Handler<Lookup> for LocationStoreActor {
     type Result = Option<SharedRecord>;
 
+    /// An expired record not swept yet is dropped here: the client is
+    /// unknown from the moment its record expires.
     fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
-        self.records.get(&msg.client[..]).map(|r| r.0.clone())
+        let held = self.records.get(&msg.client[..]).map(|r| r.0.clone())?;
+        if expired(&held, self.expiry_cutoff()) {
+            self.remove(&held);
+            Metrics::bump(&self.metrics.records_expired);
+            return None;
+        }
+        Some(held)
+    }
+}
+
+impl Handler<Trace> for LocationStoreActor {
+    type Result = Option<Traced>;
+
+    fn handle(&mut self, msg: Trace, ctx: &mut Context<Self>) -> Self::Result {
+        let record = self.handle(Lookup { client: msg.client }, ctx)?;
+        let arrival = self
+            .arrivals
+            .iter()
+            .rev()
+            .find(|a| std::ptr::eq(a.record.as_ptr(), Arc::as_ptr(&record)))
+            .cloned();
+        Some(Traced { record, arrival })
     }
 }
 
@@ -950,7 +1226,7 @@ impl Handler<LinkChanged> for LocationStoreActor {
                 self.server, msg.name, current.len());
         }
         for record in &current {
-            self.forward(record, Some(&msg.name), Spread::Flood, ctx);
+            self.forward_again(record, Some(&msg.name), ctx);
         }
     }
 }
@@ -959,6 +1235,7 @@ impl Handler<GetDigest> for LocationStoreActor {
     type Result = MessageResult<GetDigest>;
 
     fn handle(&mut self, _: GetDigest, _: &mut Context<Self>) -> Self::Result {
+        self.sweep();
         MessageResult(self.digest.clone())
     }
 }
@@ -989,6 +1266,9 @@ impl Handler<SyncRecords> for LocationStoreActor {
                 );
             }
         }
+        // Expired records are never sent, even before the sweep drops them.
+        let cutoff = self.expiry_cutoff();
+        records.retain(|r| !expired(r, cutoff));
         MessageResult(records)
     }
 }
@@ -1100,6 +1380,109 @@ mod tests {
         let client = bytes::Bytes::from_static(b"kiwi.cs.ucla.edu");
         let record = store.send(Lookup { client }).await.unwrap()?;
         Some(String::from_utf8_lossy(record.at_line()).into_owned())
+    }
+
+    /// Kiwi's record as received by Riley `ago` before now (with a negative
+    /// diff: the client's clock ran a second ahead).
+    fn received_ago(client: &str, ago: Duration) -> Record {
+        let received = Timestamp::now().as_nanos() - ago.as_nanos() as i128;
+        let time = received + 1_000_000_000;
+        let (secs, nanos) = (time / 1_000_000_000, time % 1_000_000_000);
+        let line =
+            format!("AT Riley -1.000000000 {client} +34.068930-118.445127 {secs}.{nanos:09}");
+        Record::from_at_line(line.as_bytes()).unwrap()
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn expired_records_leave_the_records_their_leaves_and_the_digest() {
+        let fresh = received_ago("fresh", Duration::ZERO);
+        let old = received_ago("old", 2 * HOUR);
+        assert_eq!(
+            old.received_nanos(),
+            old.time().as_nanos() - 1_000_000_000,
+            "received = time + diff, the diff negative"
+        );
+        let metrics = Arc::new(Metrics::default());
+        let loaded = vec![fresh.clone(), old];
+        let store = LocationStoreActor::new("Riley".into(), loaded, None, metrics.clone(), DAY);
+        assert_eq!(store.records.len(), 2, "without a TTL nothing expires");
+        let store = store.with_ttl(HOUR);
+        let mut only_fresh = Digest::default();
+        only_fresh.replace(None, &fresh);
+        assert_eq!(store.digest.root(), only_fresh.root());
+        assert_eq!(store.records.len(), 1);
+        assert!(!store.records.contains(&b"old"[..]));
+        assert_eq!(store.by_leaf.iter().map(Vec::len).sum::<usize>(), 1);
+        assert!(store.recent.iter().all(|r| r.client() == b"fresh"));
+        assert_eq!(metrics.records_expired.get(), 1);
+        assert_eq!(metrics.records.get(), 1);
+    }
+
+    #[test]
+    fn a_client_whose_record_expired_is_unknown() {
+        actix_rt::System::new().block_on(async {
+            let metrics = Arc::new(Metrics::default());
+            let ttl = Duration::from_millis(600);
+            let record = received_ago("kiwi.cs.ucla.edu", Duration::from_millis(100));
+            let store =
+                LocationStoreActor::new("Riley".into(), vec![record], None, metrics.clone(), DAY)
+                    .with_ttl(ttl)
+                    .start();
+            assert!(held(&store).await.is_some(), "not expired yet");
+            let everything = || SyncRecords {
+                whole: vec![(0, 0)],
+                leaves: Default::default(),
+            };
+            assert_eq!(store.send(everything()).await.unwrap().len(), 1);
+            // The TTL passes (well before the next sweep, a second away):
+            // a sync no longer sends the record, a lookup drops it.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            assert!(store.send(everything()).await.unwrap().is_empty());
+            assert_eq!(metrics.records_expired.get(), 0, "not swept yet");
+            assert_eq!(held(&store).await, None);
+            assert_eq!(metrics.records_expired.get(), 1);
+            assert_eq!(store.send(GetRoot).await.unwrap(), Digest::default().root());
+            assert_eq!(store.send(Dump).await.unwrap().len(), 0);
+            System::current().stop();
+        });
+    }
+
+    #[test]
+    fn an_expired_record_from_a_neighbour_or_a_client_is_refused_and_counted() {
+        actix_rt::System::new().block_on(async {
+            let metrics = Arc::new(Metrics::default());
+            let store =
+                LocationStoreActor::new("Riley".into(), Vec::new(), None, metrics.clone(), DAY)
+                    .with_ttl(HOUR)
+                    .start();
+            let old = received_ago("kiwi.cs.ucla.edu", 2 * HOUR);
+            let line = String::from_utf8_lossy(old.at_line()).into_owned();
+            store.send(batch(&[&line], "Jaquez")).await.unwrap();
+            let mut sync = batch(&[&line], "Jaquez");
+            sync.source = Source::Sync("Jaquez".into());
+            store.send(sync).await.unwrap();
+            let update = Update {
+                record: Arc::new(old),
+                source: Source::Client,
+            };
+            let applied = store.send(update).await.unwrap();
+            assert!(!applied.new);
+            assert_eq!(held(&store).await, None);
+            assert_eq!(metrics.records_expired.get(), 3);
+            assert_eq!(
+                metrics.updates_new_peer.get() + metrics.updates_new_sync.get(),
+                0
+            );
+            assert_eq!(metrics.updates_new_client.get(), 0);
+            // A record within the TTL is taken as ever.
+            let fresh = received_ago("kiwi.cs.ucla.edu", HOUR / 2);
+            let line = String::from_utf8_lossy(fresh.at_line()).into_owned();
+            store.send(batch(&[&line], "Jaquez")).await.unwrap();
+            assert_eq!(held(&store).await.as_deref(), Some(&*line));
+            System::current().stop();
+        });
     }
 
     #[test]

@@ -87,6 +87,11 @@ enum Command {
     /// fragment (`#token=...`, which the browser never sends). `--server`
     /// is a name or the admin `host:port`.
     Page,
+    /// Print the path the client's current record took through the herd:
+    /// which server took it from whom, and each hop's delay (every
+    /// server's admin `/trace`). `--server` is a name or the admin
+    /// `host:port` of any server of the herd.
+    Trace { client: String },
 }
 
 /// Whatever a subcommand reports, with its context: printed as it is.
@@ -160,6 +165,10 @@ fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Page => {
             let (address, token) = admin()?;
             println!("{}", ctl::page_url(&address, &token));
+        }
+        Command::Trace { client } => {
+            let (address, token) = admin()?;
+            ctl::trace::run(&address, &token, &client)?;
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ pub mod dump;
 pub mod http;
 pub mod ping;
 pub mod status;
+pub mod trace;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -24,14 +24,14 @@ use serde::Deserialize;
 use super::{http, CtlError};
 
 #[derive(Debug, Deserialize)]
-struct HerdView {
-    servers: Vec<MemberView>,
+pub(super) struct HerdView {
+    pub(super) servers: Vec<MemberView>,
 }
 
 #[derive(Debug, Deserialize)]
-struct MemberView {
-    name: String,
-    admin_url: String,
+pub(super) struct MemberView {
+    pub(super) name: String,
+    pub(super) admin_url: String,
     neighbours: Vec<String>,
 }
 
@@ -115,7 +115,7 @@ fn write_topology(out: &mut String, statuses: &Statuses) {
 }
 
 /// The herd as the server at `address` describes it (`/herd`).
-fn fetch_herd(address: &str, token: Option<&str>) -> Result<HerdView, CtlError> {
+pub(super) fn fetch_herd(address: &str, token: Option<&str>) -> Result<HerdView, CtlError> {
     let herd_answer = http::get_ok_with_token(address, "/herd", token)?;
     serde_json::from_slice(&herd_answer.body).map_err(|source| CtlError::NotHerd {
         address: address.to_owned(),

@@ -106,7 +106,8 @@ impl Timestamp {
         self.nanos
     }
 
-    fn as_nanos(self) -> i128 {
+    /// Nanoseconds since the epoch.
+    pub fn as_nanos(self) -> i128 {
         i128::from(self.secs) * NANOS_PER_SEC + i128::from(self.nanos)
     }
 

@@ -152,6 +152,13 @@ impl Record {
         self.time
     }
 
+    /// When the origin received the IAMAT, in nanoseconds since the epoch:
+    /// the client's time plus the diff (the origin's clock minus the
+    /// client's time), so the same instant on every server.
+    pub fn received_nanos(&self) -> i128 {
+        self.time.as_nanos() + self.diff().as_nanos()
+    }
+
     /// The winner order of SPEC §3: the client's time, exactly; equal times
     /// are broken by the origin, the location text and the time's own text,
     /// a fixed total order every server computes alike. Two records equal in

@@ -34,6 +34,29 @@ impl<'a> LogText<'a> {
     }
 }
 
+impl LogText<'_> {
+    /// Appends the text to `out`, as [`Display`](fmt::Display) shows it.
+    /// The common case, printable ASCII without a backslash, is copied
+    /// without the formatting machinery (a hot path logs it per update).
+    pub fn write_to(&self, out: &mut String) {
+        let plain = self
+            .bytes
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\');
+        match std::str::from_utf8(self.bytes) {
+            Ok(text) if plain => {
+                out.push_str(text);
+                if self.clipped {
+                    out.push('…');
+                }
+            }
+            _ => {
+                let _ = write!(out, "{self}");
+            }
+        }
+    }
+}
+
 impl fmt::Display for LogText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The common case, printable UTF-8, is written in one piece.
@@ -68,6 +91,25 @@ impl fmt::Display for LogText<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_to_appends_what_display_shows() {
+        let cases: [&[u8]; 6] = [
+            b"kiwi.cs.ucla.edu",
+            b"a b",
+            b"back\\slash",
+            b"\x1b[2J",
+            b"\xff\xfe",
+            "é".as_bytes(),
+        ];
+        for bytes in cases {
+            for text in [LogText::new(bytes), LogText::clipped(bytes, 3)] {
+                let mut out = String::from("> ");
+                text.write_to(&mut out);
+                assert_eq!(out, format!("> {text}"), "{bytes:?}");
+            }
+        }
+    }
 
     #[test]
     fn printable_text_is_unchanged() {

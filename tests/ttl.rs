@@ -1,0 +1,90 @@
+//! `limits.record_ttl_ms` (SPEC §6, §7): a record is dropped on every server
+//! once that long has passed since its origin received it. Real server
+//! processes on loopback.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{iamat, metric_sample, metrics_text, wait_until, Client, Herd};
+
+/// The answer to `WHATSAT client 1 1` at `name`: its first line.
+fn whatsat(herd: &Herd, name: &str, client: &str) -> String {
+    let mut c = Client::connect(herd.ports(name).client);
+    c.send(&format!("WHATSAT {client} 1 1"));
+    let first = c.read_line();
+    if !first.starts_with("? ") {
+        c.read_until_blank();
+    }
+    first
+}
+
+fn expired_total(herd: &Herd, name: &str) -> f64 {
+    metric_sample(&metrics_text(herd, name), "herd_records_expired_total", "").unwrap_or(0.0)
+}
+
+#[test]
+fn a_record_is_gone_from_every_server_once_its_ttl_has_passed() {
+    let mut herd = Herd::five()
+        .setting("limits", "record_ttl_ms = 1500")
+        .build();
+    herd.start_each();
+    herd.wait_links_up();
+    for name in herd.names() {
+        assert_eq!(expired_total(&herd, &name), 0.0, "{name}");
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let time = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+    let answer = herd.ask("Riley", &iamat("short.lived", &time));
+    assert!(answer.starts_with("AT Riley +"), "{answer}");
+    for name in herd.names() {
+        herd.wait_for_at_line(&name, "short.lived", &answer);
+    }
+    let asked = "? WHATSAT short.lived 1 1";
+    for name in herd.names() {
+        wait_until(
+            Duration::from_secs(10),
+            &format!("{name} to forget it"),
+            || whatsat(&herd, &name, "short.lived") == asked,
+        );
+        assert!(expired_total(&herd, &name) >= 1.0, "{name} counted it");
+        let records = metric_sample(&metrics_text(&herd, &name), "herd_records", "");
+        assert_eq!(records, Some(0.0), "{name} holds no record");
+    }
+}
+
+#[test]
+fn an_expired_record_in_the_journal_is_not_taken_back_at_restart() {
+    let mut herd = Herd::with_topology(&[("Solo", &[])])
+        .setting("herd", "data_dir = \"data\"")
+        .setting("limits", "record_ttl_ms = 1500")
+        .build();
+    herd.restart("Solo");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let time = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+    let answer = herd.ask("Solo", &iamat("journalled", &time));
+    assert!(answer.starts_with("AT Solo +0."), "{answer}");
+    // SIGTERM commits the journal; the record is on disk.
+    assert!(herd.terminate("Solo").success());
+    // Past the TTL (the diff, under a second, is in the margin).
+    let expiry = now + Duration::from_millis(1500 + 1000);
+    while SystemTime::now().duration_since(UNIX_EPOCH).unwrap() < expiry {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    herd.restart("Solo");
+    assert_eq!(
+        whatsat(&herd, "Solo", "journalled"),
+        "? WHATSAT journalled 1 1"
+    );
+    let metrics = metrics_text(&herd, "Solo");
+    assert_eq!(metric_sample(&metrics, "herd_records", ""), Some(0.0));
+    assert_eq!(
+        metric_sample(&metrics, "herd_records_expired_total", ""),
+        Some(1.0),
+        "left out of the journal once, at load"
+    );
+    wait_until(Duration::from_secs(5), "the log to say so", || {
+        std::fs::read_to_string(herd.log_path("Solo"))
+            .is_ok_and(|log| log.contains("Solo: 1 expired records in the journal left out"))
+    });
+}
