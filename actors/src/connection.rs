@@ -124,6 +124,20 @@ enum Direction {
     Out,
 }
 
+/// Writes the answers queued since the last write.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FlushAnswers;
+
+impl Handler<FlushAnswers> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushAnswers, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        self.flush(ctx);
+    }
+}
+
 /// One client connection.
 pub struct ConnectionActor {
     shared: ClientContext,
@@ -134,6 +148,9 @@ pub struct ConnectionActor {
     output: Option<Output>,
     last_line: Instant,
     closing: bool,
+    /// A [`FlushAnswers`] is on its way: answers queued until then go out
+    /// in one write.
+    flush_scheduled: bool,
     _slot: ConnectionSlot,
 }
 
@@ -153,6 +170,7 @@ impl ConnectionActor {
             output: Some(Output::new(writer)),
             last_line: Instant::now(),
             closing: false,
+            flush_scheduled: false,
             _slot: slot,
         }
     }
@@ -172,14 +190,14 @@ impl ConnectionActor {
         }
     }
 
-    /// Queues an answer and writes it; waits (pausing input) only when the
-    /// socket cannot take it right away.
+    /// Queues an answer, to be written with the others of the same read
+    /// ([`FlushAnswers`]).
     fn answer(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
         self.log_line(Direction::Out, bytes);
         if let Some(output) = self.output.as_mut() {
             output.queue(bytes);
         }
-        self.flush(ctx);
+        self.schedule_flush(ctx);
     }
 
     /// Answers with one line given without its `\n` (no copy to add it).
@@ -189,7 +207,20 @@ impl ConnectionActor {
             output.queue(line);
             output.queue(b"\n");
         }
-        self.flush(ctx);
+        self.schedule_flush(ctx);
+    }
+
+    /// The answers queued are written once the lines at hand are handled:
+    /// one write for all the answers of a read (as Redis writes once per
+    /// event-loop turn), not one per answer. The context hands a handler at
+    /// most 16 lines of a stream before it runs what was notified, so at
+    /// most 16 answers wait, and a client that does not read still pauses
+    /// its own input when the socket is full ([`ConnectionActor::flush`]).
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.notify(FlushAnswers);
+        }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {

@@ -66,6 +66,7 @@ use crate::store::{
     AckAfter, CompareNow, Flood, GetRoot, HeardTopology, LinkChanged, LocationStoreActor,
     Replicated,
 };
+use crate::supervise::guarded;
 use crate::sync::{dial_sync, SyncError, SyncStats};
 use crate::text::LogText;
 
@@ -638,6 +639,26 @@ impl Handler<Flood> for PeerActor {
     type Result = ();
 
     fn handle(&mut self, Flood(records): Flood, ctx: &mut Context<Self>) {
+        guarded(
+            self,
+            ctx,
+            PeerActor::what,
+            || (),
+            |act, ctx| act.take_floods(records, ctx),
+        );
+    }
+}
+
+impl PeerActor {
+    /// What a panic's log line calls this actor.
+    fn what(&self) -> String {
+        format!("{}: the link to {}", self.me(), self.neighbour)
+    }
+
+    /// New records for the neighbour: written while the link carries, held
+    /// otherwise (those sent down a tree go back to the store to be
+    /// flooded around the link).
+    fn take_floods(&mut self, records: Vec<(SharedRecord, Spread)>, ctx: &mut Context<Self>) {
         self.metrics.floods_sent.inc_by(records.len() as u64);
         let now = Instant::now();
         let mut bounced = Vec::new();
@@ -680,6 +701,25 @@ impl Handler<FlushLink> for PeerActor {
 /// noticed.
 impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
     fn handle(&mut self, item: Result<Frame, std::io::Error>, ctx: &mut Context<Self>) {
+        guarded(
+            self,
+            ctx,
+            PeerActor::what,
+            || (),
+            |act, ctx| act.read_back(item, ctx),
+        );
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.reader = None;
+        self.drop_link(LinkError::Closed, ctx);
+    }
+}
+
+impl PeerActor {
+    /// A line the neighbour sent back on our link (an `ACK` or a `ROOT`),
+    /// or the end of the link.
+    fn read_back(&mut self, item: Result<Frame, std::io::Error>, ctx: &mut Context<Self>) {
         let line = match item {
             Ok(Frame::Line(line)) => line,
             Ok(Frame::Overlong) => return self.drop_link(LinkError::Overlong, ctx),
@@ -691,10 +731,5 @@ impl StreamHandler<Result<Frame, std::io::Error>> for PeerActor {
             _ => warn!(target: LOG, "{}: unexpected line from {}: {}", self.me(),
                 self.neighbour, LogText::clipped(&line, 80)),
         }
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        self.reader = None;
-        self.drop_link(LinkError::Closed, ctx);
     }
 }

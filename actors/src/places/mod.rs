@@ -50,6 +50,8 @@ use crate::protocol::{self, Location, Radius};
 use cache::TtlCache;
 use rate_limit::{Admission, TokenBucket};
 
+use crate::supervise::guarded;
+
 const LOG: &str = "places";
 
 /// What a WHATSAT asks for.
@@ -375,6 +377,27 @@ impl Handler<Nearby> for PlacesActor {
     type Result = ResponseFuture<Bytes>;
 
     fn handle(&mut self, Nearby(query): Nearby, ctx: &mut Context<Self>) -> Self::Result {
+        // A panic restarts the actor (its supervisor), and this WHATSAT
+        // hears an error answer rather than nothing.
+        let failed = move || -> ResponseFuture<Bytes> {
+            let answer = error_answer("UNKNOWN_ERROR", "the places actor failed; try again");
+            Box::pin(std::future::ready(shape(&answer, query.bound)))
+        };
+        guarded(self, ctx, PlacesActor::what, failed, |act, ctx| {
+            act.nearby(query, ctx)
+        })
+    }
+}
+
+impl PlacesActor {
+    /// What a panic's log line calls this actor.
+    fn what(&self) -> String {
+        format!("{}: the places actor", self.server)
+    }
+
+    /// Answers a WHATSAT's places question: from the provider directly
+    /// (local), or through the cache, the coalescing and the rate limit.
+    fn nearby(&mut self, query: Query, ctx: &mut Context<Self>) -> ResponseFuture<Bytes> {
         let provider = self.provider.name();
         let Some(guard) = self.guard.as_mut() else {
             return self.ask_local(query);
@@ -400,9 +423,7 @@ impl Handler<Nearby> for PlacesActor {
         }
         wait_for_answer(rx, self.metrics.clone(), provider, query.bound)
     }
-}
 
-impl PlacesActor {
     /// A local provider: called directly, within the deadline if there is one.
     fn ask_local(&self, query: Query) -> ResponseFuture<Bytes> {
         let metrics = self.metrics.clone();
