@@ -23,7 +23,7 @@
 //!
 //! Every request first passes the checks of `admin/guard.rs`: a `Host` that
 //! names this server, an `Origin` (if any) that is a page of this herd, and
-//! the admin token when one is set. The page served by one server polls the
+//! the admin token (every server has one). The page served by one server polls the
 //! admin ports of all the others, so allowed origins are echoed back (never
 //! `*`) and their preflights answered.
 
@@ -47,6 +47,7 @@ use herd_actors::record::SharedRecord;
 use herd_actors::store::{
     Crash, Dump, Forget, GetOverview, GetTopology, LocationStoreActor, Source, Trace,
 };
+use herd_actors::text::LogText;
 use log::{info, warn};
 use serde::Serialize;
 
@@ -220,11 +221,12 @@ impl AdminState {
     /// and says why in the answer.
     fn refuse(&self, refusal: Refusal, request: &ServiceRequest, what: Option<&[u8]>) -> Verdict {
         self.counters.count_refusal(refusal.label());
-        let shown = what.map(|w| String::from_utf8_lossy(&w[..w.len().min(100)]).into_owned());
-        warn!(target: "herd", "{}: admin refused {} {:.100} from {}: {}{}",
-            self.name, request.method(), request.path(),
+        // Every byte the stranger chose is escaped and clipped.
+        let shown = what.map(|w| format!(" \"{}\"", LogText::clipped(w, 100)));
+        warn!(target: "herd", "{}: admin refused {} {} from {}: {}{}",
+            self.name, request.method(), LogText::clipped(request.path().as_bytes(), 100),
             request.peer_addr().map_or_else(|| "?".into(), |a| a.to_string()),
-            refusal.label(), shown.map_or_else(String::new, |s| format!(" {s:?}")));
+            refusal.label(), shown.unwrap_or_default());
         Verdict::Answer(refusal_answer(refusal))
     }
 }
@@ -691,8 +693,8 @@ async fn places(state: web::Data<AdminState>, request: HttpRequest) -> HttpRespo
         Ok(bounds) => bounds,
         Err(e) => {
             state.counters.count_refusal(Refusal::Query.label());
-            warn!(target: "herd", "{}: admin refused /places?{:.100}: {e}",
-                state.name, request.query_string());
+            warn!(target: "herd", "{}: admin refused /places?{}: {e}",
+                state.name, LogText::clipped(request.query_string().as_bytes(), 100));
             return HttpResponse::BadRequest()
                 .content_type("text/plain")
                 .body(format!("{e}\n"));

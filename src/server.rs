@@ -105,6 +105,13 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, StartError> {
             neighbours are accepted by name alone and the peer wire is in clear. \
             Remove the setting to use HERD_SECRET, herd.secret_file or ~/.herd.cookie.");
     }
+    if plan.secret_changing {
+        warn!(target: "herd", "{name}: HERD_SECRET_EXTRA is set: the herd is changing its \
+            secret, and until the change is finished this server also accepts peers that prove \
+            the other secret, so whoever still holds the old one and reaches the peer port can \
+            join as a neighbour: read every record (the catch-up sync) and send its own \
+            updates. Finish the change on every server and unset it (docs/security.md).");
+    }
     let disk = open_journal(&plan, &name)?;
     let restarts = restart_budget();
     let store = LocationStoreActor::new(
@@ -253,6 +260,7 @@ fn serve(
         links: Arc::new(links),
         logged: Arc::default(),
         max_handshakes: plan.peer_limits.max_handshakes,
+        max_handshakes_per_source: plan.peer_limits.max_handshakes_per_source,
         store: store.clone(),
         metrics: metrics.clone(),
     };
@@ -264,6 +272,7 @@ fn serve(
         limits: plan.client_limits.clone(),
         metrics: metrics.clone(),
         log_lines: plan.log_lines,
+        http_refusals: Arc::default(),
         // Without a journal or a neighbour to wait for, nothing to wait for.
         answer_when_queued: plan.data_dir.is_none() && plan.ack_after == AckAfter::Local,
     };

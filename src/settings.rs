@@ -8,8 +8,10 @@
 //! command-line flags. Secrets never come from the file: the herd secret is
 //! `HERD_SECRET` or the file named by `herd.secret_file`, the Google key is
 //! `GOOGLE_PLACES_API_KEY`. The admin token (see [`AdminSection`]) is
-//! `HERD_ADMIN_TOKEN` or the file named by `admin.token_file`; `admin.token`
-//! exists for a throwaway local file and an `HERD_ADMIN__TOKEN` override.
+//! `HERD_ADMIN_TOKEN` or the file named by `admin.token_file` (default
+//! `~/.herd.admin-token`, created like the herd secret's cookie);
+//! `admin.token` exists for a throwaway local file and an
+//! `HERD_ADMIN__TOKEN` override.
 //!
 //! Server tables are keyed by a lower-case id (environment variable names
 //! are case-insensitive) and carry the name used on the wire. A link listed
@@ -142,6 +144,8 @@ pub struct LimitsSection {
     pub peer_max_backlog_bytes: usize,
     pub handshake_timeout_ms: u64,
     pub max_peer_handshakes: usize,
+    /// Of those, how many one source address may hold at once.
+    pub max_handshakes_per_source: usize,
     pub backoff_first_ms: u64,
     pub backoff_max_ms: u64,
     /// A client time further ahead of the server's clock is refused.
@@ -171,6 +175,7 @@ impl Default for LimitsSection {
             peer_max_backlog_bytes: peer.max_backlog,
             handshake_timeout_ms: ms(peer.handshake_timeout),
             max_peer_handshakes: peer.max_handshakes,
+            max_handshakes_per_source: peer.max_handshakes_per_source,
             backoff_first_ms: ms(peer.backoff_first),
             backoff_max_ms: ms(peer.backoff_max),
             max_future_skew_ms: ms(client.max_future_skew),
@@ -204,6 +209,7 @@ impl LimitsSection {
             max_pending: self.max_pending_records,
             max_backlog: self.peer_max_backlog_bytes,
             max_handshakes: self.max_peer_handshakes,
+            max_handshakes_per_source: self.max_handshakes_per_source,
             anti_entropy: Duration::default(),
         }
     }
@@ -310,10 +316,13 @@ impl ServerSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct AdminSection {
-    /// The bearer token every admin path but `/` and `/healthz` asks for.
-    /// `HERD_ADMIN_TOKEN` wins over it; prefer that or `token_file`.
+    /// The bearer token every admin path but `/`, `/healthz` and
+    /// `/metrics` asks for. `HERD_ADMIN_TOKEN` wins over it; prefer that
+    /// or `token_file`.
     pub token: String,
-    /// A file holding the token (used when no token is set otherwise).
+    /// A file holding the token (used when no token is set otherwise);
+    /// empty: `~/.herd.admin-token`. Created with a random token when
+    /// missing.
     pub token_file: String,
     /// More `Host` names the admin listeners answer to (besides loopback,
     /// the address a request arrived on, and each server's `host`),
@@ -325,23 +334,93 @@ pub struct AdminSection {
     pub test_hooks: bool,
 }
 
-/// The shortest admin token accepted: shorter ones can be guessed.
-pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+/// The shortest secret an operator may choose, herd secret or admin token,
+/// in bytes: shorter ones can be guessed.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// How a secret or token file is had: read only (herdctl), or created with
+/// a random secret when missing (a server).
+type ReadFile = fn(&Path, &'static str) -> Result<Vec<u8>, cookie::CookieError>;
+
+impl AdminSection {
+    /// Where the token file is: `token_file`, else `~/.herd.admin-token`.
+    /// One rule for the servers, which create it, and herdctl, which reads it.
+    pub fn token_path(&self) -> Result<PathBuf, SettingsError> {
+        if self.token_file.is_empty() {
+            cookie::default_admin_token_path().map_err(|e| SettingsError::Invalid(e.to_string()))
+        } else {
+            Ok(PathBuf::from(&self.token_file))
+        }
+    }
+
+    /// `HERD_ADMIN_TOKEN`, else `token`, else the token file, as a server
+    /// finds it: the file is created with a random token when missing, so
+    /// every admin listener has a token.
+    pub fn token_or_create(&self) -> Result<String, SettingsError> {
+        self.find_token(cookie::read_or_create)
+    }
+
+    /// The token as herdctl finds it: the same, but the file is only read
+    /// (the servers make it).
+    pub fn existing_token(&self) -> Result<String, SettingsError> {
+        self.find_token(cookie::read)
+    }
+
+    /// A token is printable ASCII without spaces (it travels in an HTTP
+    /// header) and at least [`MIN_SECRET_LEN`] long.
+    fn find_token(&self, read: ReadFile) -> Result<String, SettingsError> {
+        let from_env = std::env::var("HERD_ADMIN_TOKEN").unwrap_or_default();
+        let token = if !from_env.trim().is_empty() {
+            from_env.trim().to_string()
+        } else if !self.token.trim().is_empty() {
+            self.token.trim().to_string()
+        } else {
+            let bytes = read(&self.token_path()?, "admin token")
+                .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return invalid("the admin token must be printable ASCII without spaces");
+        }
+        if token.len() < MIN_SECRET_LEN {
+            return invalid(format!(
+                "the admin token is shorter than {MIN_SECRET_LEN} characters"
+            ));
+        }
+        Ok(token)
+    }
+}
+
+/// Refuses an operator's secret shorter than [`MIN_SECRET_LEN`]; `source`
+/// says where it came from (`HERD_SECRET`, a file).
+fn long_enough(secret: &[u8], source: &str) -> Result<(), SettingsError> {
+    if secret.len() < MIN_SECRET_LEN {
+        return invalid(format!(
+            "the herd secret in {source} is {} bytes: a secret needs at least \
+             {MIN_SECRET_LEN} (e.g. 32 random bytes as hex: openssl rand -hex 32)",
+            secret.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A secret from the environment variable `name`, when set and not blank.
+fn secret_from_env(name: &str) -> Result<Option<Vec<u8>>, SettingsError> {
+    match std::env::var(name) {
+        Ok(secret) if !secret.trim().is_empty() => {
+            let secret = secret.trim().as_bytes();
+            long_enough(secret, name)?;
+            Ok(Some(secret.to_vec()))
+        }
+        _ => Ok(None),
+    }
+}
 
 /// Whether a listen address is every address (`0.0.0.0`, `::`): no name.
 fn is_wildcard(listen: &str) -> bool {
     listen
         .parse::<std::net::IpAddr>()
         .is_ok_and(|ip| ip.is_unspecified())
-}
-
-/// Whether a listen address stays on this machine.
-fn is_loopback(listen: &str) -> bool {
-    let bare = listen.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The whole file, after environment overrides.
@@ -397,8 +476,8 @@ pub struct NeighbourPlan {
 /// Who may read one server's admin listener.
 #[derive(Debug, Clone)]
 pub struct AdminPlan {
-    /// The bearer token, when one is set.
-    pub token: Option<String>,
+    /// The bearer token.
+    pub token: String,
     /// `Host` names answered besides loopback and the address a request
     /// arrived on: the server's `host`, its `admin_listen` and
     /// `admin.allowed_hosts`, lower-case.
@@ -423,6 +502,9 @@ pub struct ServerPlan {
     pub max_connections: usize,
     pub peer_limits: PeerLimits,
     pub secret: Secret,
+    /// `HERD_SECRET_EXTRA` is accepted too: the herd is changing its
+    /// secret (warned about at every start).
+    pub secret_changing: bool,
     pub places: PlacesPlan,
     pub log_lines: bool,
     pub data_dir: Option<PathBuf>,
@@ -509,6 +591,10 @@ impl Settings {
             ("max_line_bytes", limits.max_line_bytes),
             ("max_connections", limits.max_connections),
             ("max_peer_handshakes", limits.max_peer_handshakes),
+            (
+                "max_handshakes_per_source",
+                limits.max_handshakes_per_source,
+            ),
         ] {
             if value == 0 {
                 return invalid(format!("limits.{name} is 0: nothing could get in"));
@@ -621,6 +707,7 @@ impl Settings {
             })
             .collect();
         let limits = &self.limits;
+        let (secret, secret_changing) = self.secret()?;
         Ok(ServerPlan {
             name: server.name.clone(),
             client_addr: format!("{}:{}", server.listen, server.port),
@@ -636,7 +723,8 @@ impl Settings {
             },
             ack_after: self.herd.ack_after.into(),
             record_ttl: Duration::from_millis(limits.record_ttl_ms),
-            secret: self.secret()?,
+            secret,
+            secret_changing,
             places: self.places_plan()?,
             log_lines: self.herd.log_lines,
             data_dir: (!self.herd.data_dir.is_empty())
@@ -652,82 +740,50 @@ impl Settings {
     /// The herd secret (SPEC §4), in this order: `HERD_SECRET`; none when
     /// the operator set `herd.insecure_peers`; the file `herd.secret_file`;
     /// the user's cookie `~/.herd.cookie`. A missing file is created with a
-    /// random secret, so a herd is authenticated with no configuration.
+    /// random secret, so a herd is authenticated with no configuration. A
+    /// secret shorter than [`MIN_SECRET_LEN`] is refused, wherever it
+    /// came from (a made one is 64 hex digits).
     ///
     /// `HERD_SECRET_EXTRA` names one more secret that this server accepts
-    /// from the neighbours it dials, while the herd changes its secret
-    /// (docs/security.md, "Changing the secret").
-    fn secret(&self) -> Result<Secret, SettingsError> {
+    /// from the neighbours that dial it, while the herd changes its secret
+    /// (docs/security.md, "Changing the secret"); the flag returned says
+    /// whether it is in use.
+    fn secret(&self) -> Result<(Secret, bool), SettingsError> {
         let secret = self.main_secret()?;
-        match std::env::var("HERD_SECRET_EXTRA") {
-            Ok(extra) if !extra.trim().is_empty() && secret.is_set() => {
-                Ok(secret.also_accepting(extra.trim().as_bytes()))
-            }
-            _ => Ok(secret),
+        match secret_from_env("HERD_SECRET_EXTRA")? {
+            Some(extra) if secret.is_set() => Ok((secret.also_accepting(&extra), true)),
+            _ => Ok((secret, false)),
         }
     }
 
     fn main_secret(&self) -> Result<Secret, SettingsError> {
-        if let Ok(secret) = std::env::var("HERD_SECRET") {
-            if !secret.trim().is_empty() {
-                return Ok(Secret::new(secret.trim().as_bytes()));
-            }
+        if let Some(secret) = secret_from_env("HERD_SECRET")? {
+            return Ok(Secret::new(&secret));
         }
         if self.herd.insecure_peers {
             return Ok(Secret::none());
         }
         let path = if self.herd.secret_file.is_empty() {
-            cookie::default_path()
+            cookie::default_path().map_err(|e| SettingsError::Invalid(e.to_string()))?
         } else {
-            Ok(PathBuf::from(&self.herd.secret_file))
+            PathBuf::from(&self.herd.secret_file)
         };
-        path.and_then(|path| cookie::read_or_create(&path, "herd secret"))
-            .map(|secret| Secret::new(&secret))
-            .map_err(|e| SettingsError::Invalid(e.to_string()))
+        let secret = cookie::read_or_create(&path, "herd secret")
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        long_enough(&secret, &path.display().to_string())?;
+        Ok(Secret::new(&secret))
     }
 
-    /// `HERD_ADMIN_TOKEN`, else `admin.token`, else the token file, else
-    /// none. The token file is kept as the herd secret's (`src/cookie.rs`):
-    /// owner-only, and created with a random token when missing, so servers
-    /// sharing a folder or volume share a token with nothing to set up. A
-    /// token is printable ASCII without spaces (it travels in an HTTP
-    /// header) and at least [`MIN_ADMIN_TOKEN_LEN`] long.
-    pub fn admin_token(&self) -> Result<Option<String>, SettingsError> {
-        let from_env = std::env::var("HERD_ADMIN_TOKEN").unwrap_or_default();
-        let token = if !from_env.trim().is_empty() {
-            from_env.trim().to_string()
-        } else if !self.admin.token.trim().is_empty() {
-            self.admin.token.trim().to_string()
-        } else if self.admin.token_file.is_empty() {
-            return Ok(None);
-        } else {
-            let bytes = cookie::read_or_create(Path::new(&self.admin.token_file), "admin token")
-                .map_err(|e| SettingsError::Invalid(e.to_string()))?;
-            String::from_utf8_lossy(&bytes).into_owned()
-        };
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return invalid("the admin token must be printable ASCII without spaces");
-        }
-        if token.len() < MIN_ADMIN_TOKEN_LEN {
-            return invalid(format!(
-                "the admin token is shorter than {MIN_ADMIN_TOKEN_LEN} characters"
-            ));
-        }
-        Ok(Some(token))
+    /// The admin token every server of these settings asks for
+    /// ([`AdminSection::token_or_create`]).
+    pub fn admin_token(&self) -> Result<String, SettingsError> {
+        self.admin.token_or_create()
     }
 
-    /// Who may read `server`'s admin listener. An admin listener bound
-    /// beyond loopback without a token is refused: it would hand every
-    /// client's position to anyone on the network.
+    /// Who may read `server`'s admin listener: always with a token (made
+    /// when none is set), loopback or not.
     fn admin_plan(&self, server: &ServerSection) -> Result<AdminPlan, SettingsError> {
         let token = self.admin_token()?;
-        if token.is_none() && !is_loopback(&server.admin_listen) {
-            return invalid(format!(
-                "{}'s admin listener binds {} (beyond loopback) without an admin token: \
-                 set HERD_ADMIN_TOKEN or admin.token_file, or bind admin_listen to 127.0.0.1",
-                server.name, server.admin_listen
-            ));
-        }
         let names = [server.host.as_str(), server.admin_listen.as_str()]
             .into_iter()
             .chain(self.admin.allowed_hosts.split([',', ' ']))
@@ -973,7 +1029,12 @@ mod tests {
     #[test]
     fn a_zero_limit_is_refused_with_its_name() {
         assert!(load(ONE).is_ok());
-        for key in ["max_line_bytes", "max_connections", "max_peer_handshakes"] {
+        for key in [
+            "max_line_bytes",
+            "max_connections",
+            "max_peer_handshakes",
+            "max_handshakes_per_source",
+        ] {
             let text = format!("[limits]\n{key} = 0\n{ONE}");
             let error = load(&text).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(

@@ -27,8 +27,11 @@ fn wait_admin(herd: &Herd) {
     }
 }
 
+/// `GET path` at `name` with the token the herd made (none when it was
+/// given one: then the test sends it itself).
 fn get(herd: &Herd, name: &str, path: &str) -> Response {
-    http::get(&admin(herd, name), path).unwrap_or_else(|e| panic!("GET {path} at {name}: {e}"))
+    herd.admin_get(name, path)
+        .unwrap_or_else(|e| panic!("GET {path} at {name}: {e}"))
 }
 
 fn status(herd: &Herd, name: &str) -> serde_json::Value {
@@ -37,12 +40,16 @@ fn status(herd: &Herd, name: &str) -> serde_json::Value {
     serde_json::from_slice(&r.body).expect("status JSON")
 }
 
+/// herdctl with the herd's settings, as the user who started the herd (its
+/// home holds the token the servers made).
 fn herdctl(herd: &Herd, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_herdctl"))
         .arg("--config")
         .arg(&herd.config)
         .args(args)
         .env_remove("HERD_SECRET")
+        .env_remove("HERD_ADMIN_TOKEN")
+        .env("HOME", herd.dir.path())
         .output()
         .expect("run herdctl")
 }
@@ -337,9 +344,20 @@ fn every_server_of_an_all_in_one_process_has_its_own_admin_listener() {
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
-/// `GET path` at `name` with extra headers (e.g. a `Host` of our choosing).
+/// `GET path` at `name` with extra headers (e.g. a `Host` of our choosing),
+/// and the token the herd made unless they carry an `Authorization`.
 fn get_with(herd: &Herd, name: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-    http::request(&admin(herd, name), "GET", path, headers)
+    let bearer = herd.admin_token().map(|t| bearer(&t));
+    let mut all = headers.to_vec();
+    if let Some(bearer) = &bearer {
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        {
+            all.push(("Authorization", bearer));
+        }
+    }
+    http::request(&admin(herd, name), "GET", path, &all)
         .unwrap_or_else(|e| panic!("GET {path} at {name}: {e}"))
 }
 
@@ -477,7 +495,7 @@ fn a_request_for_another_host_name_is_refused_counted_and_logged() {
 }
 
 #[test]
-fn the_admin_token_guards_every_path_but_the_page_and_healthz() {
+fn a_given_admin_token_guards_every_path_but_the_page_healthz_and_metrics() {
     let mut herd = Herd::with_topology(&[("Alpha", &["Beta"]), ("Beta", &["Alpha"])])
         .env("HERD_ADMIN_TOKEN", TOKEN)
         .build();
@@ -491,7 +509,6 @@ fn the_admin_token_guards_every_path_but_the_page_and_healthz() {
         "/trace?client=kiwi",
         "/status",
         "/herd",
-        "/metrics",
         "/places?south=0&west=0&north=1&east=1",
     ] {
         let none = get(&herd, "Alpha", path);
@@ -517,10 +534,14 @@ fn the_admin_token_guards_every_path_but_the_page_and_healthz() {
     let records =
         http::get_with_token(&admin(&herd, "Alpha"), "/records", Some(TOKEN)).expect("records");
     assert_eq!(records.text(), format!("{at}\n"));
-    // Orchestrators probe /healthz and the page is static: both stay open.
+    // Orchestrators probe /healthz, scrapers /metrics (counts, no client's
+    // data), and the page is static: all stay open.
     assert_eq!(get(&herd, "Alpha", "/healthz").status, 200);
     assert_eq!(get(&herd, "Alpha", "/").status, 200);
-    assert_eq!(refused(&herd, "Alpha", "token", Some(TOKEN)), 36.0);
+    let metrics = get(&herd, "Alpha", "/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(!metrics.text().contains("kiwi"), "{}", metrics.text());
+    assert_eq!(refused(&herd, "Alpha", "token", None), 30.0);
 
     // herdctl sends the token given by flag or by environment.
     let address = admin(&herd, "Beta");
@@ -556,12 +577,93 @@ fn the_admin_token_guards_every_path_but_the_page_and_healthz() {
     assert!(text.contains("2/2 servers up"), "{text}");
 }
 
+#[test]
+fn with_no_token_given_the_servers_make_one_and_herdctl_finds_it_itself() {
+    let mut herd = Herd::with_topology(&[("Alpha", &["Beta"]), ("Beta", &["Alpha"])]).build();
+    herd.start_each();
+    wait_admin(&herd);
+    let at = herd.ask("Alpha", &iamat("kiwi", "1700000000"));
+    herd.wait_for_at_line("Beta", "kiwi", &at);
+    // Made once, in the home of the user who started the servers, owner-only.
+    let token = herd.admin_token().expect("the servers made a token");
+    assert!(
+        token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token:?}"
+    );
+    let file = herd.dir.path().join(".herd.admin-token");
+    let mode = std::fs::metadata(&file).expect("token file").permissions();
+    assert_eq!(mode.mode() & 0o777, 0o600);
+    // Without it no client's position; the page, /healthz and /metrics stay open.
+    for path in [
+        "/status",
+        "/records",
+        "/herd",
+        "/places?south=0&west=0&north=1&east=1",
+    ] {
+        let r = http::get(&admin(&herd, "Alpha"), path).expect("an answer");
+        assert_eq!(r.status, 401, "{path}: {}", r.text());
+        assert!(!r.text().contains("kiwi"), "{path}: {}", r.text());
+    }
+    for path in ["/", "/healthz", "/metrics"] {
+        let r = http::get(&admin(&herd, "Alpha"), path).expect("an answer");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(!r.text().contains("kiwi"), "{path}: {}", r.text());
+    }
+    assert_eq!(get(&herd, "Beta", "/records").text(), format!("{at}\n"));
+
+    // `herdctl status` with no arguments, where the settings are: the
+    // first server's admin port, the token from the file the servers made.
+    let bare = Command::new(env!("CARGO_BIN_EXE_herdctl"))
+        .arg("status")
+        .current_dir(herd.dir.path())
+        .env("HOME", herd.dir.path())
+        .env_remove("HERD_ADMIN_TOKEN")
+        .env_remove("HERD_CONFIG")
+        .output()
+        .expect("run herdctl");
+    let stdout = String::from_utf8_lossy(&bare.stdout);
+    assert!(
+        bare.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bare.stderr)
+    );
+    assert!(stdout.contains("2/2 servers up"), "{stdout}");
+    let dump = herdctl(&herd, &["--server", "Beta", "dump"]);
+    assert_eq!(String::from_utf8_lossy(&dump.stdout), format!("{at}\n"));
+
+    // `herdctl page`: the live page with the token in its fragment.
+    let page = herdctl(&herd, &["--server", "Beta", "page"]);
+    assert!(page.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&page.stdout).trim_end(),
+        format!(
+            "http://127.0.0.1:{}/#token={token}",
+            herd.ports("Beta").admin
+        )
+    );
+    // Someone else (another home) has no token: herdctl says how to give one.
+    let stranger = tempfile::tempdir().expect("another home");
+    let out = Command::new(env!("CARGO_BIN_EXE_herdctl"))
+        .args(["--config", &herd.config.display().to_string(), "status"])
+        .env("HOME", stranger.path())
+        .env_remove("HERD_ADMIN_TOKEN")
+        .output()
+        .expect("run herdctl");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no admin token") && stderr.contains("--admin-token"),
+        "{stderr}"
+    );
+}
+
 /// Runs `herd` with `herd`'s settings and `env` until it exits (within 10 s).
 fn run_herd_to_exit(herd: &Herd, env: &[(&str, &str)]) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
         .arg("--config")
         .arg(&herd.config)
         .current_dir(herd.dir.path())
+        .env("HOME", herd.dir.path())
         .env_remove("HERD_ADMIN_TOKEN")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
@@ -580,23 +682,14 @@ fn run_herd_to_exit(herd: &Herd, env: &[(&str, &str)]) -> std::process::Output {
 }
 
 #[test]
-fn an_admin_listener_beyond_loopback_needs_a_token_which_a_created_file_can_hold() {
-    let wide = [("HERD_SERVERS__ALPHA__ADMIN_LISTEN", "0.0.0.0")];
+fn bad_admin_tokens_are_refused_and_a_token_file_is_made_where_it_is_named() {
     let herd = Herd::with_topology(&[("Alpha", &[])]).build();
-    let out = run_herd_to_exit(&herd, &wide);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(
-            "Alpha's admin listener binds 0.0.0.0 (beyond loopback) without an admin token"
-        ),
-        "{stderr}"
-    );
-    // A token too short to be a secret is refused the same way.
-    let short = [wide[0], ("HERD_ADMIN_TOKEN", "short")];
+    // A token too short to be a secret is refused at start.
+    let short = [("HERD_ADMIN_TOKEN", "short")];
     let out = run_herd_to_exit(&herd, &short);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 16"));
+    let wide = [("HERD_SERVERS__ALPHA__ADMIN_LISTEN", "0.0.0.0")];
 
     // A token file others can read is refused, as the herd secret's is.
     let dir = tempfile::tempdir().expect("temporary folder");

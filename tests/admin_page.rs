@@ -18,6 +18,10 @@
 //!   origin cannot read `/status` even with the token, and a DNS-rebinding
 //!   name (mapped to 127.0.0.1 by the browser's resolver) gets no page.
 //!
+//! - A web page served from 127.0.0.1 that POSTs an IAMAT to a client port
+//!   (`fetch`, `mode: 'no-cors'`, which any page may send) gets the
+//!   connection closed at once: counted, and nothing stored (SPEC §7).
+//!
 //! Screenshots are kept as `target/test-artifacts/herd-page-city.png`,
 //! `herd-page.png` and `herd-page-bernard-down.png`. There is no skipping:
 //! without Chromium on PATH (or in `HERD_CHROMIUM`) the test fails and says
@@ -34,7 +38,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Herd};
+use common::{metric_sample, metrics_text, wait_until, Herd};
 use herd::ctl::http;
 
 /// The browser to drive.
@@ -606,6 +610,55 @@ fn the_page_reaches_a_member_known_by_a_container_name_through_its_own_host() {
     for name in ["Alpha", "Beta"] {
         let tag = format!("<g class=\"server\" data-server=\"{name}\"");
         assert_eq!(state_of(&dom, &tag), "up", "{name}:\n{dom}");
+    }
+}
+
+#[test]
+fn a_web_pages_post_to_a_client_port_is_closed_and_stores_nothing() {
+    let browser = chromium();
+    let mut herd = Herd::with_topology(&[("Alpha", &["Beta"]), ("Beta", &["Alpha"])]).build();
+    herd.start_each();
+    let alpha = format!("127.0.0.1:{}", herd.ports("Alpha").admin);
+    wait_until(Duration::from_secs(10), "Alpha's admin listener", || {
+        http::get_ok(&alpha, "/healthz").is_ok()
+    });
+    // A page of http://127.0.0.1:<port> (Alpha's own page; any page served
+    // from this machine is the same to the client port).
+    let origin = format!("http://{alpha}");
+    let mut page = Browser::open(&browser, &format!("{origin}/"));
+    wait_until(Duration::from_secs(10), "the page to load", || {
+        page.eval("location.origin") == origin.as_str()
+    });
+    let client = herd.ports("Alpha").client;
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let outcome = page.eval_promise(&format!(
+        "fetch('http://127.0.0.1:{client}/', {{ method: 'POST', mode: 'no-cors', \
+           body: 'IAMAT evil +34.068930-118.445127 {time}\\n' }})\
+         .then(() => 'answered', e => 'failed: ' + e)"
+    ));
+    println!("the page's fetch: {outcome}");
+    let refused = || {
+        metric_sample(&metrics_text(&herd, "Alpha"), "herd_http_refused_total", "").unwrap_or(0.0)
+    };
+    wait_until(Duration::from_secs(10), "the POST refused", || {
+        refused() >= 1.0
+    });
+    drop(page);
+    // Anything Alpha stored it would have flooded before this later update.
+    let marker = herd.ask(
+        "Alpha",
+        &format!("IAMAT after.page +34.068930-118.445127 {time}"),
+    );
+    herd.wait_for_at_line("Beta", "after.page", &marker);
+    for server in ["Alpha", "Beta"] {
+        assert_eq!(
+            herd.ask(server, "WHATSAT evil 10 5"),
+            "? WHATSAT evil 10 5",
+            "{server} holds the page's IAMAT"
+        );
     }
 }
 

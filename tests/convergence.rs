@@ -215,14 +215,9 @@ fn adding_a_link_riley_first_loses_no_update() {
 
 /// Drops `client` from `server`'s store alone (the test hook).
 fn forget(herd: &Herd, server: &str, client: &str) {
-    let admin = format!("127.0.0.1:{}", herd.ports(server).admin);
-    let answer = herd::ctl::http::request(
-        &admin,
-        "POST",
-        &format!("/test/forget?client={client}"),
-        &[("Content-Length", "0")],
-    )
-    .expect("the test hook answers");
+    let answer = herd
+        .admin_post(server, &format!("/test/forget?client={client}"))
+        .expect("the test hook answers");
     assert_eq!(answer.status, 200, "{}", answer.text());
 }
 
@@ -278,14 +273,9 @@ fn without_anti_entropy_a_divergence_lasts() {
 
 /// Stops or panics `server`'s store by the test hook.
 fn crash_store(herd: &Herd, server: &str, how: &str) {
-    let admin = format!("127.0.0.1:{}", herd.ports(server).admin);
-    let answer = herd::ctl::http::request(
-        &admin,
-        "POST",
-        &format!("/test/crash-store{how}"),
-        &[("Content-Length", "0")],
-    )
-    .expect("the test hook answers");
+    let answer = herd
+        .admin_post(server, &format!("/test/crash-store{how}"))
+        .expect("the test hook answers");
     assert_eq!(answer.status, 202, "{}", answer.text());
 }
 
@@ -373,11 +363,9 @@ fn a_restart_storm_ends_the_process_with_a_non_zero_code() {
     herd.start("Riley");
     // More than five restarts within ten seconds end the process: crash the
     // store until it does (a request may meet a store restarting).
-    let admin = format!("127.0.0.1:{}", herd.ports("Riley").admin);
     let mut code = None;
     for _ in 0..30 {
-        let crash = ("Content-Length", "0");
-        let _ = herd::ctl::http::request(&admin, "POST", "/test/crash-store", &[crash]);
+        let _ = herd.admin_post("Riley", "/test/crash-store");
         std::thread::sleep(Duration::from_millis(100));
         code = herd.exit_code("Riley");
         if code.is_some() {

@@ -566,7 +566,7 @@ fn swarm_stack_deploy() {
     docker(&labels);
 
     // Volumes are per node on a Swarm, so a Swarm herd is given its secret.
-    let secret = unique("secret");
+    let secret = unique("swarm-herd-secret-");
     let ports: Vec<(&str, u16)> = SERVERS
         .iter()
         .map(|(_, s)| (*s, common::free_port()))

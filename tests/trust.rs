@@ -8,11 +8,18 @@
 //! - blank lines, which must not keep an idle connection alive;
 //! - control bytes, which must reach the log escaped;
 //! - zero configuration: servers of one user share a secret that they make
-//!   themselves, and a name alone no longer gets a neighbour in.
+//!   themselves, and a name alone no longer gets a neighbour in;
+//! - secrets too short to be secret, and secret files that are not a
+//!   private regular file of the server's user (a FIFO, a folder, another
+//!   user's, a readable one), refused at start;
+//! - HTTP on the client port (a web page's `fetch`): closed at once, and
+//!   nothing in the request is stored;
+//! - strangers at the peer port: their names reach the log escaped, and
+//!   their refusals are rate-limited.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
@@ -356,7 +363,7 @@ fn the_secret_changes_server_by_server_and_updates_keep_flowing() {
         ("Bernard", &["Jaquez"]),
     ];
     let mut herd = Herd::with_topology(CHAIN)
-        .env("HERD_SECRET", "the old secret")
+        .env("HERD_SECRET", "the old secret of the herd")
         .build();
     herd.start_each();
     let mut time = 1_700_000_000u64;
@@ -372,16 +379,241 @@ fn the_secret_changes_server_by_server_and_updates_keep_flowing() {
     // (secret, extra) of each step; each server restarted in turn, and the
     // herd checked between every two restarts.
     for (secret, extra) in [
-        ("the old secret", "the new secret"),
-        ("the new secret", "the old secret"),
-        ("the new secret", ""),
+        ("the old secret of the herd", "the new secret of the herd"),
+        ("the new secret of the herd", "the old secret of the herd"),
+        ("the new secret of the herd", ""),
     ] {
         for name in ["Jaquez", "Riley", "Bernard"] {
             herd.terminate(name);
+            let _ = std::fs::remove_file(herd.log_path(name));
             herd.set_env("HERD_SECRET", secret);
             herd.set_env("HERD_SECRET_EXTRA", extra);
             herd.restart(name);
             flows(&herd);
+            // While two secrets are accepted, every start says what that
+            // allows; once one is, none does (read after a stop: flushed).
+            let warning = "HERD_SECRET_EXTRA is set: the herd is changing its secret";
+            if extra.is_empty() {
+                herd.terminate(name);
+                let log = String::from_utf8_lossy(&log_of(&herd, name)).into_owned();
+                assert!(log.contains("serving clients on"), "{name}: {log}");
+                assert!(!log.contains(warning), "{name}: {log}");
+                herd.restart(name);
+            } else {
+                wait_for_log(&herd, name, warning);
+            }
         }
     }
+}
+
+/// Runs `herd Riley` with the herd's settings, its home and `env` until it
+/// exits; its exit code, standard error, and how long it took. Panics if
+/// it is still running after 10 s (it started instead of refusing).
+fn run_to_exit(herd: &Herd, env: &[(&str, &str)]) -> (Option<i32>, String, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .arg("--config")
+        .arg(&herd.config)
+        .arg("Riley")
+        .current_dir(dir_of(herd))
+        .env("HOME", dir_of(herd))
+        .env_remove("HERD_SECRET")
+        .env_remove("HERD_SECRET_EXTRA")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herd");
+    while child.try_wait().expect("wait for herd").is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("herd started (or hung) instead of refusing {env:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = started.elapsed();
+    let out = child.wait_with_output().expect("herd's output");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr, took)
+}
+
+/// Writes `text` to `dir/name` with `mode`; returns its path as text.
+fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write the secret file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    path.display().to_string()
+}
+
+#[test]
+fn short_secrets_and_unsafe_secret_files_are_refused_at_start() {
+    let herd = Herd::with_topology(PAIR).build();
+    let dir = dir_of(&herd).to_owned();
+    let refused = |env: &[(&str, &str)], why: &str| {
+        let (code, stderr, took) = run_to_exit(&herd, env);
+        assert_eq!(code, Some(2), "{env:?}: {stderr}");
+        assert!(stderr.contains(why), "{env:?}: {stderr}");
+        took
+    };
+    let long = "sixteen bytes ok";
+    refused(&[("HERD_SECRET", "fifteen bytes!!")], "is 15 bytes");
+    refused(
+        &[("HERD_SECRET", long), ("HERD_SECRET_EXTRA", "0123456789")],
+        "the herd secret in HERD_SECRET_EXTRA is 10 bytes: a secret needs at least 16",
+    );
+    let short = secret_file(&dir, "short", "too short\n", 0o600);
+    refused(&[("HERD_HERD__SECRET_FILE", &short)], "is 9 bytes");
+    let exposed = secret_file(&dir, "exposed", "a secret others can read\n", 0o644);
+    refused(&[("HERD_HERD__SECRET_FILE", &exposed)], "chmod 600");
+    let group = secret_file(&dir, "group", "a secret the group can read\n", 0o640);
+    refused(&[("HERD_HERD__SECRET_FILE", &group)], "mode 640");
+    // A FIFO nobody writes to: a blocking open would never return.
+    let fifo = dir.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let took = refused(
+        &[("HERD_HERD__SECRET_FILE", &fifo.display().to_string())],
+        "is a FIFO, not a regular file",
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "the FIFO held the start {took:?}"
+    );
+    refused(
+        &[("HERD_HERD__SECRET_FILE", &dir.display().to_string())],
+        "is a directory",
+    );
+    // Another user's file, where this test may make one (as root).
+    if rustix::process::geteuid().is_root() {
+        let theirs = secret_file(&dir, "theirs", "somebody else's secret\n", 0o600);
+        let chowned = Command::new("chown").args(["65534", &theirs]).status();
+        assert!(chowned.is_ok_and(|s| s.success()));
+        refused(
+            &[("HERD_HERD__SECRET_FILE", &theirs)],
+            "belongs to user 65534",
+        );
+    }
+}
+
+#[test]
+fn a_secret_file_reached_through_a_link_to_an_owner_only_file_is_read() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    // As Kubernetes mounts a Secret: the file a link points at, read-only.
+    let target = secret_file(dir.path(), "..data", "a secret behind a link\n", 0o400);
+    let link = dir.path().join("herd-secret");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let mut herd = Herd::with_topology(PAIR)
+        .setting(
+            "herd",
+            &format!("secret_file = {:?}", link.display().to_string()),
+        )
+        .build();
+    herd.start_each();
+    let at = herd.ask("Riley", &iamat("linked", "1700000000"));
+    herd.wait_for_at_line("Jaquez", "linked", &at);
+    // The secret came from the file behind the link, not from a cookie.
+    assert!(
+        !dir_of(&herd).join(".herd.cookie").exists(),
+        "no cookie was made"
+    );
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[test]
+fn an_http_request_on_the_client_port_is_closed_and_nothing_in_it_is_stored() {
+    let mut herd = Herd::with_topology(PAIR).build();
+    herd.start_each();
+    let port = herd.ports("Riley").client;
+    let time = now_secs();
+    // A browser's POST, its body an IAMAT, all in one write (one read burst).
+    let body = format!("IAMAT evil.post +34.068930-118.445127 {time}\n");
+    let post = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // A request whose first line is lost or odd, but whose Host header says HTTP.
+    let host = format!("Host: 127.0.0.1:{port}\nIAMAT evil.host +1+1 {time}\n");
+    let get = format!("GET /x HTTP/1.0\r\n\r\nIAMAT evil.get +1+1 {time}\n");
+    for request in [&post, &host, &get] {
+        let mut client = RawClient::connect(port);
+        client.send(request.as_bytes());
+        let answer = client.read_to_end();
+        assert!(
+            answer.is_empty(),
+            "answered {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "three HTTP refusals counted",
+        || metric(&herd, "Riley", "herd_http_refused_total", "") == 3.0,
+    );
+    // No line of them was answered, not even with `?`.
+    assert_eq!(metric(&herd, "Riley", "herd_invalid_lines_total", ""), 0.0);
+    // Anything Riley stored it would have flooded before this later update.
+    let marker = herd.ask("Riley", &iamat("after.http", &time.to_string()));
+    herd.wait_for_at_line("Jaquez", "after.http", &marker);
+    for server in ["Riley", "Jaquez"] {
+        for client in ["evil.post", "evil.host", "evil.get"] {
+            let line = format!("WHATSAT {client} 10 5");
+            assert_eq!(herd.ask(server, &line), format!("? {line}"), "{server}");
+        }
+    }
+    wait_for_log(
+        &herd,
+        "Riley",
+        "spoke HTTP on the client port (POST / HTTP/1.1)",
+    );
+}
+
+#[test]
+fn strangers_names_reach_the_log_escaped_and_their_refusals_are_rate_limited() {
+    let mut herd = Herd::with_topology(PAIR).build();
+    herd.start("Riley");
+    let port = herd.ports("Riley").peer;
+    const STRANGERS: usize = 200;
+    for i in 0..STRANGERS {
+        let mut wire = TcpStream::connect(("127.0.0.1", port)).expect("peer port");
+        wire.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        // A HELLO as a server of this version sends it, but for the name.
+        let hello = format!(
+            "HELLO evil\x1b[2J{i} Riley 00112233445566778899aabbccddeeff 2-2 \
+             0123456789abcdef link\n"
+        );
+        wire.write_all(hello.as_bytes()).expect("HELLO");
+        // Whatever the answer, the server closes the connection.
+        let mut rest = Vec::new();
+        let _ = wire.read_to_end(&mut rest);
+    }
+    wait_until(Duration::from_secs(10), "every stranger refused", || {
+        metric(&herd, "Riley", "herd_peer_auth_failures_total", "") >= STRANGERS as f64
+    });
+    // Stopped, so that every line is flushed.
+    herd.terminate("Riley");
+    let log = log_of(&herd, "Riley");
+    assert!(!log.contains(&0x1b), "a raw ESC reached the log");
+    let text = String::from_utf8_lossy(&log);
+    assert!(
+        text.contains("evil\\x1b[2J0"),
+        "the name is shown escaped: {text}"
+    );
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("rejected peer connection from"))
+        .count();
+    println!("{STRANGERS} strangers refused: {lines} refusal lines in the log");
+    assert!(
+        (1..=STRANGERS / 10).contains(&lines),
+        "{lines} lines: {text}"
+    );
 }

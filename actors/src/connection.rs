@@ -32,6 +32,7 @@ use crate::output::{Drain, HasOutput, Output};
 use crate::places::{Nearby, PlacesActor, Query};
 use crate::protocol::{self, Command, Timestamp};
 use crate::record::{Record, SharedRecord};
+use crate::refusal::SourceRefusals;
 use crate::store::{LocationStoreActor, Lookup, Source, Update};
 use crate::text::LogText;
 
@@ -83,6 +84,9 @@ pub struct ClientContext {
     pub metrics: Arc<Metrics>,
     /// Whether each input and output line is logged.
     pub log_lines: bool,
+    /// Connections refused for speaking HTTP, logged per source: a few,
+    /// then at most once a second (`refusal.rs`).
+    pub http_refusals: Arc<SourceRefusals>,
     /// No journal: an IAMAT may be answered as soon as the store has it
     /// queued. The answer never depends on the store's verdict (it echoes the
     /// line), and the store's mailbox is first-in first-out, so any later
@@ -243,6 +247,9 @@ impl ConnectionActor {
     }
 
     fn handle_line(&mut self, line: Bytes, ctx: &mut Context<Self>) {
+        if protocol::looks_like_http(&line) {
+            return self.refuse_http(&line, ctx);
+        }
         let command = protocol::parse_line(&line);
         if matches!(command, Command::Blank) {
             // Not a request: it neither counts as activity (a client cannot
@@ -272,6 +279,24 @@ impl ConnectionActor {
             }
             Command::At(_) | Command::Invalid => self.invalid(&line, ctx),
         }
+    }
+
+    /// A line that says HTTP (SPEC §7: a web page's `fetch` to a client
+    /// port): the connection is closed at once, unanswered, and nothing
+    /// after the line is read (lines are handled in order, and `closing`
+    /// drops those already framed), so an IAMAT in the body of the request
+    /// is never taken. Counted, and logged per source at a bounded rate.
+    fn refuse_http(&mut self, line: &[u8], ctx: &mut Context<Self>) {
+        self.closing = true;
+        self.output = None;
+        Metrics::bump(&self.shared.metrics.http_refused);
+        let source = self.peer.ip();
+        if let Some(count) = self.shared.http_refusals.count(source, Instant::now()) {
+            warn!(target: LOG, "{}: {} spoke HTTP on the client port ({}); closed \
+                ({count} such connections from {source} since the last such line)",
+                self.shared.server, self.peer, LogText::clipped(line, 100));
+        }
+        ctx.stop();
     }
 
     fn invalid(&mut self, line: &[u8], ctx: &mut Context<Self>) {

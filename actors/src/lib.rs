@@ -31,6 +31,7 @@ pub mod output;
 pub mod peer;
 pub mod peer_session;
 pub mod places;
+pub mod refusal;
 pub mod store;
 pub mod supervise;
 pub mod sync;

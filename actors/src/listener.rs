@@ -6,7 +6,7 @@
 //! client beyond the connection limit is told so and closed.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::peer::Repair;
 use crate::peer_line::PEER_MAX_LINE;
 use crate::peer_session::PeerSession;
+use crate::refusal::{source_of, RefusalLog, SourceRefusals};
 use crate::seal::PeerCodec;
 use crate::store::{HeardTopology, LocationStoreActor};
 use crate::sync::answer_sync;
@@ -60,33 +61,6 @@ pub async fn serve_clients(listener: TcpListener, shared: ClientContext, max_con
     }
 }
 
-/// Refusals (of clients, of handshaking peers) are logged at most once a
-/// second, with a count, so that a flood of connections cannot become a
-/// flood of log lines as well.
-#[derive(Debug, Default)]
-struct RefusalLog {
-    /// Refusals since the last line.
-    unlogged: u64,
-    /// When the last line was written.
-    last: Option<Instant>,
-}
-
-impl RefusalLog {
-    /// Counts one refusal at `now`; if a line is due, returns how many
-    /// refusals it reports (this one included) and starts counting afresh.
-    fn count(&mut self, now: Instant) -> Option<u64> {
-        self.unlogged += 1;
-        if self
-            .last
-            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
-        {
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
-    }
-}
-
 /// Who may dial this server, and how to check them.
 #[derive(Clone)]
 pub struct PeerGate {
@@ -108,12 +82,30 @@ pub struct PeerGate {
     /// the bound the oldest is dropped, so a stranger who holds every slot
     /// cannot keep a neighbour out (its handshake takes a round trip).
     pub max_handshakes: usize,
+    /// Of those, how many one source ([`source_of`]: an IPv4 address, an
+    /// IPv6 /64) may hold (at least the neighbours and one): a new
+    /// connection from a source at its cap drops that source's own oldest,
+    /// so one source opening connections fast evicts nobody else's
+    /// handshake.
+    pub max_handshakes_per_source: usize,
     pub store: Addr<LocationStoreActor>,
     pub metrics: Arc<Metrics>,
 }
 
+impl PeerGate {
+    /// Pending handshakes one source may hold: `max_handshakes_per_source`,
+    /// but never fewer than this server's neighbours and one more, since
+    /// neighbours on one machine (a herd on one host, the default herd) all
+    /// dial from one address, at once when the server starts.
+    fn per_source_cap(&self) -> usize {
+        self.max_handshakes_per_source
+            .max(self.neighbours.len() + 1)
+    }
+}
+
 /// A peer connection that has not proved who it is yet.
 struct Handshake {
+    source: IpAddr,
     task: tokio::task::JoinHandle<()>,
     authenticated: Arc<AtomicBool>,
 }
@@ -129,6 +121,8 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
     // Oldest first.
     let mut handshakes: VecDeque<Handshake> = VecDeque::new();
     let mut drops = RefusalLog::default();
+    // Handshakes refused, logged per source: a few, then once a second.
+    let rejections = Arc::new(SourceRefusals::default());
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -140,12 +134,14 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
         };
         make_room_for_handshake(&mut handshakes, &gate, addr, &mut drops);
         let _ = stream.set_nodelay(true);
-        handshakes.push_back(spawn_handshake(stream, addr, gate.clone()));
+        let rejections = rejections.clone();
+        handshakes.push_back(spawn_handshake(stream, addr, gate.clone(), rejections));
     }
 }
 
-/// Forgets finished handshakes and drops the oldest pending ones until one
-/// more fits under `gate.max_handshakes`.
+/// Forgets finished handshakes, then makes room for one more from `addr`:
+/// first under `gate.max_handshakes_per_source` by dropping that source's
+/// own oldest, then under `gate.max_handshakes` by dropping the oldest of all.
 fn make_room_for_handshake(
     handshakes: &mut VecDeque<Handshake>,
     gate: &PeerGate,
@@ -153,24 +149,52 @@ fn make_room_for_handshake(
     drops: &mut RefusalLog,
 ) {
     handshakes.retain(Handshake::pending);
+    let source = source_of(addr.ip());
+    let per_source = gate.per_source_cap();
+    while handshakes.iter().filter(|h| h.source == source).count() >= per_source {
+        let Some(oldest) = handshakes.iter().position(|h| h.source == source) else {
+            break;
+        };
+        if let Some(dropped) = handshakes.remove(oldest) {
+            let held = format!("{per_source} peer connections handshaking from {source}");
+            drop_handshake(dropped, gate, drops, &held, addr);
+        }
+    }
     while handshakes.len() >= gate.max_handshakes.max(1) {
         let Some(oldest) = handshakes.pop_front() else {
             break;
         };
-        // Closed without a word: it has not said who it is in all this time.
-        oldest.task.abort();
-        Metrics::bump(&gate.metrics.peer_handshakes_dropped);
-        if let Some(dropped) = drops.count(Instant::now()) {
-            warn!(target: "peer", "{}: {} peer connections handshaking; dropping the oldest \
-                for {addr} ({dropped} dropped since the last such line)",
-                gate.identity.me, gate.max_handshakes);
-        }
+        let held = format!("{} peer connections handshaking", gate.max_handshakes);
+        drop_handshake(oldest, gate, drops, &held, addr);
+    }
+}
+
+/// Closes a pending handshake without a word (it has not said who it is in
+/// all this time), counted and logged at most once a second; `held` says
+/// which limit was reached.
+fn drop_handshake(
+    handshake: Handshake,
+    gate: &PeerGate,
+    drops: &mut RefusalLog,
+    held: &str,
+    addr: SocketAddr,
+) {
+    handshake.task.abort();
+    Metrics::bump(&gate.metrics.peer_handshakes_dropped);
+    if let Some(dropped) = drops.count(Instant::now()) {
+        warn!(target: "peer", "{}: {held}; dropping the oldest for {addr} ({dropped} dropped \
+            since the last such line)", gate.identity.me);
     }
 }
 
 /// Runs one incoming link's handshake, then answers its sync and hands it
 /// to a PeerSession, in a task of its own.
-fn spawn_handshake(stream: TcpStream, addr: SocketAddr, gate: PeerGate) -> Handshake {
+fn spawn_handshake(
+    stream: TcpStream,
+    addr: SocketAddr,
+    gate: PeerGate,
+    rejections: Arc<SourceRefusals>,
+) -> Handshake {
     let authenticated = Arc::new(AtomicBool::new(false));
     let proved = authenticated.clone();
     let task = actix_rt::spawn(async move {
@@ -178,7 +202,8 @@ fn spawn_handshake(stream: TcpStream, addr: SocketAddr, gate: PeerGate) -> Hands
         let codec = PeerCodec::new(PEER_MAX_LINE)
             .reporting(Arc::new(move || Metrics::bump(&metrics.peer_seal_failures)));
         let mut framed = Framed::new(stream, codec);
-        let Some(met) = authenticate(&mut framed, addr, &gate, &proved).await else {
+        let authenticated = authenticate(&mut framed, addr, &gate, &proved, &rejections).await;
+        let Some(met) = authenticated else {
             return;
         };
         gate.store.do_send(HeardTopology {
@@ -198,6 +223,7 @@ fn spawn_handshake(stream: TcpStream, addr: SocketAddr, gate: PeerGate) -> Hands
         });
     });
     Handshake {
+        source: source_of(addr.ip()),
         task,
         authenticated,
     }
@@ -205,12 +231,13 @@ fn spawn_handshake(stream: TcpStream, addr: SocketAddr, gate: PeerGate) -> Hands
 
 /// The handshake: what it established once the neighbour has proved
 /// itself (and `proved` set), or `None` with the rejection counted and
-/// logged.
+/// logged ([`refused`]).
 async fn authenticate(
     framed: &mut PeerFramed,
     addr: SocketAddr,
     gate: &PeerGate,
     proved: &AtomicBool,
+    rejections: &SourceRefusals,
 ) -> Option<Met> {
     let is_neighbour = |name: &str| gate.neighbours.iter().any(|n| &**n == name);
     match handshake::accept(framed, &gate.identity, is_neighbour).await {
@@ -220,7 +247,7 @@ async fn authenticate(
             Some(met)
         }
         Err(e) => {
-            refused(gate, addr, e);
+            refused(gate, addr, e, rejections);
             None
         }
     }
@@ -229,9 +256,12 @@ async fn authenticate(
 /// Counts and logs a refused handshake. A server whose settings list this
 /// one as a neighbour, or that speaks other versions, tries again every
 /// few seconds: that is one line per change, not one per attempt.
-fn refused(gate: &PeerGate, addr: SocketAddr, e: HandshakeError) {
+fn refused(gate: &PeerGate, addr: SocketAddr, e: HandshakeError, rejections: &SourceRefusals) {
     Metrics::bump(&gate.metrics.peer_auth_failures);
     let me = &gate.identity.me;
+    // What the reason quotes of the stranger's bytes (its line, the names
+    // in its HELLO) is escaped and clipped where the error is made
+    // (handshake.rs; names are server names, checked as they are parsed).
     match &e {
         HandshakeError::NotNeighbour {
             name,
@@ -258,7 +288,14 @@ fn refused(gate: &PeerGate, addr: SocketAddr, e: HandshakeError) {
         HandshakeError::Closed => {
             debug!(target: "peer", "{me}: peer connection from {addr} closed before a handshake")
         }
-        _ => warn!(target: "peer", "{me}: rejected peer connection from {addr}: {e}"),
+        // A source's first few, then at most one line a second.
+        _ => {
+            let source = addr.ip();
+            if let Some(count) = rejections.count(source, Instant::now()) {
+                warn!(target: "peer", "{me}: rejected peer connection from {addr}: {e} \
+                    ({count} rejected from {source} since the last such line)");
+            }
+        }
     }
 }
 
@@ -292,22 +329,5 @@ async fn answer_neighbour_sync(
             info!(target: "peer", "{}: link from {neighbour} lost during sync: {e}", gate.identity.me);
             None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_are_logged_at_most_once_a_second_with_their_count() {
-        let start = Instant::now();
-        let mut log = RefusalLog::default();
-        assert_eq!(log.count(start), Some(1));
-        assert_eq!(log.count(start + Duration::from_millis(10)), None);
-        assert_eq!(log.count(start + Duration::from_millis(999)), None);
-        assert_eq!(log.count(start + Duration::from_secs(1)), Some(3));
-        assert_eq!(log.count(start + Duration::from_millis(1500)), None);
-        assert_eq!(log.count(start + Duration::from_secs(3)), Some(2));
     }
 }

@@ -69,6 +69,9 @@ pub struct Metrics {
     pub connections_open: Gauge,
     pub connections_total: Counter,
     pub connections_refused: Counter,
+    /// Client connections closed at once for speaking HTTP (a web page's
+    /// `fetch` to a client port): nothing they sent was read as a command.
+    pub http_refused: Counter,
     pub records: Gauge,
     pub updates_new_client: Counter,
     pub updates_new_peer: Counter,
@@ -171,6 +174,7 @@ impl Default for Metrics {
             connections_open: Gauge::default(),
             connections_total: Counter::default(),
             connections_refused: Counter::default(),
+            http_refused: Counter::default(),
             records: Gauge::default(),
             updates_stale: Counter::default(),
             floods_sent: Counter::default(),
@@ -251,6 +255,9 @@ impl Metrics {
             help,
             self.connections_refused.clone(),
         );
+        let help = "Client connections closed at once for speaking HTTP on the client port \
+                    (a request line or a Host header); nothing they sent was taken as a command";
+        r.register("herd_http_refused", help, self.http_refused.clone());
         r.register("herd_records", "Client records held", self.records.clone());
     }
 

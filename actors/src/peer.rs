@@ -102,6 +102,9 @@ pub struct PeerLimits {
     /// Incoming peer connections handshaking at once; past it the oldest
     /// is dropped.
     pub max_handshakes: usize,
+    /// Of those, how many one source address may hold; past it that
+    /// source's own oldest is dropped (listener.rs).
+    pub max_handshakes_per_source: usize,
     /// How often (jittered between half and all of it) each link compares
     /// its two stores' digest roots (`herd.anti_entropy_ms`); zero: never.
     pub anti_entropy: Duration,
@@ -117,6 +120,7 @@ impl Default for PeerLimits {
             max_pending: 100_000,
             max_backlog: 1 << 20,
             max_handshakes: 64,
+            max_handshakes_per_source: 4,
             anti_entropy: Duration::from_secs(30),
         }
     }
@@ -528,6 +532,8 @@ impl PeerActor {
     }
 
     fn drop_link(&mut self, reason: LinkError, ctx: &mut Context<Self>) {
+        // What the reason quotes of the neighbour's bytes is escaped where
+        // the error is made (sync.rs, handshake.rs).
         info!(target: LOG, "{}: link to {} dropped: {reason}", self.me(), self.neighbour);
         if let Some(sync) = self.sync.take() {
             ctx.cancel_future(sync);

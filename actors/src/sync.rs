@@ -151,7 +151,7 @@ fn push(out: &mut BytesMut, line: PeerLine<'_>) {
 }
 
 fn unexpected(line: &[u8]) -> SyncError {
-    SyncError::Unexpected(String::from_utf8_lossy(&line[..line.len().min(40)]).into_owned())
+    SyncError::Unexpected(crate::text::LogText::clipped(line, 40).to_string())
 }
 
 /// The dialer's side of a catch-up sync, from the acceptor's first `SUMS`

@@ -66,6 +66,7 @@ async fn sync(acceptor: &Addr<LocationStoreActor>, dialer: &Addr<LocationStoreAc
         links: Arc::default(),
         logged: Arc::default(),
         max_handshakes: 64,
+        max_handshakes_per_source: 4,
         store: acceptor.clone(),
         metrics: Arc::new(Metrics::default()),
     };

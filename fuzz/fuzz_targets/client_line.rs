@@ -97,7 +97,12 @@ fn check_framing(stream: &[u8], frames: &[Option<Vec<u8>>]) {
 }
 
 fn check_line(line: &[u8]) {
-    match protocol::parse_line(line) {
+    let command = protocol::parse_line(line);
+    // A line that closes the connection as HTTP is never a valid command.
+    if protocol::looks_like_http(line) {
+        assert!(matches!(command, Command::Invalid), "HTTP taken as a command");
+    }
+    match command {
         Command::Blank => assert!(line.iter().all(|&b| protocol::is_space(b))),
         Command::Invalid => {
             let answer = protocol::invalid_answer(line);

@@ -15,10 +15,11 @@
 //!    to. Others get `403`. Allowed origins are echoed in
 //!    `Access-Control-Allow-Origin` (never `*`), with `Vary: Origin`, and
 //!    their preflights (`OPTIONS`, for the `Authorization` header) answered.
-//! 3. **Token.** When a token is set, every path but the page (`/`, static,
-//!    no data) and `/healthz` (for orchestrators) wants
-//!    `Authorization: Bearer <token>`, compared in constant time; without it
-//!    `401` with `WWW-Authenticate: Bearer`.
+//! 3. **Token.** Every server has one (made on first start when none is
+//!    set). Every path but the page (`/`, static, no data), `/healthz` (for
+//!    orchestrators) and `/metrics` (counts only, no client data, for
+//!    scrapers) wants `Authorization: Bearer <token>`, compared in constant
+//!    time; without it `401` with `WWW-Authenticate: Bearer`.
 //!
 //! Each refusal is counted by [`Refusal`] (`herd_admin_refused_total`) and
 //! logged by the caller.
@@ -62,15 +63,16 @@ impl Refusal {
     }
 }
 
-/// The paths anyone who reaches the listener by a right name may read.
-const OPEN_PATHS: [&str; 2] = ["/", "/healthz"];
+/// The paths anyone who reaches the listener by a right name may read:
+/// none holds a client's position (docs/security.md, "The admin token").
+const OPEN_PATHS: [&str; 3] = ["/", "/healthz", "/metrics"];
 
 /// The checks of one admin listener.
 #[derive(Debug, Clone)]
 pub struct Guard {
     names: Vec<String>,
     herd_ports: Vec<u16>,
-    token: Option<Vec<u8>>,
+    token: Vec<u8>,
 }
 
 /// A `host[:port]` as sent in `Host` or inside an `Origin`.
@@ -129,7 +131,7 @@ impl Guard {
         Guard {
             names: plan.names.clone(),
             herd_ports: plan.herd_ports.clone(),
-            token: plan.token.as_ref().map(|t| t.as_bytes().to_vec()),
+            token: plan.token.as_bytes().to_vec(),
         }
     }
 
@@ -189,9 +191,6 @@ impl Guard {
 
     /// Check 3: the `Authorization` header for `path`.
     pub fn check_token(&self, path: &str, authorization: Option<&[u8]>) -> Result<(), Refusal> {
-        let Some(token) = &self.token else {
-            return Ok(());
-        };
         if OPEN_PATHS.contains(&path) {
             return Ok(());
         }
@@ -202,7 +201,7 @@ impl Guard {
             })
             .map(<[u8]>::trim_ascii)
             .ok_or(Refusal::Token)?;
-        if bool::from(presented.ct_eq(token.as_slice())) {
+        if bool::from(presented.ct_eq(self.token.as_slice())) {
             Ok(())
         } else {
             Err(Refusal::Token)
@@ -221,9 +220,9 @@ impl Guard {
 mod tests {
     use super::*;
 
-    fn guard(token: Option<&str>) -> Guard {
+    fn guard() -> Guard {
         Guard::new(&AdminPlan {
-            token: token.map(String::from),
+            token: "0123456789abcdef".into(),
             names: vec!["riley".into(), "10.0.0.5".into()],
             herd_ports: vec![13665, 13666],
             test_hooks: false,
@@ -232,7 +231,7 @@ mod tests {
 
     #[test]
     fn hosts_of_this_server_pass_and_others_are_refused() {
-        let g = guard(None);
+        let g = guard();
         let local: Option<IpAddr> = "172.18.0.3".parse().ok();
         for ok in [
             "localhost",
@@ -275,7 +274,7 @@ mod tests {
 
     #[test]
     fn origins_are_pages_of_this_herd_only() {
-        let g = guard(None);
+        let g = guard();
         let at = |o: &'static str, port| g.check_origin(o.as_bytes(), port, None);
         assert_eq!(
             at("http://127.0.0.1:13666", Some(13665)),
@@ -297,12 +296,19 @@ mod tests {
     }
 
     #[test]
-    fn the_token_guards_every_path_but_the_page_and_healthz() {
-        let g = guard(Some("0123456789abcdef"));
-        for open in ["/", "/healthz"] {
+    fn the_token_guards_every_path_but_the_page_healthz_and_metrics() {
+        let g = guard();
+        for open in ["/", "/healthz", "/metrics"] {
             assert_eq!(g.check_token(open, None), Ok(()));
         }
-        for path in ["/status", "/records", "/metrics", "/herd", "/places", "/x"] {
+        for path in [
+            "/status",
+            "/records",
+            "/herd",
+            "/places",
+            "/x",
+            "/metrics/x",
+        ] {
             assert_eq!(g.check_token(path, None), Err(Refusal::Token), "{path}");
         }
         let check = |a: &str| g.check_token("/records", Some(a.as_bytes()));
@@ -319,6 +325,5 @@ mod tests {
         ] {
             assert_eq!(check(wrong), Err(Refusal::Token), "{wrong:?}");
         }
-        assert_eq!(guard(None).check_token("/records", None), Ok(()));
     }
 }

@@ -12,9 +12,11 @@ use herd::ctl::{self, client};
 #[derive(Debug, Parser)]
 #[command(version, about = "Client of the herd: IAMAT, WHATSAT, raw lines")]
 struct Cli {
-    /// Server to talk to: `host:port` or a server name from the settings.
-    #[arg(long, short, global = true, default_value = "127.0.0.1:12665")]
-    server: String,
+    /// Server to talk to: `host:port` or a server name from the settings
+    /// [default: 127.0.0.1:12665; for `dump`, `status` and `page`, the
+    /// first server's admin port].
+    #[arg(long, short, global = true)]
+    server: Option<String>,
     /// Settings file used to look server names up.
     #[arg(
         long,
@@ -24,8 +26,8 @@ struct Cli {
         env = "HERD_CONFIG"
     )]
     config: PathBuf,
-    /// The admin token, for `dump` and `status` when the herd has one
-    /// (default: the settings' own when --server is a name).
+    /// The admin token, for `dump`, `status` and `page` (default: the one
+    /// the servers made: admin.token_file, or ~/.herd.admin-token).
     #[arg(long, global = true, env = "HERD_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     #[command(subcommand)]
@@ -81,6 +83,10 @@ enum Command {
     /// counts (from the admin `/herd` and `/status`). `--server` is a name
     /// or the admin `host:port` of any server of the herd.
     Status,
+    /// Print the address of the live page, with the admin token in its
+    /// fragment (`#token=...`, which the browser never sends). `--server`
+    /// is a name or the admin `host:port`.
+    Page,
     /// Print the path the client's current record took through the herd:
     /// which server took it from whom, and each hop's delay (every
     /// server's admin `/trace`). `--server` is a name or the admin
@@ -103,7 +109,15 @@ fn main() -> ExitCode {
 
 /// Runs the subcommand `cli` names against its server.
 fn run(cli: Cli) -> Result<(), BoxError> {
-    let address = ctl::resolve_server(&cli.server, &cli.config)?;
+    let admin = || -> Result<(String, String), BoxError> {
+        let address = ctl::admin_address(cli.server.as_deref(), &cli.config)?;
+        Ok((
+            address,
+            ctl::admin_token(cli.admin_token.clone(), &cli.config)?,
+        ))
+    };
+    let server = cli.server.clone().unwrap_or_else(ctl::default_server);
+    let address = || -> Result<String, BoxError> { Ok(ctl::resolve_server(&server, &cli.config)?) };
     match cli.command {
         Command::Iamat {
             client,
@@ -112,7 +126,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
         } => {
             let time = time.unwrap_or_else(client::now_text);
             let line = format!("IAMAT {client} {location} {time}");
-            client::print_exchange(&address, &[line.into_bytes()])?;
+            client::print_exchange(&address()?, &[line.into_bytes()])?;
         }
         Command::Whatsat {
             client,
@@ -120,36 +134,41 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             bound,
         } => {
             let line = format!("WHATSAT {client} {radius_km} {bound}");
-            client::print_exchange(&address, &[line.into_bytes()])?;
+            client::print_exchange(&address()?, &[line.into_bytes()])?;
         }
         Command::Bench { load } => {
             let json = load.json;
-            let report = ctl::bench::run_load(&address, load)?;
+            let report = ctl::bench::run_load(&address()?, load)?;
             println!("{}", report.render(json));
         }
         Command::Probe { to, samples, json } => {
             let to = ctl::resolve_server(&to, &cli.config)?;
             println!(
                 "{}",
-                ctl::bench::run_flood_probe(&address, &to, samples, json)?
+                ctl::bench::run_flood_probe(&address()?, &to, samples, json)?
             );
         }
-        Command::Send { lines } => client::print_exchange(&address, &lines_to_send(lines)?)?,
+        Command::Send { lines } => client::print_exchange(&address()?, &lines_to_send(lines)?)?,
         Command::Ping { timeout_ms } => {
+            let address = address()?;
             let took = ctl::ping::ping(&address, std::time::Duration::from_millis(timeout_ms))?;
             println!("ok {address} {}us", took.as_micros());
         }
         Command::Dump => {
-            let token = ctl::admin_token(cli.admin_token, &cli.server, &cli.config)?;
-            ctl::dump::run(&cli.server, &cli.config, token.as_deref())?;
+            let (address, token) = admin()?;
+            ctl::dump::run(&address, &token)?;
         }
         Command::Status => {
-            let token = ctl::admin_token(cli.admin_token, &cli.server, &cli.config)?;
-            ctl::status::run(&cli.server, &cli.config, token.as_deref())?;
+            let (address, token) = admin()?;
+            ctl::status::run(&address, &token)?;
+        }
+        Command::Page => {
+            let (address, token) = admin()?;
+            println!("{}", ctl::page_url(&address, &token));
         }
         Command::Trace { client } => {
-            let token = ctl::admin_token(cli.admin_token, &cli.server, &cli.config)?;
-            ctl::trace::run(&cli.server, &cli.config, token.as_deref(), &client)?;
+            let (address, token) = admin()?;
+            ctl::trace::run(&address, &token, &client)?;
         }
     }
     Ok(())

@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::path::Path;
 
 use serde::Deserialize;
 
@@ -62,11 +61,10 @@ struct LinkView {
     since: u64,
 }
 
-/// Prints the herd as seen from `server` (a name, or any admin `host:port`),
-/// asking with the admin `token` if there is one (the same for the herd).
-pub fn run(server: &str, config: &Path, token: Option<&str>) -> Result<(), CtlError> {
-    let address = http::resolve_admin(server, config)?;
-    print!("{}", render(&address, token)?);
+/// Prints the herd as seen from the server whose admin listener is at
+/// `address`, asking with the admin `token` (the same for the herd).
+pub fn run(address: &str, token: &str) -> Result<(), CtlError> {
+    print!("{}", render(address, Some(token))?);
     Ok(())
 }
 

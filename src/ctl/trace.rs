@@ -20,7 +20,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::path::Path;
 
 use serde::Deserialize;
 
@@ -36,11 +35,12 @@ pub struct TraceView {
     pub from: Option<String>,
 }
 
-/// Prints the path of `client`'s record through the herd seen from `server`
-/// (a name, or any admin `host:port`).
-pub fn run(server: &str, config: &Path, token: Option<&str>, client: &str) -> Result<(), CtlError> {
-    let address = http::resolve_admin(server, config)?;
-    let herd = status::fetch_herd(&address, token)?;
+/// Prints the path of `client`'s record through the herd seen from the
+/// server whose admin listener is at `address`, asking with the admin
+/// `token` (the same for the herd).
+pub fn run(address: &str, token: &str, client: &str) -> Result<(), CtlError> {
+    let token = Some(token);
+    let herd = status::fetch_herd(address, token)?;
     let path = format!("/trace?client={}", percent_encoded(client));
     let answers: Vec<(String, Option<TraceView>)> = herd
         .servers

@@ -602,7 +602,45 @@ impl RawClient {
     }
 }
 
-/// `/metrics` of `server`'s admin listener (empty when it cannot be read).
+impl Herd {
+    /// The admin token the servers made on their first start, in their
+    /// home (the herd's folder; SPEC §6), if they made one (they do unless
+    /// given a token).
+    pub fn admin_token(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.path().join(".herd.admin-token"))
+            .ok()
+            .map(|t| t.trim().to_string())
+    }
+
+    /// `POST path` (no body) at `server`'s admin listener with the herd's
+    /// token: the test hooks (`admin.test_hooks`).
+    pub fn admin_post(
+        &self,
+        server: &str,
+        path: &str,
+    ) -> Result<herd::ctl::http::Response, herd::ctl::http::HttpError> {
+        let admin = format!("127.0.0.1:{}", self.ports(server).admin);
+        let bearer = self.admin_token().map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Length", "0")];
+        if let Some(bearer) = &bearer {
+            headers.push(("Authorization", bearer));
+        }
+        herd::ctl::http::request(&admin, "POST", path, &headers)
+    }
+
+    /// `GET path` at `server`'s admin listener with the herd's token.
+    pub fn admin_get(
+        &self,
+        server: &str,
+        path: &str,
+    ) -> Result<herd::ctl::http::Response, herd::ctl::http::HttpError> {
+        let admin = format!("127.0.0.1:{}", self.ports(server).admin);
+        herd::ctl::http::get_with_token(&admin, path, self.admin_token().as_deref())
+    }
+}
+
+/// `/metrics` of `server`'s admin listener (empty when it cannot be read;
+/// open without the token: it holds no client's data).
 pub fn metrics_text(herd: &Herd, server: &str) -> String {
     let admin = format!("127.0.0.1:{}", herd.ports(server).admin);
     herd::ctl::http::get(&admin, "/metrics")

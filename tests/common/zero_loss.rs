@@ -18,23 +18,14 @@ use std::time::Duration;
 
 use crate::common::{listen_on_free_port, wait_until, Herd};
 
-/// Every record `name` holds (its admin `/records`), or `None` while it
-/// cannot answer.
+/// Every record `name` holds (its admin `/records`, asked with the token
+/// the herd made), or `None` while it cannot answer.
 pub fn dump(herd: &Herd, name: &str) -> Option<Vec<String>> {
-    let mut stream = TcpStream::connect(("127.0.0.1", herd.ports(name).admin)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .ok()?;
-    stream
-        .write_all(b"GET /records HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+    let answer = herd.admin_get(name, "/records").ok()?;
+    if answer.status != 200 {
         return None;
     }
-    Some(body.lines().map(str::to_string).collect())
+    Some(answer.text().lines().map(str::to_string).collect())
 }
 
 /// [`dump`], waiting for the admin listener of a server just started.

@@ -476,6 +476,45 @@ pub fn valid_server_name(name: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Whether a line (without its terminator) is HTTP rather than the client
+/// protocol: a request line (`<method> <target> HTTP/<d>.<d>`, e.g.
+/// `POST / HTTP/1.1`) or a `Host:` header (any case). A web page's `fetch`
+/// to a client port sends both before its body, so a connection whose
+/// line says HTTP is closed before anything after it is read as a command
+/// (SPEC §7); no line of the client protocol looks like either (every
+/// command has four fields or more).
+pub fn looks_like_http(line: &[u8]) -> bool {
+    if line
+        .get(..5)
+        .is_some_and(|head| head.eq_ignore_ascii_case(b"host:"))
+    {
+        return true;
+    }
+    // The version ends the line: most lines are ruled out on that alone,
+    // without a scan (this runs on every client line).
+    let Some(tail) = line.len().checked_sub(8).and_then(|at| line.get(at..)) else {
+        return false;
+    };
+    if !tail.starts_with(b"HTTP/") {
+        return false;
+    }
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    // RFC 9110's token characters for the method.
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let is_version = matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit());
+    !method.is_empty()
+        && method.iter().all(|&b| token(b))
+        && !target.is_empty()
+        && target.iter().all(|b| b.is_ascii_graphic())
+        && is_version
+}
+
 /// Formats the answer to an invalid line: `? ` and the line verbatim.
 pub fn invalid_answer(line: &[u8]) -> Vec<u8> {
     let mut answer = Vec::with_capacity(line.len() + 3);
@@ -878,5 +917,47 @@ mod bounds_tests {
         let pin = Timestamp::new(u64::MAX, 999_999_999).unwrap();
         assert!(pin.too_far_ahead_of(now, day));
         assert!(!pin.too_far_ahead_of(now, Duration::MAX));
+    }
+}
+
+#[cfg(test)]
+mod http_tests {
+    use super::*;
+
+    #[test]
+    fn http_request_lines_and_host_headers_look_like_http() {
+        for line in [
+            &b"POST / HTTP/1.1"[..],
+            b"GET /x HTTP/1.0",
+            b"OPTIONS * HTTP/1.1",
+            b"PRI * HTTP/2.0",
+            b"CONNECT 127.0.0.1:12665 HTTP/1.1",
+            b"Host: 127.0.0.1:12665",
+            b"host:x",
+            b"HOST: evil.example",
+        ] {
+            assert!(looks_like_http(line), "{}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn client_lines_do_not_look_like_http() {
+        for line in [
+            &b"IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503"[..],
+            b"WHATSAT kiwi.cs.ucla.edu 10 5",
+            b"IAMAT HTTP/1.1 +1+1 1",
+            b"AT Riley +0.1 HTTP/1.1 +1+1 1",
+            b"HELLO there",
+            b"POST /",
+            b"POST / HTTP/1.1 extra",
+            b"POST  / HTTP/1.1",
+            b"POST / HTTP/1.x",
+            b"Hostname: x",
+            b"Host",
+            b"",
+            b"\xff / HTTP/1.1",
+        ] {
+            assert!(!looks_like_http(line), "{}", String::from_utf8_lossy(line));
+        }
     }
 }
