@@ -581,7 +581,7 @@ impl LocationStoreActor {
                 }
                 keep
             });
-            if leaf.capacity() > 4 * leaf.len().max(4) {
+            if leaf.is_empty() || leaf.capacity() > 4 * leaf.len().max(4) {
                 leaf.shrink_to_fit();
             }
         }
@@ -595,6 +595,9 @@ impl LocationStoreActor {
         }
         if self.records.capacity() > 4 * self.records.len().max(1024) {
             self.records.shrink_to_fit();
+        }
+        if self.flooded.capacity() > 4 * self.flooded.len().max(1024) {
+            self.flooded.shrink_to_fit();
         }
         if self.recent.capacity() > 4 * self.recent.len().max(64) {
             self.recent.shrink_to_fit();
