@@ -117,15 +117,27 @@ fn keep_updating(ports: &[(String, u16)], ledger: &Mutex<Ledger>, stop: &AtomicB
     }
 }
 
+/// The default five servers with `settings` ((section, line) pairs),
+/// started, with every link up.
+fn five_up(settings: &[(&str, &str)]) -> Herd {
+    let builder = settings
+        .iter()
+        .fold(Herd::five(), |builder, (section, line)| {
+            builder.setting(section, line)
+        });
+    let mut herd = builder.build();
+    zero_loss::start_all(&mut herd);
+    herd.wait_links_up();
+    herd
+}
+
 /// The rolling change: every server of `order` restarted in turn with the
 /// settings `edit` makes, while updates flow everywhere.
 fn rolling_change(order: &[&str], edit: impl Fn(&str, Vec<String>) -> Vec<String>) -> Herd {
-    let mut herd = Herd::five()
-        .setting("herd", "anti_entropy_ms = 0")
-        .setting("herd", "file_log_level = \"info\"")
-        .build();
-    zero_loss::start_all(&mut herd);
-    herd.wait_links_up();
+    let mut herd = five_up(&[
+        ("herd", "anti_entropy_ms = 0"),
+        ("herd", "file_log_level = \"info\""),
+    ]);
     let ledger = Mutex::new(Ledger::default());
     every_update_reaches_everyone(&herd, &ledger, "before");
     let changed = changed_settings(&herd, edit);
@@ -222,12 +234,8 @@ fn forget(herd: &Herd, server: &str, client: &str) {
 }
 
 fn diverged_herd(anti_entropy_ms: u64) -> (Herd, String) {
-    let mut herd = Herd::five()
-        .setting("herd", &format!("anti_entropy_ms = {anti_entropy_ms}"))
-        .setting("admin", "test_hooks = true")
-        .build();
-    zero_loss::start_all(&mut herd);
-    herd.wait_links_up();
+    let interval = format!("anti_entropy_ms = {anti_entropy_ms}");
+    let herd = five_up(&[("herd", &interval), ("admin", "test_hooks = true")]);
     let answer = herd.ask("Riley", &iamat("drifter", "1700000000.5"));
     for name in herd.names() {
         herd.wait_for_at_line(&name, "drifter", &answer);
@@ -279,14 +287,27 @@ fn crash_store(herd: &Herd, server: &str, how: &str) {
     assert_eq!(answer.status, 202, "{}", answer.text());
 }
 
+/// Waits until Riley's store has been restarted `count` times.
+fn wait_store_restarts(herd: &Herd, count: f64) {
+    let restarts = || {
+        metric(
+            herd,
+            "Riley",
+            "herd_actor_restarts_total",
+            ",actor=\"store\"",
+        )
+    };
+    wait_until(Duration::from_secs(10), "the store restarted", || {
+        restarts() == count
+    });
+}
+
 #[test]
 fn a_stopped_or_panicking_store_is_restarted_and_refilled_by_its_neighbours() {
-    let mut herd = Herd::five()
-        .setting("admin", "test_hooks = true")
-        .setting("herd", "file_log_level = \"info\"")
-        .build();
-    zero_loss::start_all(&mut herd);
-    herd.wait_links_up();
+    let mut herd = five_up(&[
+        ("admin", "test_hooks = true"),
+        ("herd", "file_log_level = \"info\""),
+    ]);
     let answers: Vec<(String, String)> = (0..20)
         .map(|i| {
             let client = format!("held{i}");
@@ -307,14 +328,7 @@ fn a_stopped_or_panicking_store_is_restarted_and_refilled_by_its_neighbours() {
         let _stop = StopOnDrop(&stop);
         for (restarts, how) in [(1.0, ""), (2.0, "?panic=1")] {
             crash_store(&herd, "Riley", how);
-            wait_until(Duration::from_secs(10), "the store restarted", || {
-                metric(
-                    &herd,
-                    "Riley",
-                    "herd_actor_restarts_total",
-                    ",actor=\"store\"",
-                ) == restarts
-            });
+            wait_store_restarts(&herd, restarts);
             // Memory only: the neighbours refill it at once (not at the
             // next anti-entropy round, 30 s away).
             for (client, answer) in &answers {
@@ -341,14 +355,7 @@ fn a_restarted_store_reloads_its_journal() {
     herd.start("Riley");
     let answer = herd.ask("Riley", &iamat("kept", "1700000000.5"));
     crash_store(&herd, "Riley", "");
-    wait_until(Duration::from_secs(10), "the store restarted", || {
-        metric(
-            &herd,
-            "Riley",
-            "herd_actor_restarts_total",
-            ",actor=\"store\"",
-        ) == 1.0
-    });
+    wait_store_restarts(&herd, 1.0);
     assert_eq!(
         herd.whatsat_at_line("Riley", "kept").as_deref(),
         Some(&*answer)
@@ -377,16 +384,23 @@ fn a_restart_storm_ends_the_process_with_a_non_zero_code() {
     assert_eq!(code, Some(Some(70)));
 }
 
-#[test]
-fn with_ack_after_neighbour_the_answer_waits_for_a_neighbour_and_survives_a_sigkill() {
+/// Riley and Jaquez with `ack_after = "neighbour"`, their links through
+/// proxies, up; and the proxy of Riley's link to Jaquez.
+fn acked_pair(ack_timeout_ms: u64) -> (Herd, Proxies) {
     let herd = Herd::with_topology(&[("Riley", &["Jaquez"]), ("Jaquez", &[])])
         .setting("herd", "ack_after = \"neighbour\"")
-        .setting("limits", "ack_timeout_ms = 5000")
+        .setting("limits", &format!("ack_timeout_ms = {ack_timeout_ms}"))
         .build();
     let proxies = zero_loss::proxy_every_link(&herd);
     let mut herd = herd;
     zero_loss::start_all(&mut herd);
     herd.wait_links_up();
+    (herd, proxies)
+}
+
+#[test]
+fn with_ack_after_neighbour_the_answer_waits_for_a_neighbour_and_survives_a_sigkill() {
+    let (mut herd, proxies) = acked_pair(5000);
     let to_jaquez = &proxies[&("Riley".to_string(), "Jaquez".to_string())];
     // While Riley's link to Jaquez carries nothing, no answer comes...
     to_jaquez.freeze();
@@ -413,14 +427,7 @@ fn with_ack_after_neighbour_the_answer_waits_for_a_neighbour_and_survives_a_sigk
 
 #[test]
 fn with_ack_after_neighbour_an_unreplicated_answer_comes_at_the_deadline_and_is_counted() {
-    let herd = Herd::with_topology(&[("Riley", &["Jaquez"]), ("Jaquez", &[])])
-        .setting("herd", "ack_after = \"neighbour\"")
-        .setting("limits", "ack_timeout_ms = 300")
-        .build();
-    let proxies = zero_loss::proxy_every_link(&herd);
-    let mut herd = herd;
-    zero_loss::start_all(&mut herd);
-    herd.wait_links_up();
+    let (herd, proxies) = acked_pair(300);
     proxies[&("Riley".to_string(), "Jaquez".to_string())].freeze();
     let started = Instant::now();
     let answer = herd.ask("Riley", &iamat("alone", "1700000000.5"));
@@ -432,7 +439,5 @@ fn with_ack_after_neighbour_an_unreplicated_answer_comes_at_the_deadline_and_is_
     );
 }
 
-/// The proxies of one test are kept alive by their map; this names the type
-/// for readers of the tests above.
-#[allow(dead_code)]
+/// A herd's link proxies, by (from, to); they live as long as the map.
 type Proxies = std::collections::BTreeMap<(String, String), Proxy>;

@@ -38,20 +38,31 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Riley's metrics and empty store, and a listener for its peer port.
+async fn riley() -> (
+    Arc<Metrics>,
+    Addr<LocationStoreActor>,
+    TcpListener,
+    std::net::SocketAddr,
+) {
+    let metrics = Arc::new(Metrics::default());
+    let store = LocationStoreActor::new(
+        "Riley".into(),
+        Vec::new(),
+        None,
+        metrics.clone(),
+        herd_actors::protocol::DEFAULT_MAX_FUTURE_SKEW,
+    )
+    .start();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    (metrics, store, listener, addr)
+}
+
 #[test]
 fn a_source_opening_many_connections_drops_only_its_own_handshakes() {
     actix_rt::System::new().block_on(async {
-        let metrics = Arc::new(Metrics::default());
-        let store = LocationStoreActor::new(
-            "Riley".into(),
-            Vec::new(),
-            None,
-            metrics.clone(),
-            herd_actors::protocol::DEFAULT_MAX_FUTURE_SKEW,
-        )
-        .start();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
+        let (metrics, store, listener, addr) = riley().await;
         let gate = PeerGate {
             identity: identity("Riley"),
             neighbours: vec![Arc::<str>::from("Jaquez")].into(),
@@ -102,17 +113,7 @@ fn a_source_opening_many_connections_drops_only_its_own_handshakes() {
 #[test]
 fn a_server_with_many_neighbours_on_one_machine_has_a_slot_for_each() {
     actix_rt::System::new().block_on(async {
-        let metrics = Arc::new(Metrics::default());
-        let store = LocationStoreActor::new(
-            "Riley".into(),
-            Vec::new(),
-            None,
-            metrics.clone(),
-            herd_actors::protocol::DEFAULT_MAX_FUTURE_SKEW,
-        )
-        .start();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
+        let (metrics, store, listener, addr) = riley().await;
         // Six neighbours, all on this machine: they dial from one address.
         let neighbours: Vec<Arc<str>> = (0..6).map(|i| Arc::from(format!("N{i}"))).collect();
         let gate = PeerGate {
