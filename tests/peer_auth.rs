@@ -500,3 +500,58 @@ fn past_the_handshake_limit_the_oldest_stranger_is_dropped_and_neighbours_get_in
         "{metrics}"
     );
 }
+
+/// A connection to `port` on 127.0.0.1 from the loopback address `source`:
+/// another host, as far as the server can tell.
+fn connect_from(source: &str, port: u16) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("a runtime");
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        let local = format!("{source}:0").parse().expect("address");
+        socket.bind(local).expect("bind the source address");
+        let server = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        socket.connect(server).await.expect("connect")
+    });
+    let stream = stream.into_std().expect("a std stream");
+    stream.set_nonblocking(false).expect("blocking");
+    stream
+}
+
+#[test]
+fn one_host_opening_many_connections_cannot_push_out_a_neighbours_handshake() {
+    let mut herd = Herd::with_topology(TOPOLOGY)
+        .env("HERD_SECRET", SECRET)
+        .setting(
+            "limits",
+            "max_peer_handshakes = 8\nhandshake_timeout_ms = 60000",
+        )
+        .build();
+    herd.start("Riley");
+    let port = herd.ports("Riley").peer;
+    // The neighbour's handshake is the oldest of all...
+    let mut neighbour = Wire::connect(port);
+    let nonce_d = nonce();
+    let (nonce_a, topology_a) = hello(&mut neighbour, "Jaquez", "Riley", &nonce_d);
+    // ...then one host opens 40 connections and says nothing: past 8 at
+    // once, the oldest would go, but a host only ever pushes out its own.
+    let _strangers: Vec<TcpStream> = (0..40).map(|_| connect_from("127.0.0.2", port)).collect();
+    let admin = format!("127.0.0.1:{}", herd.ports("Riley").admin);
+    wait_until(
+        Duration::from_secs(10),
+        "the host's own handshakes dropped",
+        || {
+            herd::ctl::http::get(&admin, "/metrics").is_ok_and(|r| {
+                r.text()
+                    .contains("herd_peer_handshakes_dropped_total{server=\"Riley\"} 36\n")
+            })
+        },
+    );
+    // The neighbour, still heard, finishes its handshake.
+    let t = transcript("Jaquez", "Riley", &nonce_d, &nonce_a, &topology_a);
+    assert!(neighbour.send(&format!("PROOF {}", dial_mac(SECRET, &t))));
+    let welcome = format!("WELCOME {}", accept_mac(SECRET, &t));
+    assert_eq!(neighbour.line(), Some(welcome));
+}
