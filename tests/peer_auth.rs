@@ -168,19 +168,6 @@ fn assert_not_stored(herd: &Herd, client: &str) {
     assert_eq!(herd.ask("Riley", &query), format!("? {query}"));
 }
 
-/// Waits until Riley's log file contains every one of `needles`.
-fn wait_for_log(herd: &Herd, needles: &[&str]) {
-    let path = herd.log_path("Riley");
-    wait_until(
-        Duration::from_secs(10),
-        &format!("Riley's log to show {needles:?}"),
-        || {
-            std::fs::read_to_string(&path)
-                .is_ok_and(|log| needles.iter().all(|needle| log.contains(needle)))
-        },
-    );
-}
-
 /// Completes an honest handshake as Jaquez; returns (nonce_d, nonce_a, mac_d).
 fn honest_handshake(wire: &mut Wire) -> (String, String, String) {
     let nonce_d = nonce();
@@ -229,7 +216,7 @@ fn after_the_handshake_plain_lines_are_refused() {
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut wire.reader, &mut rest);
     assert_not_stored(&herd, "plain.after.welcome");
-    wait_for_log(&herd, &["sealed frame length"]);
+    herd.wait_for_log("Riley", &["sealed frame length"]);
     let admin = format!("127.0.0.1:{}", herd.ports("Riley").admin);
     let metrics = herd::ctl::http::get(&admin, "/metrics").unwrap().text();
     assert!(
@@ -252,7 +239,7 @@ fn a_wrong_secret_is_rejected_logged_and_nothing_is_stored() {
     try_flood(&mut wire, "wrong.secret");
     wire.expect_closed();
     assert_not_stored(&herd, "wrong.secret");
-    wait_for_log(&herd, &["rejected peer connection", "wrong herd secret"]);
+    herd.wait_for_log("Riley", &["rejected peer connection", "wrong herd secret"]);
 }
 
 #[test]
@@ -284,7 +271,7 @@ fn a_captured_proof_cannot_be_replayed() {
     try_flood(&mut replay, "replayed.client");
     replay.expect_closed();
     assert_not_stored(&herd, "replayed.client");
-    wait_for_log(&herd, &["wrong herd secret"]);
+    herd.wait_for_log("Riley", &["wrong herd secret"]);
 }
 
 #[test]
@@ -326,8 +313,8 @@ fn unknown_names_non_neighbours_and_misaddressed_hellos_are_rejected() {
         wire.expect_closed();
         assert_not_stored(&herd, client);
     }
-    wait_for_log(
-        &herd,
+    herd.wait_for_log(
+        "Riley",
         &[
             "Mallory is not a neighbour",
             // A server of the herd: a sign of a change of links, logged once.
@@ -349,7 +336,7 @@ fn a_stranger_cannot_make_the_server_buffer_before_the_handshake() {
     let mut wire = Wire::connect(herd.ports("Riley").peer);
     let _ = wire.writer.write_all(&vec![b'x'; 64 * 1024]);
     wire.expect_closed();
-    wait_for_log(&herd, &["rejected peer connection", "overlong line"]);
+    herd.wait_for_log("Riley", &["rejected peer connection", "overlong line"]);
 }
 
 #[test]
@@ -368,7 +355,7 @@ fn a_stranger_who_stalls_is_dropped_at_the_handshake_timeout() {
     silent.expect_closed();
     stalled.expect_closed();
     assert!(started.elapsed() < Duration::from_secs(5));
-    wait_for_log(&herd, &["rejected peer connection", "timed out"]);
+    herd.wait_for_log("Riley", &["rejected peer connection", "timed out"]);
 }
 
 #[test]
@@ -378,7 +365,7 @@ fn records_without_a_handshake_are_rejected() {
     try_flood(&mut wire, "no.handshake");
     wire.expect_closed();
     assert_not_stored(&herd, "no.handshake");
-    wait_for_log(&herd, &["rejected peer connection", "unexpected line"]);
+    herd.wait_for_log("Riley", &["rejected peer connection", "unexpected line"]);
 }
 
 #[test]
@@ -388,7 +375,7 @@ fn with_insecure_peers_asked_for_the_server_warns_and_accepts_neighbours_by_name
         .setting("herd", "insecure_peers = true")
         .build();
     herd.start("Riley");
-    wait_for_log(&herd, &["INSECURE PEERS"]);
+    herd.wait_for_log("Riley", &["INSECURE PEERS"]);
     // Still only neighbours...
     let mut stranger = Wire::connect(herd.ports("Riley").peer);
     assert!(stranger.send(&format!(
@@ -419,8 +406,8 @@ fn a_version_one_hello_is_refused_naming_both_ranges() {
         Some("? no common peer protocol version: Riley speaks 2-2")
     );
     wire.expect_closed();
-    wait_for_log(
-        &herd,
+    herd.wait_for_log(
+        "Riley",
         &["no common peer protocol version: it speaks 1-1, this server 2-2"],
     );
 }
@@ -453,7 +440,7 @@ fn a_fake_acceptor_gets_a_proof_but_no_record() {
     // sends no record.
     assert!(wire.send(&format!("WELCOME {}", "ab".repeat(32))));
     wire.expect_closed();
-    wait_for_log(&herd, &["link to Jaquez", "wrong herd secret"]);
+    herd.wait_for_log("Riley", &["link to Jaquez", "wrong herd secret"]);
 }
 
 #[test]
@@ -483,8 +470,8 @@ fn past_the_handshake_limit_the_oldest_stranger_is_dropped_and_neighbours_get_in
     let mut neighbour = Wire::connect(port);
     honest_handshake(&mut neighbour);
     strangers[0].0.expect_closed();
-    wait_for_log(
-        &herd,
+    herd.wait_for_log(
+        "Riley",
         &["3 peer connections handshaking; dropping the oldest"],
     );
     // The two others are still being listened to: one can finish, too.

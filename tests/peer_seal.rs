@@ -223,19 +223,6 @@ fn counter(herd: &Herd, name: &str, metric: &str) -> u64 {
         .unwrap_or_else(|| panic!("{metric} at {name}: {text}"))
 }
 
-/// Waits until `name`'s log file contains every one of `needles`.
-fn wait_for_log(herd: &Herd, name: &str, needles: &[&str]) {
-    let path = herd.log_path(name);
-    wait_until(
-        Duration::from_secs(10),
-        &format!("{name}'s log to show {needles:?}"),
-        || {
-            std::fs::read_to_string(&path)
-                .is_ok_and(|log| needles.iter().all(|needle| log.contains(needle)))
-        },
-    );
-}
-
 /// Reports `client` to Riley; returns Riley's AT answer.
 fn update(herd: &Herd, client: &str) -> String {
     let answer = herd.ask("Riley", &iamat(client, "1700000000.5"));
@@ -334,8 +321,7 @@ fn a_flipped_byte_is_refused_and_the_record_comes_intact_by_the_next_sync() {
     herd.wait_for_at_line("Jaquez", "tampered.client", &answer);
     assert!(!tap.is_armed(), "the flood crossed the tap");
     assert_eq!(counter(&herd, "Jaquez", "herd_peer_seal_failures_total"), 1);
-    wait_for_log(
-        &herd,
+    herd.wait_for_log(
         "Jaquez",
         &["refused from Riley: sealed frame", "failed authentication"],
     );
@@ -361,7 +347,7 @@ fn a_replayed_frame_is_refused_and_the_link_recovers() {
         "Jaquez to refuse the replayed frame",
         || counter(&herd, "Jaquez", "herd_peer_seal_failures_total") == 1,
     );
-    wait_for_log(&herd, "Jaquez", &["failed authentication"]);
+    herd.wait_for_log("Jaquez", &["failed authentication"]);
     // The original was taken once; its copy never reached the store (taken,
     // it would count as a second, stale, flood).
     assert_eq!(counter(&herd, "Jaquez", "herd_floods_received_total"), 2);
@@ -384,7 +370,7 @@ fn a_line_injected_in_clear_is_refused_and_never_stored() {
     herd.wait_for_at_line("Jaquez", "carrier.client", &answer);
     assert!(!tap.is_armed(), "the flood crossed the tap");
     assert_eq!(counter(&herd, "Jaquez", "herd_peer_seal_failures_total"), 1);
-    wait_for_log(&herd, "Jaquez", &["sealed frame length"]);
+    herd.wait_for_log("Jaquez", &["sealed frame length"]);
     for server in ["Jaquez", "Riley"] {
         assert_eq!(herd.whatsat_at_line(server, "injected.client"), None);
     }

@@ -312,10 +312,6 @@ fn read_answer(client: &mut Client, at: &str) -> Value {
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
 }
 
-fn log_of(herd: &Herd) -> String {
-    std::fs::read_to_string(herd.log_path("Riley")).unwrap_or_default()
-}
-
 #[test]
 fn legacy_request_is_sent_right_and_the_answer_cut_shaped_and_key_kept_out_of_logs() {
     let fake = FakeGoogle::start(|_| Reply::Json(200, fixture("legacy_ok_20.json")));
@@ -355,9 +351,9 @@ fn legacy_request_is_sent_right_and_the_answer_cut_shaped_and_key_kept_out_of_lo
     wait_until(
         Duration::from_secs(5),
         "the upstream request in the log",
-        || log_of(&herd).contains("places GET"),
+        || herd.log("Riley").contains("places GET"),
     );
-    let log = log_of(&herd);
+    let log = herd.log("Riley");
     assert!(log.contains("key=REDACTED"), "{log}");
     assert!(!log.contains(KEY), "the key leaked into the log:\n{log}");
 }
@@ -428,9 +424,9 @@ fn a_silent_or_absent_upstream_is_answered_within_the_deadline() {
     wait_until(
         Duration::from_secs(5),
         "the abandoned call in the log",
-        || log_of(&herd).contains("places GET"),
+        || herd.log("Riley").contains("places GET"),
     );
-    let log = log_of(&herd);
+    let log = herd.log("Riley");
     assert!(log.contains("abandoned unanswered"), "{log}");
 
     // Nothing listening at all: refused at once.
@@ -515,7 +511,7 @@ fn identical_requests_share_one_upstream_call_then_hit_the_cache() {
     }
     // Each joins the call in flight (the actor says so at debug level).
     wait_until(Duration::from_secs(5), "nine requests to join", || {
-        log_of(&herd)
+        herd.log("Riley")
             .matches("joins the identical one in flight")
             .count()
             == 9
@@ -592,7 +588,10 @@ fn a_connection_the_upstream_closed_is_retried_once_on_a_new_one() {
             fake.dropped()
         );
         wait_until(Duration::from_secs(5), "the retries in the log", || {
-            log_of(&herd).matches("retried on a new connection").count() == fake.dropped()
+            herd.log("Riley")
+                .matches("retried on a new connection")
+                .count()
+                == fake.dropped()
         });
         // Concurrent misses over several pooled connections: none lost.
         let mut clients: Vec<Client> = (0..8).map(|_| herd.client("Riley")).collect();
@@ -678,9 +677,12 @@ fn google_new_posts_search_nearby_and_answers_in_legacy_format() {
     wait_until(
         Duration::from_secs(5),
         "the upstream request in the log",
-        || log_of(&herd).contains("places POST"),
+        || herd.log("Riley").contains("places POST"),
     );
-    assert!(!log_of(&herd).contains(KEY), "the key leaked into the log");
+    assert!(
+        !herd.log("Riley").contains(KEY),
+        "the key leaked into the log"
+    );
 }
 
 #[test]

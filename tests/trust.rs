@@ -39,16 +39,6 @@ fn metric(herd: &Herd, server: &str, name: &str, labels: &str) -> f64 {
     metric_sample(&metrics_text(herd, server), name, labels).unwrap_or(-1.0)
 }
 
-fn log_of(herd: &Herd, server: &str) -> Vec<u8> {
-    std::fs::read(herd.log_path(server)).unwrap_or_default()
-}
-
-fn wait_for_log(herd: &Herd, server: &str, needle: &str) {
-    wait_until(Duration::from_secs(10), needle, || {
-        String::from_utf8_lossy(&log_of(herd, server)).contains(needle)
-    });
-}
-
 /// The server still serves: a fresh IAMAT is answered and found by WHATSAT.
 fn assert_serving(herd: &Herd, server: &str, client: &str) {
     let at = herd.ask(server, &iamat(client, "1700000000.5"));
@@ -118,7 +108,7 @@ fn the_crash_line_from_a_neighbour_is_refused_counted_and_logged() {
         metric(&herd, "Riley", "herd_records_refused_total", ""),
         1.0
     );
-    wait_for_log(&herd, "Riley", "refused a record from Jaquez");
+    herd.wait_for_log("Riley", &["refused a record from Jaquez"]);
     // The very line, over a fresh link (a line this long may end the link).
     let mut wire = insecure_link_to_riley(&herd);
     let _ = wire.write_all(crash.as_bytes());
@@ -163,11 +153,10 @@ fn the_crash_line_in_the_journal_is_skipped_and_logged_at_start() {
     assert_eq!(herd.whatsat_at_line("Riley", "pin.disk"), None);
     assert_eq!(herd.whatsat_at_line("Riley", "pin.future"), None);
     assert!(herd.whatsat_at_line("Riley", "kept").is_some());
-    wait_for_log(&herd, "Riley", "skipping an invalid stored record");
-    wait_for_log(
-        &herd,
+    herd.wait_for_log("Riley", &["skipping an invalid stored record"]);
+    herd.wait_for_log(
         "Riley",
-        "refused a record from the journal (time too far ahead",
+        &["refused a record from the journal (time too far ahead"],
     );
     assert_serving(&herd, "Riley", "after.journal");
 }
@@ -271,8 +260,8 @@ fn control_bytes_reach_the_log_escaped() {
     let mut client = RawClient::connect(herd.ports("Riley").client);
     client.send(b"IAMAT esc\x1b[2Jape\rhidden +1+1 1\n");
     assert!(client.line().is_some_and(|l| l.starts_with(b"? IAMAT")));
-    wait_for_log(&herd, "Riley", "esc\\x1b[2Jape\\rhidden");
-    let log = log_of(&herd, "Riley");
+    herd.wait_for_log("Riley", &["esc\\x1b[2Jape\\rhidden"]);
+    let log = herd.log_bytes("Riley");
     assert!(!log.contains(&0x1b), "a raw ESC reached the log");
     assert!(!log.contains(&b'\r'), "a raw CR reached the log");
 }
@@ -395,12 +384,12 @@ fn the_secret_changes_server_by_server_and_updates_keep_flowing() {
             let warning = "HERD_SECRET_EXTRA is set: the herd is changing its secret";
             if extra.is_empty() {
                 herd.terminate(name);
-                let log = String::from_utf8_lossy(&log_of(&herd, name)).into_owned();
+                let log = String::from_utf8_lossy(&herd.log_bytes(name)).into_owned();
                 assert!(log.contains("serving clients on"), "{name}: {log}");
                 assert!(!log.contains(warning), "{name}: {log}");
                 herd.restart(name);
             } else {
-                wait_for_log(&herd, name, warning);
+                herd.wait_for_log(name, &[warning]);
             }
         }
     }
@@ -569,10 +558,9 @@ fn an_http_request_on_the_client_port_is_closed_and_nothing_in_it_is_stored() {
             assert_eq!(herd.ask(server, &line), format!("? {line}"), "{server}");
         }
     }
-    wait_for_log(
-        &herd,
+    herd.wait_for_log(
         "Riley",
-        "spoke HTTP on the client port (POST / HTTP/1.1)",
+        &["spoke HTTP on the client port (POST / HTTP/1.1)"],
     );
 }
 
@@ -600,7 +588,7 @@ fn strangers_names_reach_the_log_escaped_and_their_refusals_are_rate_limited() {
     });
     // Stopped, so that every line is flushed.
     herd.terminate("Riley");
-    let log = log_of(&herd, "Riley");
+    let log = herd.log_bytes("Riley");
     assert!(!log.contains(&0x1b), "a raw ESC reached the log");
     let text = String::from_utf8_lossy(&log);
     assert!(

@@ -227,6 +227,28 @@ impl Herd {
         self.dir.path().join("logs").join(format!("{name}.log"))
     }
 
+    /// `name`'s log file as it is now, bytes as written (empty before it exists).
+    pub fn log_bytes(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.log_path(name)).unwrap_or_default()
+    }
+
+    /// `name`'s log file as it is now, as text.
+    pub fn log(&self, name: &str) -> String {
+        String::from_utf8_lossy(&self.log_bytes(name)).into_owned()
+    }
+
+    /// Waits until `name`'s log file contains every one of `needles`.
+    pub fn wait_for_log(&self, name: &str, needles: &[&str]) {
+        wait_until(
+            Duration::from_secs(10),
+            &format!("{name}'s log to show {needles:?}"),
+            || {
+                let log = self.log(name);
+                needles.iter().all(|needle| log.contains(needle))
+            },
+        );
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
         cmd.arg("--config")
