@@ -258,7 +258,6 @@ fn serve(
             .collect(),
         herd: plan.topology.servers().cloned().collect(),
         links: Arc::new(links),
-        logged: Arc::default(),
         max_handshakes: plan.peer_limits.max_handshakes,
         max_handshakes_per_source: plan.peer_limits.max_handshakes_per_source,
         store: store.clone(),

@@ -46,9 +46,10 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use crate::codec::Frame;
+use crate::metrics::Metrics;
 use crate::peer_line::{
     Hello, HexBytes, MacBytes, Nonce, PeerLine, Purpose, TopologyDigest, Versions,
-    HANDSHAKE_MAX_LINE, VERSIONS,
+    HANDSHAKE_MAX_LINE, PEER_MAX_LINE, VERSIONS,
 };
 use crate::seal::{End, LinkKeys, PeerCodec};
 use crate::text::LogText;
@@ -214,6 +215,11 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// The other side's `? <reason>`, escaped and clipped for the log.
+    fn refused(reason: &[u8]) -> HandshakeError {
+        HandshakeError::Refused(LogText::clipped(reason, 200).to_string())
+    }
+
     fn unexpected(line: &[u8]) -> HandshakeError {
         HandshakeError::Unexpected(LogText::clipped(line, 80).to_string())
     }
@@ -221,6 +227,15 @@ impl HandshakeError {
 
 /// A framed peer connection: plain lines in the handshake, sealed after it.
 pub type PeerFramed = Framed<TcpStream, PeerCodec>;
+
+/// A peer connection's framing, either end: lines up to [`PEER_MAX_LINE`],
+/// every sealed frame that fails to open counted in `metrics`.
+pub fn framed(stream: TcpStream, metrics: &Arc<Metrics>) -> PeerFramed {
+    let metrics = metrics.clone();
+    let codec = PeerCodec::new(PEER_MAX_LINE)
+        .reporting(Arc::new(move || Metrics::bump(&metrics.peer_seal_failures)));
+    Framed::new(stream, codec)
+}
 
 /// What a passed handshake established.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,11 +329,7 @@ async fn dial_exchange(
             nonce,
             topology,
         }) if (VERSIONS.lo..=VERSIONS.hi).contains(&version) => (version, nonce, topology),
-        Ok(PeerLine::Refused(reason)) => {
-            return Err(HandshakeError::Refused(
-                LogText::clipped(reason, 200).to_string(),
-            ))
-        }
+        Ok(PeerLine::Refused(reason)) => return Err(HandshakeError::refused(reason)),
         _ => return Err(HandshakeError::unexpected(&line)),
     };
     let transcript = Transcript {
@@ -343,11 +354,7 @@ async fn dial_exchange(
                 return Err(HandshakeError::BadSecret);
             }
         }
-        Ok(PeerLine::Refused(reason)) => {
-            return Err(HandshakeError::Refused(
-                LogText::clipped(reason, 200).to_string(),
-            ))
-        }
+        Ok(PeerLine::Refused(reason)) => return Err(HandshakeError::refused(reason)),
         _ => return Err(HandshakeError::unexpected(&line)),
     }
     // What follows WELCOME is sealed, even if it came in the same read.

@@ -16,16 +16,13 @@ use bytes::Bytes;
 use log::{debug, info, warn};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::Framed;
 
 use crate::connection::{ClientContext, ConnectionActor, ConnectionSlot};
 use crate::handshake::{self, HandshakeError, Identity, Met, PeerFramed};
 use crate::metrics::Metrics;
 use crate::peer::Repair;
-use crate::peer_line::PEER_MAX_LINE;
 use crate::peer_session::PeerSession;
 use crate::refusal::{source_of, RefusalLog, SourceRefusals};
-use crate::seal::PeerCodec;
 use crate::store::{HeardTopology, LocationStoreActor};
 use crate::sync::answer_sync;
 
@@ -74,8 +71,6 @@ pub struct PeerGate {
     /// This server's own link to each neighbour, told to repair when the
     /// neighbour's anti-entropy comparison finds the stores differ.
     pub links: Arc<BTreeMap<Arc<str>, Recipient<Repair>>>,
-    /// Refusals already logged (one line per change, not per attempt).
-    pub logged: Arc<Mutex<HashSet<String>>>,
     /// Connections allowed in the handshake at once. A stranger opening
     /// thousands of connections that never finish the handshake costs a
     /// bounded number of sockets and tasks, each for at most `timeout`; past
@@ -121,8 +116,8 @@ pub async fn serve_peers(listener: TcpListener, gate: PeerGate) {
     // Oldest first.
     let mut handshakes: VecDeque<Handshake> = VecDeque::new();
     let mut drops = RefusalLog::default();
-    // Handshakes refused, logged per source: a few, then once a second.
-    let rejections = Arc::new(SourceRefusals::default());
+    // How refused handshakes are logged, shared by the handshake tasks.
+    let rejections = Arc::new(Rejections::default());
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -193,15 +188,12 @@ fn spawn_handshake(
     stream: TcpStream,
     addr: SocketAddr,
     gate: PeerGate,
-    rejections: Arc<SourceRefusals>,
+    rejections: Arc<Rejections>,
 ) -> Handshake {
     let authenticated = Arc::new(AtomicBool::new(false));
     let proved = authenticated.clone();
     let task = actix_rt::spawn(async move {
-        let metrics = gate.metrics.clone();
-        let codec = PeerCodec::new(PEER_MAX_LINE)
-            .reporting(Arc::new(move || Metrics::bump(&metrics.peer_seal_failures)));
-        let mut framed = Framed::new(stream, codec);
+        let mut framed = handshake::framed(stream, &gate.metrics);
         let authenticated = authenticate(&mut framed, addr, &gate, &proved, &rejections).await;
         let Some(met) = authenticated else {
             return;
@@ -237,7 +229,7 @@ async fn authenticate(
     addr: SocketAddr,
     gate: &PeerGate,
     proved: &AtomicBool,
-    rejections: &SourceRefusals,
+    rejections: &Rejections,
 ) -> Option<Met> {
     let is_neighbour = |name: &str| gate.neighbours.iter().any(|n| &**n == name);
     match handshake::accept(framed, &gate.identity, is_neighbour).await {
@@ -256,7 +248,7 @@ async fn authenticate(
 /// Counts and logs a refused handshake. A server whose settings list this
 /// one as a neighbour, or that speaks other versions, tries again every
 /// few seconds: that is one line per change, not one per attempt.
-fn refused(gate: &PeerGate, addr: SocketAddr, e: HandshakeError, rejections: &SourceRefusals) {
+fn refused(gate: &PeerGate, addr: SocketAddr, e: HandshakeError, rejections: &Rejections) {
     Metrics::bump(&gate.metrics.peer_auth_failures);
     let me = &gate.identity.me;
     // What the reason quotes of the stranger's bytes (its line, the names
@@ -279,7 +271,7 @@ fn refused(gate: &PeerGate, addr: SocketAddr, e: HandshakeError, rejections: &So
         }
         HandshakeError::NoCommonVersion { .. } => {
             Metrics::bump(&gate.metrics.peer_version_refused);
-            if first_time(gate, format!("{} {e}", addr.ip())) {
+            if rejections.first_time(format!("{} {e}", addr.ip())) {
                 warn!(target: "peer", "{me}: rejected peer connection from {addr}: {e} \
                     (logged once)");
             }
@@ -291,7 +283,7 @@ fn refused(gate: &PeerGate, addr: SocketAddr, e: HandshakeError, rejections: &So
         // A source's first few, then at most one line a second.
         _ => {
             let source = addr.ip();
-            if let Some(count) = rejections.count(source, Instant::now()) {
+            if let Some(count) = rejections.per_source.count(source, Instant::now()) {
                 warn!(target: "peer", "{me}: rejected peer connection from {addr}: {e} \
                     ({count} rejected from {source} since the last such line)");
             }
@@ -299,16 +291,27 @@ fn refused(gate: &PeerGate, addr: SocketAddr, e: HandshakeError, rejections: &So
     }
 }
 
-/// Whether `key` is logged for the first time (forgets all past a bound, so
-/// strangers cannot grow the set).
-fn first_time(gate: &PeerGate, key: String) -> bool {
-    let Ok(mut logged) = gate.logged.lock() else {
-        return true;
-    };
-    if logged.len() >= 256 {
-        logged.clear();
+/// How one server's refused handshakes are logged: most per source (a few,
+/// then once a second), and those that repeat for as long as a setting
+/// differs (no common version) once per source and reason.
+#[derive(Debug, Default)]
+struct Rejections {
+    per_source: SourceRefusals,
+    once: Mutex<HashSet<String>>,
+}
+
+impl Rejections {
+    /// Whether `key` is logged for the first time (forgets all past a
+    /// bound, so strangers cannot grow the set).
+    fn first_time(&self, key: String) -> bool {
+        let Ok(mut logged) = self.once.lock() else {
+            return true;
+        };
+        if logged.len() >= 256 {
+            logged.clear();
+        }
+        logged.insert(key)
     }
-    logged.insert(key)
 }
 
 /// Answers the catch-up sync the neighbour starts the link with: the first

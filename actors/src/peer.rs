@@ -52,16 +52,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use log::{debug, info, warn};
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
 
 use crate::codec::Frame;
 use crate::handshake::{self, HandshakeError, Identity, Met, PeerFramed};
 use crate::link::{Link, LinkState, ACK_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::output::{into_halves, Drain, HasOutput, Output};
-use crate::peer_line::{PeerLine, Purpose, Spread, PEER_MAX_LINE};
+use crate::peer_line::{PeerLine, Purpose, Spread};
 use crate::record::{ByClient, RecordSet, SharedRecord};
-use crate::seal::PeerCodec;
 use crate::store::{
     AckAfter, CompareNow, Flood, GetRoot, HeardTopology, LinkChanged, LocationStoreActor,
     Replicated,
@@ -207,12 +205,6 @@ impl PeerActor {
         &self.identity.me
     }
 
-    fn codec(&self) -> PeerCodec {
-        let metrics = self.metrics.clone();
-        PeerCodec::new(PEER_MAX_LINE)
-            .reporting(Arc::new(move || Metrics::bump(&metrics.peer_seal_failures)))
-    }
-
     /// Connects to the neighbour and runs the handshake for `purpose`.
     fn dial(
         &self,
@@ -223,14 +215,14 @@ impl PeerActor {
             self.neighbour.clone(),
             self.address.clone(),
         );
-        let codec = self.codec();
+        let metrics = self.metrics.clone();
         async move {
             let timeout = identity.timeout;
             let stream = tokio::time::timeout(timeout, TcpStream::connect(&address))
                 .await
                 .map_err(|_| HandshakeError::Timeout)??;
             stream.set_nodelay(true)?;
-            let mut framed = Framed::new(stream, codec);
+            let mut framed = handshake::framed(stream, &metrics);
             let met = handshake::dial(&mut framed, &identity, &them, purpose).await?;
             Ok((framed, met))
         }

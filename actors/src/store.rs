@@ -675,7 +675,8 @@ impl LocationStoreActor {
         self.digest = Digest::default();
         self.flooded.clear();
         self.arrivals.clear();
-        // Their records are gone: the clients hear at their deadline.
+        // Their records are gone: waiting clients are answered now, counted
+        // as unreplicated (their receivers see the senders dropped).
         self.waiting.clear();
         self.load(records);
         info!(target: LOG, "{}: store restarted with {} records; comparing with every neighbour",

@@ -64,7 +64,6 @@ async fn sync(acceptor: &Addr<LocationStoreActor>, dialer: &Addr<LocationStoreAc
         neighbours: vec![Arc::<str>::from("D")].into(),
         herd: vec![Arc::<str>::from("D"), Arc::<str>::from("A")].into(),
         links: Arc::default(),
-        logged: Arc::default(),
         max_handshakes: 64,
         max_handshakes_per_source: 4,
         store: acceptor.clone(),

@@ -29,7 +29,7 @@
 use std::fmt;
 
 use crate::digest::{self, nodes_at, DEPTH, LEAVES};
-use crate::protocol::{fields, is_space, valid_server_name};
+use crate::protocol::{fields, valid_server_name};
 
 /// Longest line on an authenticated peer connection. The longest a sync
 /// sends are a `KEYS` line naming every leaf (65,536 numbers: under 400 KiB)
@@ -510,11 +510,6 @@ impl fmt::Display for MacText<'_> {
             None => f.write_str("-"),
         }
     }
-}
-
-/// Whether `line` is white space only (a blank line is ignored, not refused).
-pub fn is_blank(line: &[u8]) -> bool {
-    line.iter().all(|&b| is_space(b))
 }
 
 #[cfg(test)]
