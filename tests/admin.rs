@@ -568,12 +568,7 @@ fn a_given_admin_token_guards_every_path_but_the_page_healthz_and_metrics() {
         .env("HERD_ADMIN_TOKEN", TOKEN)
         .output()
         .expect("run herdctl");
-    let text = String::from_utf8_lossy(&by_env.stdout);
-    assert!(
-        by_env.status.success(),
-        "{}",
-        String::from_utf8_lossy(&by_env.stderr)
-    );
+    let text = common::stdout_of(&by_env);
     assert!(text.contains("2/2 servers up"), "{text}");
 }
 
@@ -621,12 +616,7 @@ fn with_no_token_given_the_servers_make_one_and_herdctl_finds_it_itself() {
         .env_remove("HERD_CONFIG")
         .output()
         .expect("run herdctl");
-    let stdout = String::from_utf8_lossy(&bare.stdout);
-    assert!(
-        bare.status.success(),
-        "{}",
-        String::from_utf8_lossy(&bare.stderr)
-    );
+    let stdout = common::stdout_of(&bare);
     assert!(stdout.contains("2/2 servers up"), "{stdout}");
     let dump = herdctl(&herd, &["--server", "Beta", "dump"]);
     assert_eq!(String::from_utf8_lossy(&dump.stdout), format!("{at}\n"));

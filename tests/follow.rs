@@ -115,12 +115,7 @@ fn herdctl_trace_prints_the_path_from_the_origin_with_each_hops_delay() {
         .env_remove("HERD_ADMIN_TOKEN")
         .output()
         .expect("run herdctl");
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = common::stdout_of(&output);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 6, "the record and five servers:\n{text}");
     assert_eq!(lines[0], format!("traced: {answer}"));

@@ -539,6 +539,17 @@ impl Client {
 }
 
 /// An IAMAT line for `client` at a fixed place and the given time.
+/// A finished command's standard output, once it is known to have
+/// succeeded (its standard error is shown otherwise).
+pub fn stdout_of(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 pub fn iamat(client: &str, time: &str) -> String {
     format!("IAMAT {client} +34.068930-118.445127 {time}")
 }
