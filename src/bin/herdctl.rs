@@ -54,7 +54,8 @@ enum Command {
     /// Send raw lines (arguments, or standard input when none) and print
     /// whatever comes back.
     Send { lines: Vec<String> },
-    /// Closed-loop load against --server (IAMAT, WHATSAT, or Redis GEOADD).
+    /// Closed-loop load against --server, or spread over --spread (IAMAT,
+    /// WHATSAT, or Redis GEOADD).
     Bench {
         #[command(flatten)]
         load: ctl::bench::LoadArgs,
@@ -138,7 +139,16 @@ fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Bench { load } => {
             let json = load.json;
-            let report = ctl::bench::run_load(&address()?, load)?;
+            let addresses = if load.spread.is_empty() {
+                vec![address()?]
+            } else {
+                let mut addresses = Vec::with_capacity(load.spread.len());
+                for name in &load.spread {
+                    addresses.push(ctl::resolve_server(name, &cli.config)?);
+                }
+                addresses
+            };
+            let report = ctl::bench::run_load(&addresses, load)?;
             println!("{}", report.render(json));
         }
         Command::Probe { to, samples, json } => {

@@ -38,9 +38,15 @@ pub struct LoadArgs {
     /// Concurrent connections.
     #[arg(long, default_value_t = 50)]
     pub connections: usize,
-    /// Requests in flight per connection.
+    /// Requests written at once per connection: the next batch is written
+    /// when the last one has been answered in full.
     #[arg(long, default_value_t = 1)]
     pub pipeline: usize,
+    /// Spread the connections over these servers (`host:port` or names from
+    /// the settings, comma-separated), connection i to server i mod n,
+    /// instead of sending them all to --server.
+    #[arg(long, value_delimiter = ',')]
+    pub spread: Vec<String>,
     /// Length of the measured run, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
@@ -221,10 +227,11 @@ struct Tally {
 }
 
 /// Opens `count` connections one after the other (all at once would
-/// overflow the server's accept queue and measure retries).
-async fn connect_all(address: &str, count: usize) -> Result<Vec<TcpStream>, BenchError> {
+/// overflow the server's accept queue and measure retries), connection i to
+/// `addresses[i % n]`.
+async fn connect_all(addresses: &[String], count: usize) -> Result<Vec<TcpStream>, BenchError> {
     let mut streams = Vec::with_capacity(count);
-    for _ in 0..count {
+    for address in addresses.iter().cycle().take(count) {
         let stream = connect(address).await?;
         let _ = stream.set_nodelay(true);
         streams.push(stream);
@@ -276,17 +283,22 @@ async fn connection_loop(
         if let Some(pace) = pace.as_mut() {
             pace.tick().await;
         }
-        batch.clear();
-        while sent.len() < args.pipeline && quota.is_none_or(|q| n < q) {
-            batch.extend_from_slice(&request(args.workload, conn, n, args.clients));
-            sent.push_back(Instant::now());
-            n += 1;
+        // Fill the window: `pipeline` requests in one write at the start,
+        // then again each time the whole window has been answered (as
+        // redis-benchmark -P does), so a pipelined run hands the server
+        // batches of `pipeline` requests, not one request per answer.
+        if sent.is_empty() {
+            batch.clear();
+            while sent.len() < args.pipeline && quota.is_none_or(|q| n < q) {
+                batch.extend_from_slice(&request(args.workload, conn, n, args.clients));
+                sent.push_back(Instant::now());
+                n += 1;
+            }
+            write
+                .write_all(&batch)
+                .await
+                .map_err(BenchError::SendFailed)?;
         }
-        write
-            .write_all(&batch)
-            .await
-            .map_err(BenchError::SendFailed)?;
-        // Read one answer, then refill; with pipeline 1 this is strict ping-pong.
         let ok = read_answer(&mut reader, args.workload, &mut line)
             .await
             .map_err(BenchError::ReadFailed)?;
@@ -351,9 +363,10 @@ async fn run_connections(
         .await
 }
 
-/// Runs a closed-loop load against `address`.
-pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, BenchError> {
-    if args.connections == 0 || args.pipeline == 0 || args.seconds <= 0.0 {
+/// Runs a closed-loop load against `addresses`, the connections spread over
+/// them in turn.
+pub fn run_load(addresses: &[String], mut args: LoadArgs) -> Result<LoadReport, BenchError> {
+    if args.connections == 0 || args.pipeline == 0 || args.seconds <= 0.0 || addresses.is_empty() {
         return Err(BenchError::NothingToRun);
     }
     if !(args.rate >= 0.0 && args.rate.is_finite()) {
@@ -371,11 +384,13 @@ pub fn run_load(address: &str, mut args: LoadArgs) -> Result<LoadReport, BenchEr
         })?;
     runtime.block_on(async move {
         if args.workload == Workload::Whatsat {
-            prepare_whatsat(address, &args).await?;
+            for address in addresses {
+                prepare_whatsat(address, &args).await?;
+            }
         }
         // The clock starts once every connection is open: opening 10,000
         // takes seconds that are not the server's answering time.
-        let streams = connect_all(address, args.connections).await?;
+        let streams = connect_all(addresses, args.connections).await?;
         let tally = Rc::new(Tally {
             ops: Cell::new(0),
             errors: Cell::new(0),
