@@ -33,7 +33,7 @@ use crate::places::{Nearby, PlacesActor, Query};
 use crate::protocol::{self, Command, Timestamp};
 use crate::record::{Record, SharedRecord};
 use crate::refusal::SourceRefusals;
-use crate::store::{LocationStoreActor, Lookup, Source, Update};
+use crate::store::{ClientUpdates, LocationStoreActor, Lookup, Source, Update};
 use crate::text::LogText;
 
 const LOG: &str = "connection";
@@ -138,12 +138,23 @@ impl Handler<FlushAnswers> for ConnectionActor {
     }
 }
 
+/// Whether the records read so far are with the store.
+enum Handover {
+    /// Taken (or there were none).
+    Done,
+    /// The store's mailbox is full: the connection waits until it takes
+    /// them, and reads and writes nothing meanwhile.
+    Waiting,
+}
+
 /// One client connection.
 pub struct ConnectionActor {
     shared: ClientContext,
-    peer: SocketAddr,
-    /// `peer` as text, formatted once: every logged line carries it.
-    peer_label: Box<str>,
+    client_addr: SocketAddr,
+    /// `client_addr` as text, formatted once: every logged line carries it.
+    client_label: Box<str>,
+    /// The text of the line being logged, kept between lines.
+    log_buffer: String,
     reader: Option<OwnedReadHalf>,
     output: Option<Output>,
     last_line: Instant,
@@ -151,26 +162,31 @@ pub struct ConnectionActor {
     /// A [`FlushAnswers`] is on its way: answers queued until then go out
     /// in one write.
     flush_scheduled: bool,
+    /// IAMAT records answered but not yet handed to the store: they go in
+    /// one message before their answers are written.
+    for_store: Vec<SharedRecord>,
     _slot: ConnectionSlot,
 }
 
 impl ConnectionActor {
     pub fn new(
         shared: ClientContext,
-        peer: SocketAddr,
+        client_addr: SocketAddr,
         stream: tokio::net::TcpStream,
         slot: ConnectionSlot,
     ) -> ConnectionActor {
         let (reader, writer) = stream.into_split();
         ConnectionActor {
             shared,
-            peer,
-            peer_label: peer.to_string().into(),
+            client_addr,
+            client_label: client_addr.to_string().into(),
+            log_buffer: String::new(),
             reader: Some(reader),
             output: Some(Output::new(writer)),
             last_line: Instant::now(),
             closing: false,
             flush_scheduled: false,
+            for_store: Vec::new(),
             _slot: slot,
         }
     }
@@ -178,15 +194,24 @@ impl ConnectionActor {
     /// Logs a line read or written: as text `Name: addr < line` (`>` for
     /// an answer); the address and direction also go as key-values
     /// (`addr`, `direction` = `in` / `out`), fields of their own in JSON logs.
-    fn log_line(&self, direction: Direction, line: &[u8]) {
+    fn log_line(&mut self, direction: Direction, line: &[u8]) {
         if self.shared.log_lines {
             let line = line.strip_suffix(b"\n").unwrap_or(line);
             let (arrow, name) = match direction {
-                Direction::In => ("<", "in"),
-                Direction::Out => (">", "out"),
+                Direction::In => (" < ", "in"),
+                Direction::Out => (" > ", "out"),
             };
-            info!(target: LOG, addr = &*self.peer_label, direction = name;
-                "{}: {} {} {}", self.shared.server, self.peer_label, arrow, LogText::new(line));
+            // Built piece by piece in a buffer kept between lines: every
+            // client line is logged, and the formatting machinery costs
+            // several times more per argument.
+            let text = &mut self.log_buffer;
+            text.clear();
+            text.push_str(&self.shared.server);
+            text.push_str(": ");
+            text.push_str(&self.client_label);
+            text.push_str(arrow);
+            LogText::new(line).write_to(text);
+            info!(target: LOG, addr = &*self.client_label, direction = name; "{text}");
         }
     }
 
@@ -223,7 +248,45 @@ impl ConnectionActor {
         }
     }
 
+    /// Hands the records read since the last hand-over to the store, in one
+    /// message. A full mailbox makes the connection wait until it takes
+    /// them (nothing more is read meanwhile): that is the backpressure.
+    fn hand_over(&mut self, ctx: &mut Context<Self>) -> Handover {
+        if self.for_store.is_empty() {
+            return Handover::Done;
+        }
+        let records = ClientUpdates(std::mem::take(&mut self.for_store));
+        match self.shared.store.try_send(records) {
+            Ok(()) => Handover::Done,
+            Err(SendError::Full(records)) => {
+                let sent = self.shared.store.send(records);
+                ctx.wait(sent.into_actor(self).map(|taken, act, ctx| {
+                    if taken.is_err() {
+                        act.store_gone(ctx);
+                    }
+                }));
+                Handover::Waiting
+            }
+            Err(SendError::Closed(_)) => {
+                self.store_gone(ctx);
+                Handover::Waiting
+            }
+        }
+    }
+
+    fn store_gone(&mut self, ctx: &mut Context<Self>) {
+        // Not taken: the client must not believe it was kept.
+        self.output = None;
+        warn!(target: LOG, "{}: store gone; closing {}", self.shared.server, self.client_addr);
+        ctx.stop();
+    }
+
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        if let Handover::Waiting = self.hand_over(ctx) {
+            // Written once the store has taken them, unless it is gone.
+            self.schedule_flush(ctx);
+            return;
+        }
         let Some(output) = self.output.as_mut() else {
             return;
         };
@@ -234,13 +297,13 @@ impl ConnectionActor {
                 ctx.wait(drain.map(|result, act: &mut Self, ctx| {
                     if let Err(e) = result {
                         warn!(target: LOG, "{}: {} not reading answers ({e}); closing",
-                            act.shared.server, act.peer);
+                            act.shared.server, act.client_addr);
                         ctx.stop();
                     }
                 }));
             }
             Err(e) => {
-                info!(target: LOG, "{}: {} write failed: {e}", self.shared.server, self.peer);
+                info!(target: LOG, "{}: {} write failed: {e}", self.shared.server, self.client_addr);
                 ctx.stop();
             }
         }
@@ -290,11 +353,11 @@ impl ConnectionActor {
         self.closing = true;
         self.output = None;
         Metrics::bump(&self.shared.metrics.http_refused);
-        let source = self.peer.ip();
+        let source = self.client_addr.ip();
         if let Some(count) = self.shared.http_refusals.count(source, Instant::now()) {
             warn!(target: LOG, "{}: {} spoke HTTP on the client port ({}); closed \
                 ({count} such connections from {source} since the last such line)",
-                self.shared.server, self.peer, LogText::clipped(line, 100));
+                self.shared.server, self.client_addr, LogText::clipped(line, 100));
         }
         ctx.stop();
     }
@@ -307,29 +370,21 @@ impl ConnectionActor {
     /// IAMAT: the answer is the record's own AT line, sent once the store has
     /// taken it (and, with a journal, once it is durable).
     fn iamat(&mut self, record: SharedRecord, ctx: &mut Context<Self>) {
-        let started = Instant::now(); // for the latency histogram
-        let mut update = Update {
+        let started = self.last_line; // read now: for the latency histogram
+        if self.shared.answer_when_queued {
+            // The fast path: no reply to wait for. The records of one read
+            // go to the store in one message, before their answers are
+            // written ([`ConnectionActor::flush`]).
+            Metrics::bump(&self.shared.metrics.iamat_ok);
+            self.shared.metrics.iamat_latency.observe(started.elapsed());
+            self.answer_line(record.at_line(), ctx);
+            self.for_store.push(record);
+            return;
+        }
+        let update = Update {
             record: record.clone(),
             source: Source::Client,
         };
-        if self.shared.answer_when_queued {
-            // The fast path: no reply to wait for. A full mailbox falls back
-            // to waiting, which is the backpressure.
-            match self.shared.store.try_send(update) {
-                Ok(()) => {
-                    Metrics::bump(&self.shared.metrics.iamat_ok);
-                    self.shared.metrics.iamat_latency.observe(started.elapsed());
-                    self.answer_line(record.at_line(), ctx);
-                    return;
-                }
-                Err(SendError::Full(back)) => update = back,
-                Err(SendError::Closed(_)) => {
-                    warn!(target: LOG, "{}: store gone; closing {}", self.shared.server, self.peer);
-                    ctx.stop();
-                    return;
-                }
-            }
-        }
         let update = self.shared.store.send(update);
         let (metrics, ack_timeout) = (self.shared.metrics.clone(), self.shared.limits.ack_timeout);
         let work = async move {
@@ -363,7 +418,7 @@ impl ConnectionActor {
                     Err(e) => {
                         // Not acknowledged: the client must not believe it was kept.
                         warn!(target: LOG, "{}: update not stored ({e}); closing {}",
-                    act.shared.server, act.peer);
+                    act.shared.server, act.client_addr);
                         ctx.stop();
                     }
                 }),
@@ -379,7 +434,10 @@ impl ConnectionActor {
         bound: u8,
         ctx: &mut Context<Self>,
     ) {
-        let started = Instant::now(); // for the latency histogram
+        let started = self.last_line; // read now: for the latency histogram
+                                      // The store reads its mailbox in order: the records read before
+                                      // this line are there before the lookup.
+        self.hand_over(ctx);
         let store = self.shared.store.clone();
         let places = self.shared.places.clone();
         let work = async move {
@@ -419,12 +477,14 @@ impl ConnectionActor {
     }
 
     /// Flushes, shuts our write side, then drops whatever still arrives for
-    /// `linger` before closing, so the peer reads our last bytes.
+    /// `linger` before closing, so the client reads our last bytes.
     fn close_gracefully(&mut self, ctx: &mut Context<Self>, linger: Duration) {
         if self.closing {
             return;
         }
         self.closing = true;
+        // The answers written last are for records the store has.
+        self.hand_over(ctx);
         let drain = Drain::close(self.shared.limits.write_timeout);
         ctx.wait(drain.map(move |_, _act: &mut Self, ctx| {
             ctx.run_later(linger, |_, ctx| ctx.stop());
@@ -444,7 +504,7 @@ impl Actor for ConnectionActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         Metrics::bump(&self.shared.metrics.connections_total);
         self.shared.metrics.connections_open.inc();
-        info!(target: LOG, "{}: client {} connected", self.shared.server, self.peer);
+        info!(target: LOG, "{}: client {} connected", self.shared.server, self.client_addr);
         if let Some(reader) = self.reader.take() {
             let codec = LineCodec::new(self.shared.limits.max_line);
             ctx.add_stream(FramedRead::with_capacity(reader, codec, 4096));
@@ -452,7 +512,7 @@ impl Actor for ConnectionActor {
         let every = (self.shared.limits.idle_timeout / 4).max(Duration::from_millis(50));
         ctx.run_interval(every, |act, ctx| {
             if !act.closing && act.last_line.elapsed() >= act.shared.limits.idle_timeout {
-                info!(target: LOG, "{}: {} idle, closing", act.shared.server, act.peer);
+                info!(target: LOG, "{}: {} idle, closing", act.shared.server, act.client_addr);
                 act.close_gracefully(ctx, Duration::ZERO);
             }
         });
@@ -460,7 +520,7 @@ impl Actor for ConnectionActor {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.shared.metrics.connections_open.dec();
-        info!(target: LOG, "{}: client {} disconnected", self.shared.server, self.peer);
+        info!(target: LOG, "{}: client {} disconnected", self.shared.server, self.client_addr);
     }
 }
 
@@ -474,13 +534,13 @@ impl StreamHandler<Result<Frame, std::io::Error>> for ConnectionActor {
             Ok(Frame::Overlong) => {
                 Metrics::bump(&self.shared.metrics.overlong_lines);
                 warn!(target: LOG, "{}: {} sent a line over {} bytes; closing",
-                    self.shared.server, self.peer, self.shared.limits.max_line);
+                    self.shared.server, self.client_addr, self.shared.limits.max_line);
                 self.answer(b"?\n", ctx);
                 let linger = self.shared.limits.linger;
                 self.close_gracefully(ctx, linger);
             }
             Err(e) => {
-                info!(target: LOG, "{}: {} read failed: {e}", self.shared.server, self.peer);
+                info!(target: LOG, "{}: {} read failed: {e}", self.shared.server, self.client_addr);
                 ctx.stop();
             }
         }

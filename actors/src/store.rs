@@ -25,10 +25,11 @@ use log::{debug, info, warn};
 use tokio::sync::oneshot;
 
 use crate::digest::{leaf_of, leaves_under, Digest, LEAVES};
-use crate::metrics::{Metrics, SourceKind};
+use crate::metrics::Metrics;
 use crate::peer_line::{Spread, TopologyDigest};
 use crate::protocol::Timestamp;
 use crate::record::{ByClient, Record, RecordSet, SharedRecord};
+pub use crate::source::Source;
 use crate::supervise::{guarded, RestartBudget};
 use crate::text::LogText;
 use crate::tree::Topology;
@@ -41,55 +42,6 @@ const LOG: &str = "store";
 
 /// How much of a client's name an update's log line shows.
 const LOGGED_CLIENT_BYTES: usize = 100;
-
-/// Where an update came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A client of this server (an IAMAT).
-    Client,
-    /// A neighbour, by name: the flood does not go back to it.
-    Peer(Arc<str>),
-    /// A catch-up sync from a neighbour.
-    Sync(Arc<str>),
-}
-
-/// How an update's log line names where it came from: `a client`,
-/// `Riley`, `Riley (sync)`.
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (name, how) = self.described();
-        f.write_str(name)?;
-        f.write_str(how)
-    }
-}
-
-impl Source {
-    /// How a log line names it, in two pieces: `("a client", "")`,
-    /// `("Riley", "")`, `("Riley", " (sync)")`.
-    fn described(&self) -> (&str, &'static str) {
-        match self {
-            Source::Client => ("a client", ""),
-            Source::Peer(name) => (name, ""),
-            Source::Sync(name) => (name, " (sync)"),
-        }
-    }
-
-    fn peer(&self) -> Option<&str> {
-        match self {
-            Source::Client => None,
-            Source::Peer(name) | Source::Sync(name) => Some(name),
-        }
-    }
-
-    /// The source without the neighbour's name, as the metrics count it.
-    pub fn kind(&self) -> SourceKind {
-        match self {
-            Source::Client => SourceKind::Client,
-            Source::Peer(_) => SourceKind::Peer,
-            Source::Sync(_) => SourceKind::Sync,
-        }
-    }
-}
 
 /// Persistence for records (implemented outside this crate, which does no
 /// file I/O). `append` hands back a receiver that fires once the record is
@@ -120,6 +72,13 @@ pub struct Update {
     pub record: SharedRecord,
     pub source: Source,
 }
+
+/// The IAMAT records of one client read, applied in one go, when nothing
+/// waits for the store's verdict (no journal, `herd.ack_after = "local"`):
+/// one message per read instead of one per line.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClientUpdates(pub Vec<SharedRecord>);
 
 /// Several `AT` lines from one peer read, checked and applied in one go,
 /// each with how it travels on.
@@ -781,10 +740,15 @@ impl LocationStoreActor {
         }
         let record: SharedRecord = record.into();
         if let Some(current) = &current {
-            self.flooded.remove(&address(current));
+            // (Both are empty while every link carries: no hashing then.)
+            if !self.flooded.is_empty() {
+                self.flooded.remove(&address(current));
+            }
             // Superseded before a neighbour acknowledged it: the newer
             // record is what replication is about now.
-            self.waiting.remove(&address(current));
+            if !self.waiting.is_empty() {
+                self.waiting.remove(&address(current));
+            }
         }
         self.digest.replace(current.as_deref(), &record);
         self.records.replace(ByClient(record.clone()));
@@ -1081,6 +1045,32 @@ impl Handler<Update> for LocationStoreActor {
             Applied::stale,
             |store, ctx| store.apply(msg.record, &msg.source, Spread::Tree, ctx),
         ))
+    }
+}
+
+impl Handler<ClientUpdates> for LocationStoreActor {
+    type Result = ();
+
+    fn handle(&mut self, ClientUpdates(records): ClientUpdates, ctx: &mut Context<Self>) {
+        let mut records = records.into_iter();
+        guarded(
+            self,
+            ctx,
+            LocationStoreActor::what,
+            || (),
+            |store, ctx| {
+                for record in records.by_ref() {
+                    store.apply(record, &Source::Client, Spread::Tree, ctx);
+                }
+            },
+        );
+        // A record that panicked the store is dropped, as an `Update` of its
+        // own would be; those after it were answered already and are
+        // applied once the store has restarted (the mailbox outlives it).
+        let rest: Vec<SharedRecord> = records.collect();
+        if !rest.is_empty() {
+            ctx.address().do_send(ClientUpdates(rest));
+        }
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Record {
     starts: [u16; 5],
     /// `AT <origin> <diff> <client> <location> <time>`, no newline.
     line: Box<[u8]>,
+    /// [`fnv1a`] of `line`, worked out once: the store's digest takes it
+    /// for every record that arrives and every record it replaces.
+    fingerprint: u64,
 }
 
 /// A record shared between the store and the peers that flood it.
@@ -95,6 +98,7 @@ impl Record {
         Ok(Record {
             time,
             starts,
+            fingerprint: fnv1a(&line),
             line: line.into_boxed_slice(),
         })
     }
@@ -183,7 +187,7 @@ impl Record {
     /// A hash of the whole record, the same on every server and every build:
     /// the unit of the catch-up digests.
     pub fn fingerprint(&self) -> u64 {
-        fnv1a(&self.line)
+        self.fingerprint
     }
 
     /// Bytes of heap this record holds beyond its `Arc` header.
