@@ -14,7 +14,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use herd_actors::metrics::{Metrics, SourceKind};
+use herd_actors::metrics::Metrics;
+use herd_actors::source::SourceKind;
 
 fn main() {
     let mut args = std::env::args().skip(1);

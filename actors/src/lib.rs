@@ -32,6 +32,7 @@ pub mod peer;
 pub mod peer_session;
 pub mod places;
 pub mod refusal;
+pub mod source;
 pub mod store;
 pub mod supervise;
 pub mod sync;

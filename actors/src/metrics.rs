@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::source::SourceKind;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -411,29 +412,6 @@ impl<const N: usize> EncodeMetric for Sum<N> {
 
     fn metric_type(&self) -> MetricType {
         Self::TYPE
-    }
-}
-
-/// Where an update came from, without the neighbour's name: what the
-/// `updates_*` counters are split by (the store's `Source` has the name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
-    /// A client of this server (an IAMAT).
-    Client,
-    /// A neighbour's flood.
-    Peer,
-    /// A catch-up sync from a neighbour.
-    Sync,
-}
-
-impl SourceKind {
-    /// The `source` label of the update counters.
-    pub fn label(self) -> &'static str {
-        match self {
-            SourceKind::Client => "client",
-            SourceKind::Peer => "peer",
-            SourceKind::Sync => "sync",
-        }
     }
 }
 

@@ -152,7 +152,7 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herd_actors::metrics::SourceKind;
+    use herd_actors::source::SourceKind;
     use std::time::Duration;
 
     /// The value of the series `name{server="Riley"<labels>}`.
