@@ -18,6 +18,7 @@
 //! on either side is a link both ways.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,9 +32,11 @@ use serde::{Deserialize, Serialize};
 use crate::cookie;
 use crate::journal;
 
+mod address;
 pub(crate) mod choice;
 mod keys;
 
+pub use address::{is_wildcard, Endpoint, Host};
 pub(crate) use choice::choice;
 
 /// What can go wrong reading the settings.
@@ -265,31 +268,28 @@ impl Default for PlacesSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ServerSection {
     pub name: String,
-    /// Where the others reach this server.
-    #[serde(default = "loopback")]
-    pub host: String,
-    /// Address the listeners bind to.
-    #[serde(default = "loopback")]
-    pub listen: String,
+    /// Where the others reach this server: an IP address or a name (looked
+    /// up each time a neighbour dials it).
+    #[serde(default)]
+    pub host: Host,
+    /// Address the listeners bind to (a name is resolved once, at start).
+    #[serde(default)]
+    pub listen: Host,
     pub port: u16,
     /// Default: `port + 2000` ([`ServerSection::peer_port`]).
     pub peer_port: Option<u16>,
     /// Default: `port + 1000` ([`ServerSection::admin_port`]).
     pub admin_port: Option<u16>,
     /// Address the admin listener binds to (default loopback).
-    #[serde(default = "loopback")]
-    pub admin_listen: String,
+    #[serde(default)]
+    pub admin_listen: Host,
     #[serde(default)]
     pub neighbours: Vec<String>,
     /// Per neighbour (by name): the address this server dials to reach it,
     /// instead of the neighbour's `host:peer_port`. For a relay or proxy on
     /// one link (the fault tests put a proxy they can cut on each link).
     #[serde(default)]
-    pub links: BTreeMap<String, String>,
-}
-
-fn loopback() -> String {
-    "127.0.0.1".into()
+    pub links: BTreeMap<String, Endpoint>,
 }
 
 /// A server's admin port, unless set: its client port plus this.
@@ -309,6 +309,17 @@ impl ServerSection {
     pub fn admin_port(&self) -> u16 {
         self.admin_port
             .unwrap_or(self.port.saturating_add(ADMIN_PORT_OFFSET))
+    }
+
+    /// Where the admin listener is reached from elsewhere: its own address,
+    /// or the server's `host` when it listens on a wildcard.
+    pub fn admin_endpoint(&self) -> Endpoint {
+        let host = if self.admin_listen.is_wildcard() {
+            &self.host
+        } else {
+            &self.admin_listen
+        };
+        host.at(self.admin_port())
     }
 }
 
@@ -416,11 +427,15 @@ fn secret_from_env(name: &str) -> Result<Option<Vec<u8>>, SettingsError> {
     }
 }
 
-/// Whether a listen address is every address (`0.0.0.0`, `::`): no name.
-fn is_wildcard(listen: &str) -> bool {
-    listen
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_unspecified())
+/// The socket address a listener of server `id` binds, from its setting
+/// `key` (`listen`, `admin_listen`): a name is resolved here, once.
+fn bind_address(id: &str, key: &str, endpoint: &Endpoint) -> Result<SocketAddr, SettingsError> {
+    endpoint.resolve().or_else(|e| {
+        invalid(format!(
+            "servers.{id}.{key} = {:?} cannot be resolved: {e}",
+            endpoint.host.to_string()
+        ))
+    })
 }
 
 /// The whole file, after environment overrides.
@@ -469,8 +484,8 @@ pub struct GoogleAccess {
 #[derive(Debug, Clone)]
 pub struct NeighbourPlan {
     pub name: String,
-    /// `host:peer_port`.
-    pub address: String,
+    /// `host:peer_port`, or the link's own address (`servers.x.links`).
+    pub address: Endpoint,
 }
 
 /// Who may read one server's admin listener.
@@ -493,9 +508,9 @@ pub struct AdminPlan {
 #[derive(Debug, Clone)]
 pub struct ServerPlan {
     pub name: String,
-    pub client_addr: String,
-    pub peer_addr: String,
-    pub admin_addr: String,
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub admin: AdminPlan,
     pub neighbours: Vec<NeighbourPlan>,
     pub client_limits: ClientLimits,
@@ -605,10 +620,15 @@ impl Settings {
 
     /// Finds a server by its name (any case) or its table id.
     pub fn server(&self, name: &str) -> Option<&ServerSection> {
+        self.server_and_id(name).map(|(_, s)| s)
+    }
+
+    /// A server found as [`Settings::server`] does, with its table id.
+    fn server_and_id(&self, name: &str) -> Option<(&str, &ServerSection)> {
         self.servers
             .iter()
             .find(|(id, s)| s.name.eq_ignore_ascii_case(name) || id.eq_ignore_ascii_case(name))
-            .map(|(_, s)| s)
+            .map(|(id, s)| (id.as_str(), s))
     }
 
     /// The server that runs on the machine named `host_name` (`herd
@@ -619,7 +639,8 @@ impl Settings {
     /// compared in any case. No server, or more than one, is an error.
     pub fn server_on_host(&self, host_name: &str) -> Result<&ServerSection, SettingsError> {
         let wanted = host_name.trim().trim_end_matches('.');
-        let on_host = |host: &str| {
+        let on_host = |host: &Host| {
+            let host = host.to_string();
             let host = host.trim_end_matches('.');
             host.eq_ignore_ascii_case(wanted)
                 || host.get(..wanted.len()).is_some_and(|head| {
@@ -638,7 +659,7 @@ impl Settings {
                 "no server's host is {wanted:?} or a name under it (hosts: {})",
                 self.servers
                     .values()
-                    .map(|s| s.host.as_str())
+                    .map(|s| s.host.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
@@ -687,7 +708,7 @@ impl Settings {
     /// The start plan of server `name`, with the secret and key read from
     /// the environment (or the secret file).
     pub fn plan(&self, name: &str) -> Result<ServerPlan, SettingsError> {
-        let Some(server) = self.server(name) else {
+        let Some((id, server)) = self.server_and_id(name) else {
             return invalid(format!(
                 "no server named {name} in the settings (known: {})",
                 self.server_names().join(", ")
@@ -703,16 +724,20 @@ impl Settings {
                     .iter()
                     .find(|(to, _)| to.eq_ignore_ascii_case(&n.name))
                     .map(|(_, address)| address.clone())
-                    .unwrap_or_else(|| format!("{}:{}", n.host, n.peer_port())),
+                    .unwrap_or_else(|| n.host.at(n.peer_port())),
             })
             .collect();
         let limits = &self.limits;
         let (secret, secret_changing) = self.secret()?;
         Ok(ServerPlan {
             name: server.name.clone(),
-            client_addr: format!("{}:{}", server.listen, server.port),
-            peer_addr: format!("{}:{}", server.listen, server.peer_port()),
-            admin_addr: format!("{}:{}", server.admin_listen, server.admin_port()),
+            client_addr: bind_address(id, "listen", &server.listen.at(server.port))?,
+            peer_addr: bind_address(id, "listen", &server.listen.at(server.peer_port()))?,
+            admin_addr: bind_address(
+                id,
+                "admin_listen",
+                &server.admin_listen.at(server.admin_port()),
+            )?,
             admin: self.admin_plan(server)?,
             neighbours,
             client_limits: limits.client(),
@@ -784,12 +809,25 @@ impl Settings {
     /// when none is set), loopback or not.
     fn admin_plan(&self, server: &ServerSection) -> Result<AdminPlan, SettingsError> {
         let token = self.admin_token()?;
-        let names = [server.host.as_str(), server.admin_listen.as_str()]
+        let names = [&server.host, &server.admin_listen]
             .into_iter()
-            .chain(self.admin.allowed_hosts.split([',', ' ']))
-            .map(|n| n.trim().trim_start_matches('[').trim_end_matches(']'))
-            .filter(|n| !n.is_empty() && !is_wildcard(n))
-            .map(str::to_ascii_lowercase)
+            .filter(|h| !h.is_wildcard())
+            .map(Host::to_string)
+            .chain(
+                self.admin
+                    .allowed_hosts
+                    .split([',', ' '])
+                    .filter(|n| !n.trim().is_empty())
+                    // Not an address nor a name: kept, to be compared as it is.
+                    .filter(|n| !n.parse::<Host>().is_ok_and(|h| h.is_wildcard()))
+                    .map(|n| {
+                        n.trim()
+                            .trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_owned()
+                    }),
+            )
+            .map(|n| n.to_ascii_lowercase())
             .collect();
         let mut herd_ports: Vec<u16> = self
             .servers
@@ -1022,6 +1060,44 @@ mod tests {
         let error = on("127.0.0.1").unwrap_err();
         assert!(
             error.contains("2 servers have the host") && error.contains("A, B"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn addresses_are_typed_and_a_bad_one_is_refused_naming_the_key() {
+        let settings = load(
+            "[admin]\ntoken = \"0123456789abcdef\"\n[herd]\ninsecure_peers = true\n\
+             [servers.a]\nname = \"A\"\nport = 1\nhost = \"alpha\"\nlisten = \"[::]\"\n\
+             admin_listen = \"0.0.0.0\"\nneighbours = [\"B\"]\n\
+             [servers.a.links]\nB = \"127.0.0.1:40001\"\n\
+             [servers.b]\nname = \"B\"\nport = 2\nhost = \"beta\"\n",
+        )
+        .expect("valid settings");
+        let a = settings.plan("A").expect("a plan");
+        assert_eq!(a.client_addr, "[::]:1".parse().expect("an address"));
+        assert_eq!(a.peer_addr, "[::]:2001".parse().expect("an address"));
+        assert_eq!(a.admin_addr, "0.0.0.0:1001".parse().expect("an address"));
+        assert_eq!(a.neighbours[0].address.to_string(), "127.0.0.1:40001");
+        assert_eq!(a.admin.names, ["alpha"]);
+        let b = settings.plan("B").expect("a plan");
+        assert_eq!(b.neighbours[0].address.to_string(), "alpha:2001");
+        assert_eq!(b.client_addr, "127.0.0.1:2".parse().expect("an address"));
+        // A wildcard admin listener is reached at the server's host.
+        let server = |name| settings.server(name).expect("listed").admin_endpoint();
+        assert_eq!(server("A").to_string(), "alpha:1001");
+        assert_eq!(server("B").to_string(), "127.0.0.1:1002");
+
+        let error = error_of(&format!("{ONE}listen = \"every address\"\n"));
+        assert!(
+            error.contains("servers.riley.listen") && error.contains("\"every address\""),
+            "{error}"
+        );
+        let error = error_of(&format!(
+            "{ONE}[servers.riley.links]\nJaquez = \"jaquez\"\n"
+        ));
+        assert!(
+            error.contains("servers.riley.links") && error.contains("not host:port"),
             "{error}"
         );
     }
