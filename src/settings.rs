@@ -39,6 +39,31 @@ mod keys;
 pub use address::{is_wildcard, Endpoint, Host};
 pub(crate) use choice::choice;
 
+/// A path setting that may be absent: `""` (in the file, the environment
+/// or a flag) is none. The one place that rule is written; the settings
+/// read and write their paths through it (`#[serde(with = "optional_path")]`).
+pub mod optional_path {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// `text` as a path, none when it is empty.
+    pub fn from_text(text: String) -> Option<PathBuf> {
+        (!text.is_empty()).then(|| PathBuf::from(text))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.and_then(from_text))
+    }
+
+    /// None is written as `""`, as it is read.
+    pub fn serialize<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        path.as_deref()
+            .unwrap_or(std::path::Path::new(""))
+            .serialize(s)
+    }
+}
+
 /// What can go wrong reading the settings.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -56,7 +81,8 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, SettingsError> {
 #[serde(default)]
 pub struct HerdSection {
     /// Folder of the per-server logs (`<log_dir>/<Name>.log`); empty: none.
-    pub log_dir: String,
+    #[serde(with = "optional_path")]
+    pub log_dir: Option<PathBuf>,
     /// Whether every input and output line is logged.
     pub log_lines: bool,
     /// Level of the per-server log files (stderr follows `RUST_LOG`).
@@ -64,12 +90,14 @@ pub struct HerdSection {
     /// `text` or `json` (one object per line), on stderr and in the files.
     pub log_format: crate::logging::LogFormat,
     /// Folder of the per-server databases; empty: records in memory only.
-    pub data_dir: String,
+    #[serde(with = "optional_path")]
+    pub data_dir: Option<PathBuf>,
     /// `sync` (answer after fsync) or `async` (answer at once, fsync soon).
     pub durability: journal::Mode,
     /// A file holding the herd secret (used when `HERD_SECRET` is unset),
     /// created with a random secret if missing; empty: `~/.herd.cookie`.
-    pub secret_file: String,
+    #[serde(with = "optional_path")]
+    pub secret_file: Option<PathBuf>,
     /// Peers by name alone, in clear, with no secret: only when an operator
     /// asks for it, and warned about at every start.
     pub insecure_peers: bool,
@@ -115,13 +143,13 @@ choice! {
 impl Default for HerdSection {
     fn default() -> Self {
         HerdSection {
-            log_dir: "logs".into(),
+            log_dir: Some("logs".into()),
             log_lines: true,
             file_log_level: "info".into(),
             log_format: crate::logging::LogFormat::Text,
-            data_dir: String::new(),
+            data_dir: None,
             durability: journal::Mode::Sync,
-            secret_file: String::new(),
+            secret_file: None,
             insecure_peers: false,
             forwarding: Forwarding::Tree,
             anti_entropy_ms: ms(PeerLimits::default().anti_entropy),
@@ -245,7 +273,8 @@ pub struct PlacesSection {
     pub cache_entries: usize,
     /// A GeoNames dump (tab-separated) the offline provider loads instead of
     /// its embedded towns; empty: the embedded table (docs/places.md).
-    pub geonames_file: String,
+    #[serde(with = "optional_path")]
+    pub geonames_file: Option<PathBuf>,
 }
 
 impl Default for PlacesSection {
@@ -260,7 +289,7 @@ impl Default for PlacesSection {
             max_wait_ms: 1_000,
             cache_ttl_ms: 30_000,
             cache_entries: 10_000,
-            geonames_file: String::new(),
+            geonames_file: None,
         }
     }
 }
@@ -334,7 +363,8 @@ pub struct AdminSection {
     /// A file holding the token (used when no token is set otherwise);
     /// empty: `~/.herd.admin-token`. Created with a random token when
     /// missing.
-    pub token_file: String,
+    #[serde(with = "optional_path")]
+    pub token_file: Option<PathBuf>,
     /// More `Host` names the admin listeners answer to (besides loopback,
     /// the address a request arrived on, and each server's `host`),
     /// separated by commas or spaces: e.g. `"herd.example.com, 10.0.0.5"`.
@@ -357,10 +387,10 @@ impl AdminSection {
     /// Where the token file is: `token_file`, else `~/.herd.admin-token`.
     /// One rule for the servers, which create it, and herdctl, which reads it.
     pub fn token_path(&self) -> Result<PathBuf, SettingsError> {
-        if self.token_file.is_empty() {
-            cookie::default_admin_token_path().map_err(|e| SettingsError::Invalid(e.to_string()))
-        } else {
-            Ok(PathBuf::from(&self.token_file))
+        match &self.token_file {
+            Some(path) => Ok(path.clone()),
+            None => cookie::default_admin_token_path()
+                .map_err(|e| SettingsError::Invalid(e.to_string())),
         }
     }
 
@@ -752,8 +782,7 @@ impl Settings {
             secret_changing,
             places: self.places_plan()?,
             log_lines: self.herd.log_lines,
-            data_dir: (!self.herd.data_dir.is_empty())
-                .then(|| PathBuf::from(&self.herd.data_dir).join(&server.name)),
+            data_dir: self.herd.data_dir.as_ref().map(|d| d.join(&server.name)),
             durability: self.herd.durability,
             topology: match self.herd.forwarding {
                 Forwarding::Tree => self.topology(),
@@ -788,10 +817,9 @@ impl Settings {
         if self.herd.insecure_peers {
             return Ok(Secret::none());
         }
-        let path = if self.herd.secret_file.is_empty() {
-            cookie::default_path().map_err(|e| SettingsError::Invalid(e.to_string()))?
-        } else {
-            PathBuf::from(&self.herd.secret_file)
+        let path = match &self.herd.secret_file {
+            Some(path) => path.clone(),
+            None => cookie::default_path().map_err(|e| SettingsError::Invalid(e.to_string()))?,
         };
         let secret = cookie::read_or_create(&path, "herd secret")
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
@@ -869,17 +897,21 @@ impl Settings {
             PlacesProvider::GoogleNew => {
                 PlacesSource::GoogleNew(google(&places.google_new_base_url)?)
             }
-            PlacesProvider::Offline if places.geonames_file.is_empty() => PlacesSource::Embedded,
-            PlacesProvider::Offline => {
+            PlacesProvider::Offline => match &places.geonames_file {
+                None => PlacesSource::Embedded,
                 // Readable now; its contents are checked as it loads (in the
                 // background, so the listener is not delayed).
-                let file = &places.geonames_file;
-                match std::fs::File::open(file).and_then(|f| f.metadata()) {
-                    Ok(meta) if meta.is_file() => PlacesSource::GeoNames(PathBuf::from(file)),
-                    Ok(_) => return invalid(format!("places.geonames_file {file} is not a file")),
-                    Err(e) => return invalid(format!("places.geonames_file {file}: {e}")),
+                Some(path) => {
+                    let file = path.display();
+                    match std::fs::File::open(path).and_then(|f| f.metadata()) {
+                        Ok(meta) if meta.is_file() => PlacesSource::GeoNames(path.clone()),
+                        Ok(_) => {
+                            return invalid(format!("places.geonames_file {file} is not a file"))
+                        }
+                        Err(e) => return invalid(format!("places.geonames_file {file}: {e}")),
+                    }
                 }
-            }
+            },
         };
         Ok(PlacesPlan {
             section: self.places.clone(),
@@ -1062,6 +1094,22 @@ mod tests {
             error.contains("2 servers have the host") && error.contains("A, B"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn an_empty_path_is_none_and_is_written_back_empty() {
+        let loaded = load(&format!(
+            "[herd]\nlog_dir = \"\"\ndata_dir = \"data\"\n[admin]\ntoken_file = \"\"\n{ONE}"
+        ))
+        .expect("valid settings");
+        assert_eq!(loaded.herd.log_dir, None);
+        assert_eq!(loaded.herd.data_dir, Some(PathBuf::from("data")));
+        assert_eq!(loaded.herd.secret_file, None);
+        assert_eq!(loaded.admin.token_file, None);
+        assert_eq!(loaded.places.geonames_file, None);
+        let written = serde_json::to_value(&loaded.herd).expect("JSON");
+        assert_eq!(written["log_dir"], "");
+        assert_eq!(written["data_dir"], "data");
     }
 
     #[test]
