@@ -16,6 +16,12 @@
 //! Server tables are keyed by a lower-case id (environment variable names
 //! are case-insensitive) and carry the name used on the wire. A link listed
 //! on either side is a link both ways.
+//!
+//! Values are typed as they are read: addresses are [`Host`]s and
+//! [`Endpoint`]s (`settings/address.rs`), a path that may be absent is an
+//! `Option<PathBuf>` ([`optional_path`]), and a listener's address is a
+//! `SocketAddr` in the plan; every mistake is a [`SettingsError`] variant
+//! (`settings/error.rs`) naming the setting.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -34,10 +40,12 @@ use crate::journal;
 
 mod address;
 pub(crate) mod choice;
+mod error;
 mod keys;
 
 pub use address::{is_wildcard, Endpoint, Host};
 pub(crate) use choice::choice;
+pub use error::SettingsError;
 
 /// A path setting that may be absent: `""` (in the file, the environment
 /// or a flag) is none. The one place that rule is written; the settings
@@ -62,19 +70,6 @@ pub mod optional_path {
             .unwrap_or(std::path::Path::new(""))
             .serialize(s)
     }
-}
-
-/// What can go wrong reading the settings.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("cannot read settings: {0}")]
-    Config(#[from] config::ConfigError),
-    #[error("{0}")]
-    Invalid(String),
-}
-
-fn invalid<T>(message: impl Into<String>) -> Result<T, SettingsError> {
-    Err(SettingsError::Invalid(message.into()))
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -389,8 +384,7 @@ impl AdminSection {
     pub fn token_path(&self) -> Result<PathBuf, SettingsError> {
         match &self.token_file {
             Some(path) => Ok(path.clone()),
-            None => cookie::default_admin_token_path()
-                .map_err(|e| SettingsError::Invalid(e.to_string())),
+            None => Ok(cookie::default_admin_token_path()?),
         }
     }
 
@@ -416,17 +410,14 @@ impl AdminSection {
         } else if !self.token.trim().is_empty() {
             self.token.trim().to_string()
         } else {
-            let bytes = read(&self.token_path()?, "admin token")
-                .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+            let bytes = read(&self.token_path()?, "admin token")?;
             String::from_utf8_lossy(&bytes).into_owned()
         };
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return invalid("the admin token must be printable ASCII without spaces");
+            return Err(SettingsError::TokenNotPrintable);
         }
         if token.len() < MIN_SECRET_LEN {
-            return invalid(format!(
-                "the admin token is shorter than {MIN_SECRET_LEN} characters"
-            ));
+            return Err(SettingsError::ShortToken);
         }
         Ok(token)
     }
@@ -436,11 +427,10 @@ impl AdminSection {
 /// says where it came from (`HERD_SECRET`, a file).
 fn long_enough(secret: &[u8], source: &str) -> Result<(), SettingsError> {
     if secret.len() < MIN_SECRET_LEN {
-        return invalid(format!(
-            "the herd secret in {source} is {} bytes: a secret needs at least \
-             {MIN_SECRET_LEN} (e.g. 32 random bytes as hex: openssl rand -hex 32)",
-            secret.len()
-        ));
+        return Err(SettingsError::ShortSecret {
+            from: source.to_owned(),
+            len: secret.len(),
+        });
     }
     Ok(())
 }
@@ -460,12 +450,13 @@ fn secret_from_env(name: &str) -> Result<Option<Vec<u8>>, SettingsError> {
 /// The socket address a listener of server `id` binds, from its setting
 /// `key` (`listen`, `admin_listen`): a name is resolved here, once.
 fn bind_address(id: &str, key: &str, endpoint: &Endpoint) -> Result<SocketAddr, SettingsError> {
-    endpoint.resolve().or_else(|e| {
-        invalid(format!(
-            "servers.{id}.{key} = {:?} cannot be resolved: {e}",
-            endpoint.host.to_string()
-        ))
-    })
+    endpoint
+        .resolve()
+        .map_err(|source| SettingsError::BadAddress {
+            key: format!("servers.{id}.{key}"),
+            value: endpoint.host.to_string(),
+            source,
+        })
 }
 
 /// The whole file, after environment overrides.
@@ -574,8 +565,7 @@ impl Settings {
             .try_deserialize()?;
         let known = Settings::known_keys();
         keys::check_file(&tree, &known, &path.display().to_string())
-            .and_then(|()| keys::check_env(std::env::vars(), &known))
-            .map_err(SettingsError::Invalid)?;
+            .and_then(|()| keys::check_env(std::env::vars(), &known))?;
         let settings = config::Config::builder()
             .add_source(file)
             .add_source(
@@ -607,32 +597,32 @@ impl Settings {
 
     fn validate(&self) -> Result<(), SettingsError> {
         if self.servers.is_empty() {
-            return invalid("no servers in the settings");
+            return Err(SettingsError::NoServers);
         }
         let mut names = BTreeSet::new();
         for server in self.servers.values() {
             if !herd_actors::protocol::valid_server_name(server.name.as_bytes()) {
-                return invalid(format!(
-                    "server name {:?} is not 1-64 letters, digits, '-', '_' or '.'",
-                    server.name
-                ));
+                return Err(SettingsError::BadServerName(server.name.clone()));
             }
             if !names.insert(server.name.as_str()) {
-                return invalid(format!("server name {} is used twice", server.name));
+                return Err(SettingsError::DuplicateServer(server.name.clone()));
             }
         }
         for server in self.servers.values() {
             for n in &server.neighbours {
                 if !names.contains(n.as_str()) {
-                    return invalid(format!("{} lists unknown neighbour {n}", server.name));
+                    return Err(SettingsError::UnknownNeighbour {
+                        server: server.name.clone(),
+                        neighbour: n.clone(),
+                    });
                 }
                 if *n == server.name {
-                    return invalid(format!("{} lists itself as a neighbour", server.name));
+                    return Err(SettingsError::SelfNeighbour(server.name.clone()));
                 }
             }
         }
         let limits = &self.limits;
-        for (name, value) in [
+        for (key, value) in [
             ("max_line_bytes", limits.max_line_bytes),
             ("max_connections", limits.max_connections),
             ("max_peer_handshakes", limits.max_peer_handshakes),
@@ -642,7 +632,7 @@ impl Settings {
             ),
         ] {
             if value == 0 {
-                return invalid(format!("limits.{name} is 0: nothing could get in"));
+                return Err(SettingsError::ZeroLimit { key });
             }
         }
         Ok(())
@@ -685,22 +675,14 @@ impl Settings {
         found.sort_by_key(|s| s.port);
         match found.as_slice() {
             [server] => Ok(server),
-            [] => invalid(format!(
-                "no server's host is {wanted:?} or a name under it (hosts: {})",
-                self.servers
-                    .values()
-                    .map(|s| s.host.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            many => invalid(format!(
-                "{} servers have the host {wanted:?} ({}): name one",
-                many.len(),
-                many.iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            [] => Err(SettingsError::NoServerOnHost {
+                host: wanted.to_owned(),
+                hosts: self.servers.values().map(|s| s.host.to_string()).collect(),
+            }),
+            many => Err(SettingsError::ManyServersOnHost {
+                host: wanted.to_owned(),
+                servers: many.iter().map(|s| s.name.clone()).collect(),
+            }),
         }
     }
 
@@ -739,10 +721,10 @@ impl Settings {
     /// the environment (or the secret file).
     pub fn plan(&self, name: &str) -> Result<ServerPlan, SettingsError> {
         let Some((id, server)) = self.server_and_id(name) else {
-            return invalid(format!(
-                "no server named {name} in the settings (known: {})",
-                self.server_names().join(", ")
-            ));
+            return Err(SettingsError::UnknownServer {
+                name: name.to_owned(),
+                known: self.server_names(),
+            });
         };
         let neighbours = self
             .neighbours_of(server)
@@ -819,10 +801,9 @@ impl Settings {
         }
         let path = match &self.herd.secret_file {
             Some(path) => path.clone(),
-            None => cookie::default_path().map_err(|e| SettingsError::Invalid(e.to_string()))?,
+            None => cookie::default_path()?,
         };
-        let secret = cookie::read_or_create(&path, "herd secret")
-            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let secret = cookie::read_or_create(&path, "herd secret")?;
         long_enough(&secret, &path.display().to_string())?;
         Ok(Secret::new(&secret))
     }
@@ -876,41 +857,43 @@ impl Settings {
     /// cannot be read, is refused here, so no server starts half-configured.
     fn places_plan(&self) -> Result<PlacesPlan, SettingsError> {
         let places = &self.places;
-        let google = |base_url: &str| {
+        let google = |key: &'static str, base_url: &str| {
             let Some(api_key) = std::env::var("GOOGLE_PLACES_API_KEY")
                 .ok()
                 .filter(|k| !k.is_empty())
             else {
-                return invalid(format!(
-                    "places provider {} needs a Google API key in GOOGLE_PLACES_API_KEY",
-                    places.provider.label()
-                ));
+                return Err(SettingsError::NoGoogleKey {
+                    provider: places.provider.label(),
+                });
             };
-            herd_actors::places::http::check_base_url(base_url).map_err(SettingsError::Invalid)?;
+            herd_actors::places::http::check_base_url(base_url)
+                .map_err(|why| SettingsError::BadBaseUrl { key, why })?;
             Ok(GoogleAccess {
                 base_url: base_url.to_owned(),
                 api_key,
             })
         };
         let source = match places.provider {
-            PlacesProvider::Google => PlacesSource::Google(google(&places.google_base_url)?),
+            PlacesProvider::Google => {
+                PlacesSource::Google(google("google_base_url", &places.google_base_url)?)
+            }
             PlacesProvider::GoogleNew => {
-                PlacesSource::GoogleNew(google(&places.google_new_base_url)?)
+                PlacesSource::GoogleNew(google("google_new_base_url", &places.google_new_base_url)?)
             }
             PlacesProvider::Offline => match &places.geonames_file {
                 None => PlacesSource::Embedded,
                 // Readable now; its contents are checked as it loads (in the
                 // background, so the listener is not delayed).
-                Some(path) => {
-                    let file = path.display();
-                    match std::fs::File::open(path).and_then(|f| f.metadata()) {
-                        Ok(meta) if meta.is_file() => PlacesSource::GeoNames(path.clone()),
-                        Ok(_) => {
-                            return invalid(format!("places.geonames_file {file} is not a file"))
-                        }
-                        Err(e) => return invalid(format!("places.geonames_file {file}: {e}")),
+                Some(path) => match std::fs::File::open(path).and_then(|f| f.metadata()) {
+                    Ok(meta) if meta.is_file() => PlacesSource::GeoNames(path.clone()),
+                    Ok(_) => return Err(SettingsError::GeoNamesNotAFile { path: path.clone() }),
+                    Err(source) => {
+                        return Err(SettingsError::GeoNamesUnreadable {
+                            path: path.clone(),
+                            source,
+                        })
                     }
-                }
+                },
             },
         };
         Ok(PlacesPlan {
@@ -974,12 +957,16 @@ mod tests {
             "HERD_LIMITS__MAX_FUTURE_SKEW_MS",
         ]);
         assert_eq!(keys::check_env(fine, &known), Ok(()));
-        let error = keys::check_env(vars(&["HERD_PLACES__PROVIDR"]), &known).unwrap_err();
+        let error = keys::check_env(vars(&["HERD_PLACES__PROVIDR"]), &known)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("did you mean HERD_PLACES__PROVIDER?"),
             "{error}"
         );
-        let error = keys::check_env(vars(&["HERD_SERVERS__RILEY__HOTS"]), &known).unwrap_err();
+        let error = keys::check_env(vars(&["HERD_SERVERS__RILEY__HOTS"]), &known)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("did you mean HERD_SERVERS__RILEY__HOST?"),
             "{error}"
