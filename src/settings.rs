@@ -818,24 +818,23 @@ impl Settings {
     /// when none is set), loopback or not.
     fn admin_plan(&self, server: &ServerSection) -> Result<AdminPlan, SettingsError> {
         let token = self.admin_token()?;
+        let allowed = self
+            .admin
+            .allowed_hosts
+            .split([',', ' '])
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| n.parse::<Host>().map_err(|_| n.trim()));
         let names = [&server.host, &server.admin_listen]
             .into_iter()
-            .filter(|h| !h.is_wildcard())
-            .map(Host::to_string)
-            .chain(
-                self.admin
-                    .allowed_hosts
-                    .split([',', ' '])
-                    .filter(|n| !n.trim().is_empty())
-                    // Not an address nor a name: kept, to be compared as it is.
-                    .filter(|n| !n.parse::<Host>().is_ok_and(|h| h.is_wildcard()))
-                    .map(|n| {
-                        n.trim()
-                            .trim_start_matches('[')
-                            .trim_end_matches(']')
-                            .to_owned()
-                    }),
-            )
+            .map(|h| Ok(h.clone()))
+            .chain(allowed)
+            .filter_map(|name| match name {
+                Ok(host) if host.is_wildcard() => None,
+                Ok(host) => Some(host.to_string()),
+                // Neither an address nor a name: kept as written (it will
+                // match no Host).
+                Err(text) => Some(text.to_owned()),
+            })
             .map(|n| n.to_ascii_lowercase())
             .collect();
         let mut herd_ports: Vec<u16> = self
@@ -1102,7 +1101,9 @@ mod tests {
     #[test]
     fn addresses_are_typed_and_a_bad_one_is_refused_naming_the_key() {
         let settings = load(
-            "[admin]\ntoken = \"0123456789abcdef\"\n[herd]\ninsecure_peers = true\n\
+            "[admin]\ntoken = \"0123456789abcdef\"\n\
+             allowed_hosts = \"Herd.Example.com, [::] [::1],0.0.0.0\"\n\
+             [herd]\ninsecure_peers = true\n\
              [servers.a]\nname = \"A\"\nport = 1\nhost = \"alpha\"\nlisten = \"[::]\"\n\
              admin_listen = \"0.0.0.0\"\nneighbours = [\"B\"]\n\
              [servers.a.links]\nB = \"127.0.0.1:40001\"\n\
@@ -1114,7 +1115,7 @@ mod tests {
         assert_eq!(a.peer_addr, "[::]:2001".parse().expect("an address"));
         assert_eq!(a.admin_addr, "0.0.0.0:1001".parse().expect("an address"));
         assert_eq!(a.neighbours[0].address.to_string(), "127.0.0.1:40001");
-        assert_eq!(a.admin.names, ["alpha"]);
+        assert_eq!(a.admin.names, ["alpha", "herd.example.com", "::1"]);
         let b = settings.plan("B").expect("a plan");
         assert_eq!(b.neighbours[0].address.to_string(), "alpha:2001");
         assert_eq!(b.client_addr, "127.0.0.1:2".parse().expect("an address"));
