@@ -32,7 +32,7 @@ mod map;
 mod prometheus;
 
 use std::future::Future;
-use std::net::{IpAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -102,7 +102,6 @@ pub fn members(settings: &Settings) -> Vec<Member> {
     servers
         .iter()
         .map(|s| {
-            let host = reachable_host(&s.admin_listen, &s.host);
             let neighbours = settings
                 .neighbours_of(s)
                 .into_iter()
@@ -111,20 +110,11 @@ pub fn members(settings: &Settings) -> Vec<Member> {
             Member {
                 name: s.name.clone(),
                 client_port: s.port,
-                admin_url: format!("http://{host}:{}", s.admin_port()),
+                admin_url: format!("http://{}", s.admin_endpoint()),
                 neighbours,
             }
         })
         .collect()
-}
-
-/// The host to connect to for a listener bound to `listen`: the bind address
-/// itself unless it is a wildcard, then the server's public `host`.
-pub fn reachable_host<'a>(listen: &'a str, host: &'a str) -> &'a str {
-    match listen {
-        "0.0.0.0" | "::" | "[::]" | "" => host,
-        other => other,
-    }
 }
 
 /// Records the herd for `/herd` (first call wins; all servers of a process
@@ -138,7 +128,7 @@ struct AdminState {
     name: Arc<str>,
     neighbours: Vec<String>,
     client_port: u16,
-    admin_addr: String,
+    admin_addr: SocketAddr,
     store: Addr<LocationStoreActor>,
     metrics: Arc<Metrics>,
     started: Instant,
@@ -286,21 +276,16 @@ pub fn start(
     store: Addr<LocationStoreActor>,
     metrics: Arc<Metrics>,
 ) -> Result<(), StartError> {
-    let listener = TcpListener::bind(&plan.admin_addr).map_err(|source| StartError::Listen {
+    let listener = TcpListener::bind(plan.admin_addr).map_err(|source| StartError::Listen {
         what: "admin",
-        addr: plan.admin_addr.clone(),
+        addr: plan.admin_addr,
         source,
     })?;
-    let client_port = plan
-        .client_addr
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse().ok())
-        .unwrap_or(0);
     let state = web::Data::new(AdminState {
         name: name.clone(),
         neighbours: plan.neighbours.iter().map(|n| n.name.clone()).collect(),
-        client_port,
-        admin_addr: plan.admin_addr.clone(),
+        client_port: plan.client_addr.port(),
+        admin_addr: plan.admin_addr,
         store,
         metrics,
         started: Instant::now(),
@@ -336,7 +321,7 @@ pub fn start(
     .shutdown_timeout(1)
     .listen(listener)
     .map_err(|source| StartError::ServeAdmin {
-        addr: plan.admin_addr.clone(),
+        addr: plan.admin_addr,
         source,
     })?
     .run();
@@ -553,7 +538,7 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
     let view = StatusView {
         server: state.name.to_string(),
         version: env!("CARGO_PKG_VERSION"),
-        admin: state.admin_addr.clone(),
+        admin: state.admin_addr.to_string(),
         client_port: state.client_port,
         started_at: state.started_unix,
         uptime_seconds: state.started.elapsed().as_secs(),
@@ -728,11 +713,5 @@ mod tests {
         assert_eq!(healthz().await.status(), 200);
         begin_shutdown();
         assert_eq!(healthz().await.status(), 503);
-    }
-
-    #[test]
-    fn wildcard_listeners_are_reached_through_the_public_host() {
-        assert_eq!(reachable_host("0.0.0.0", "riley"), "riley");
-        assert_eq!(reachable_host("127.0.0.1", "riley"), "127.0.0.1");
     }
 }

@@ -222,18 +222,21 @@ impl HerdLogger {
 /// Installs the logger for `servers`, writing lines in `format`. A log file
 /// that cannot be opened is reported and skipped; the server still runs and
 /// logs to stderr.
-pub fn init(log_dir: &str, servers: &[String], file_level: &str, format: LogFormat) {
+pub fn init(log_dir: Option<&Path>, servers: &[String], file_level: &str, format: LogFormat) {
     let stderr =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
     let file_level = file_level.parse().unwrap_or(LevelFilter::Info);
     let mut files = Vec::new();
     let mut problems = Vec::new();
-    if !log_dir.is_empty() {
+    if let Some(log_dir) = log_dir {
         if let Err(e) = std::fs::create_dir_all(log_dir) {
-            problems.push(format!("cannot create log folder {log_dir}: {e}"));
+            problems.push(format!(
+                "cannot create log folder {}: {e}",
+                log_dir.display()
+            ));
         }
         for server in servers {
-            let path = Path::new(log_dir).join(format!("{server}.log"));
+            let path = log_dir.join(format!("{server}.log"));
             match OpenOptions::new().create(true).append(true).open(&path) {
                 Ok(file) => {
                     files.push((

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use herd::settings::{ServerPlan, Settings};
+use herd::settings::{optional_path, ServerPlan, Settings};
 use herd::{logging, server};
 use log::{error, info};
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -27,7 +27,7 @@ struct Cli {
     /// Folder of the log files (overrides herd.log_dir; "" for none).
     #[arg(long)]
     log_dir: Option<String>,
-    /// Folder of the databases (overrides herd.data_dir).
+    /// Folder of the databases (overrides herd.data_dir; "" for none).
     #[arg(long)]
     data_dir: Option<String>,
 }
@@ -42,10 +42,10 @@ fn main() -> ExitCode {
         }
     };
     if let Some(dir) = cli.log_dir {
-        settings.herd.log_dir = dir;
+        settings.herd.log_dir = optional_path::from_text(dir);
     }
     if let Some(dir) = cli.data_dir {
-        settings.herd.data_dir = dir;
+        settings.herd.data_dir = optional_path::from_text(dir);
     }
     let names = match (&cli.name, &cli.host_name) {
         (Some(name), _) => vec![name.clone()],
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     herd::admin::set_herd(herd::admin::members(&settings));
     let server_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     logging::init(
-        &settings.herd.log_dir,
+        settings.herd.log_dir.as_deref(),
         &server_names,
         &settings.herd.file_log_level,
         settings.herd.log_format,

@@ -5,6 +5,7 @@
 //! and the offline places data loads in the background afterwards.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -40,14 +41,10 @@ pub struct RunningServer {
 }
 
 /// Binds `addr`, naming the address in the error.
-async fn bind(addr: &str, what: &'static str) -> Result<TcpListener, StartError> {
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| StartError::Listen {
-            what,
-            addr: addr.to_owned(),
-            source,
-        })
+        .map_err(|source| StartError::Listen { what, addr, source })
 }
 
 /// The places provider the plan asks for, and how the PlacesActor runs it:
@@ -96,8 +93,8 @@ fn places_provider(
 /// Starts one server on the current arbiter: listeners first, then the
 /// actors, then the links, the accept loops and the admin listener.
 pub async fn start(plan: ServerPlan) -> Result<RunningServer, StartError> {
-    let clients = bind(&plan.client_addr, "clients").await?;
-    let peers = bind(&plan.peer_addr, "peers").await?;
+    let clients = bind(plan.client_addr, "clients").await?;
+    let peers = bind(plan.peer_addr, "peers").await?;
     let name: Arc<str> = plan.name.as_str().into();
     let metrics = Arc::new(Metrics::default());
     if !plan.secret.is_set() {
@@ -219,7 +216,7 @@ fn start_links(
         let link = PeerActor::new(
             identity.clone(),
             name.clone(),
-            neighbour.address.clone(),
+            neighbour.address.to_string(),
             store.clone(),
             plan.peer_limits.clone(),
             metrics.clone(),

@@ -16,8 +16,15 @@
 //! Server tables are keyed by a lower-case id (environment variable names
 //! are case-insensitive) and carry the name used on the wire. A link listed
 //! on either side is a link both ways.
+//!
+//! Values are typed as they are read: addresses are [`Host`]s and
+//! [`Endpoint`]s (`settings/address.rs`), a path that may be absent is an
+//! `Option<PathBuf>` ([`optional_path`]), and a listener's address is a
+//! `SocketAddr` in the plan; every mistake is a [`SettingsError`] variant
+//! (`settings/error.rs`) naming the setting.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,29 +38,46 @@ use serde::{Deserialize, Serialize};
 use crate::cookie;
 use crate::journal;
 
+mod address;
 pub(crate) mod choice;
+mod error;
 mod keys;
 
+pub use address::{is_wildcard, Endpoint, Host};
 pub(crate) use choice::choice;
+pub use error::SettingsError;
 
-/// What can go wrong reading the settings.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("cannot read settings: {0}")]
-    Config(#[from] config::ConfigError),
-    #[error("{0}")]
-    Invalid(String),
-}
+/// A path setting that may be absent: `""` (in the file, the environment
+/// or a flag) is none. The one place that rule is written; the settings
+/// read and write their paths through it (`#[serde(with = "optional_path")]`).
+pub mod optional_path {
+    use std::path::PathBuf;
 
-fn invalid<T>(message: impl Into<String>) -> Result<T, SettingsError> {
-    Err(SettingsError::Invalid(message.into()))
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// `text` as a path, none when it is empty.
+    pub fn from_text(text: String) -> Option<PathBuf> {
+        (!text.is_empty()).then(|| PathBuf::from(text))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.and_then(from_text))
+    }
+
+    /// None is written as `""`, as it is read.
+    pub fn serialize<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        path.as_deref()
+            .unwrap_or(std::path::Path::new(""))
+            .serialize(s)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct HerdSection {
     /// Folder of the per-server logs (`<log_dir>/<Name>.log`); empty: none.
-    pub log_dir: String,
+    #[serde(with = "optional_path")]
+    pub log_dir: Option<PathBuf>,
     /// Whether every input and output line is logged.
     pub log_lines: bool,
     /// Level of the per-server log files (stderr follows `RUST_LOG`).
@@ -61,12 +85,14 @@ pub struct HerdSection {
     /// `text` or `json` (one object per line), on stderr and in the files.
     pub log_format: crate::logging::LogFormat,
     /// Folder of the per-server databases; empty: records in memory only.
-    pub data_dir: String,
+    #[serde(with = "optional_path")]
+    pub data_dir: Option<PathBuf>,
     /// `sync` (answer after fsync) or `async` (answer at once, fsync soon).
     pub durability: journal::Mode,
     /// A file holding the herd secret (used when `HERD_SECRET` is unset),
     /// created with a random secret if missing; empty: `~/.herd.cookie`.
-    pub secret_file: String,
+    #[serde(with = "optional_path")]
+    pub secret_file: Option<PathBuf>,
     /// Peers by name alone, in clear, with no secret: only when an operator
     /// asks for it, and warned about at every start.
     pub insecure_peers: bool,
@@ -112,13 +138,13 @@ choice! {
 impl Default for HerdSection {
     fn default() -> Self {
         HerdSection {
-            log_dir: "logs".into(),
+            log_dir: Some("logs".into()),
             log_lines: true,
             file_log_level: "info".into(),
             log_format: crate::logging::LogFormat::Text,
-            data_dir: String::new(),
+            data_dir: None,
             durability: journal::Mode::Sync,
-            secret_file: String::new(),
+            secret_file: None,
             insecure_peers: false,
             forwarding: Forwarding::Tree,
             anti_entropy_ms: ms(PeerLimits::default().anti_entropy),
@@ -242,7 +268,8 @@ pub struct PlacesSection {
     pub cache_entries: usize,
     /// A GeoNames dump (tab-separated) the offline provider loads instead of
     /// its embedded towns; empty: the embedded table (docs/places.md).
-    pub geonames_file: String,
+    #[serde(with = "optional_path")]
+    pub geonames_file: Option<PathBuf>,
 }
 
 impl Default for PlacesSection {
@@ -257,7 +284,7 @@ impl Default for PlacesSection {
             max_wait_ms: 1_000,
             cache_ttl_ms: 30_000,
             cache_entries: 10_000,
-            geonames_file: String::new(),
+            geonames_file: None,
         }
     }
 }
@@ -265,31 +292,28 @@ impl Default for PlacesSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ServerSection {
     pub name: String,
-    /// Where the others reach this server.
-    #[serde(default = "loopback")]
-    pub host: String,
-    /// Address the listeners bind to.
-    #[serde(default = "loopback")]
-    pub listen: String,
+    /// Where the others reach this server: an IP address or a name (looked
+    /// up each time a neighbour dials it).
+    #[serde(default)]
+    pub host: Host,
+    /// Address the listeners bind to (a name is resolved once, at start).
+    #[serde(default)]
+    pub listen: Host,
     pub port: u16,
     /// Default: `port + 2000` ([`ServerSection::peer_port`]).
     pub peer_port: Option<u16>,
     /// Default: `port + 1000` ([`ServerSection::admin_port`]).
     pub admin_port: Option<u16>,
     /// Address the admin listener binds to (default loopback).
-    #[serde(default = "loopback")]
-    pub admin_listen: String,
+    #[serde(default)]
+    pub admin_listen: Host,
     #[serde(default)]
     pub neighbours: Vec<String>,
     /// Per neighbour (by name): the address this server dials to reach it,
     /// instead of the neighbour's `host:peer_port`. For a relay or proxy on
     /// one link (the fault tests put a proxy they can cut on each link).
     #[serde(default)]
-    pub links: BTreeMap<String, String>,
-}
-
-fn loopback() -> String {
-    "127.0.0.1".into()
+    pub links: BTreeMap<String, Endpoint>,
 }
 
 /// A server's admin port, unless set: its client port plus this.
@@ -310,6 +334,17 @@ impl ServerSection {
         self.admin_port
             .unwrap_or(self.port.saturating_add(ADMIN_PORT_OFFSET))
     }
+
+    /// Where the admin listener is reached from elsewhere: its own address,
+    /// or the server's `host` when it listens on a wildcard.
+    pub fn admin_endpoint(&self) -> Endpoint {
+        let host = if self.admin_listen.is_wildcard() {
+            &self.host
+        } else {
+            &self.admin_listen
+        };
+        host.at(self.admin_port())
+    }
 }
 
 /// `[admin]`: who may read the admin listeners (src/admin/guard.rs).
@@ -323,7 +358,8 @@ pub struct AdminSection {
     /// A file holding the token (used when no token is set otherwise);
     /// empty: `~/.herd.admin-token`. Created with a random token when
     /// missing.
-    pub token_file: String,
+    #[serde(with = "optional_path")]
+    pub token_file: Option<PathBuf>,
     /// More `Host` names the admin listeners answer to (besides loopback,
     /// the address a request arrived on, and each server's `host`),
     /// separated by commas or spaces: e.g. `"herd.example.com, 10.0.0.5"`.
@@ -346,10 +382,9 @@ impl AdminSection {
     /// Where the token file is: `token_file`, else `~/.herd.admin-token`.
     /// One rule for the servers, which create it, and herdctl, which reads it.
     pub fn token_path(&self) -> Result<PathBuf, SettingsError> {
-        if self.token_file.is_empty() {
-            cookie::default_admin_token_path().map_err(|e| SettingsError::Invalid(e.to_string()))
-        } else {
-            Ok(PathBuf::from(&self.token_file))
+        match &self.token_file {
+            Some(path) => Ok(path.clone()),
+            None => Ok(cookie::default_admin_token_path()?),
         }
     }
 
@@ -375,17 +410,14 @@ impl AdminSection {
         } else if !self.token.trim().is_empty() {
             self.token.trim().to_string()
         } else {
-            let bytes = read(&self.token_path()?, "admin token")
-                .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+            let bytes = read(&self.token_path()?, "admin token")?;
             String::from_utf8_lossy(&bytes).into_owned()
         };
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return invalid("the admin token must be printable ASCII without spaces");
+            return Err(SettingsError::TokenNotPrintable);
         }
         if token.len() < MIN_SECRET_LEN {
-            return invalid(format!(
-                "the admin token is shorter than {MIN_SECRET_LEN} characters"
-            ));
+            return Err(SettingsError::ShortToken);
         }
         Ok(token)
     }
@@ -395,11 +427,10 @@ impl AdminSection {
 /// says where it came from (`HERD_SECRET`, a file).
 fn long_enough(secret: &[u8], source: &str) -> Result<(), SettingsError> {
     if secret.len() < MIN_SECRET_LEN {
-        return invalid(format!(
-            "the herd secret in {source} is {} bytes: a secret needs at least \
-             {MIN_SECRET_LEN} (e.g. 32 random bytes as hex: openssl rand -hex 32)",
-            secret.len()
-        ));
+        return Err(SettingsError::ShortSecret {
+            from: source.to_owned(),
+            len: secret.len(),
+        });
     }
     Ok(())
 }
@@ -416,11 +447,16 @@ fn secret_from_env(name: &str) -> Result<Option<Vec<u8>>, SettingsError> {
     }
 }
 
-/// Whether a listen address is every address (`0.0.0.0`, `::`): no name.
-fn is_wildcard(listen: &str) -> bool {
-    listen
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_unspecified())
+/// The socket address a listener of server `id` binds, from its setting
+/// `key` (`listen`, `admin_listen`): a name is resolved here, once.
+fn bind_address(id: &str, key: &str, endpoint: &Endpoint) -> Result<SocketAddr, SettingsError> {
+    endpoint
+        .resolve()
+        .map_err(|source| SettingsError::BadAddress {
+            key: format!("servers.{id}.{key}"),
+            value: endpoint.host.to_string(),
+            source,
+        })
 }
 
 /// The whole file, after environment overrides.
@@ -469,8 +505,8 @@ pub struct GoogleAccess {
 #[derive(Debug, Clone)]
 pub struct NeighbourPlan {
     pub name: String,
-    /// `host:peer_port`.
-    pub address: String,
+    /// `host:peer_port`, or the link's own address (`servers.x.links`).
+    pub address: Endpoint,
 }
 
 /// Who may read one server's admin listener.
@@ -493,9 +529,9 @@ pub struct AdminPlan {
 #[derive(Debug, Clone)]
 pub struct ServerPlan {
     pub name: String,
-    pub client_addr: String,
-    pub peer_addr: String,
-    pub admin_addr: String,
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub admin: AdminPlan,
     pub neighbours: Vec<NeighbourPlan>,
     pub client_limits: ClientLimits,
@@ -529,8 +565,7 @@ impl Settings {
             .try_deserialize()?;
         let known = Settings::known_keys();
         keys::check_file(&tree, &known, &path.display().to_string())
-            .and_then(|()| keys::check_env(std::env::vars(), &known))
-            .map_err(SettingsError::Invalid)?;
+            .and_then(|()| keys::check_env(std::env::vars(), &known))?;
         let settings = config::Config::builder()
             .add_source(file)
             .add_source(
@@ -562,32 +597,32 @@ impl Settings {
 
     fn validate(&self) -> Result<(), SettingsError> {
         if self.servers.is_empty() {
-            return invalid("no servers in the settings");
+            return Err(SettingsError::NoServers);
         }
         let mut names = BTreeSet::new();
         for server in self.servers.values() {
             if !herd_actors::protocol::valid_server_name(server.name.as_bytes()) {
-                return invalid(format!(
-                    "server name {:?} is not 1-64 letters, digits, '-', '_' or '.'",
-                    server.name
-                ));
+                return Err(SettingsError::BadServerName(server.name.clone()));
             }
             if !names.insert(server.name.as_str()) {
-                return invalid(format!("server name {} is used twice", server.name));
+                return Err(SettingsError::DuplicateServer(server.name.clone()));
             }
         }
         for server in self.servers.values() {
             for n in &server.neighbours {
                 if !names.contains(n.as_str()) {
-                    return invalid(format!("{} lists unknown neighbour {n}", server.name));
+                    return Err(SettingsError::UnknownNeighbour {
+                        server: server.name.clone(),
+                        neighbour: n.clone(),
+                    });
                 }
                 if *n == server.name {
-                    return invalid(format!("{} lists itself as a neighbour", server.name));
+                    return Err(SettingsError::SelfNeighbour(server.name.clone()));
                 }
             }
         }
         let limits = &self.limits;
-        for (name, value) in [
+        for (key, value) in [
             ("max_line_bytes", limits.max_line_bytes),
             ("max_connections", limits.max_connections),
             ("max_peer_handshakes", limits.max_peer_handshakes),
@@ -597,7 +632,7 @@ impl Settings {
             ),
         ] {
             if value == 0 {
-                return invalid(format!("limits.{name} is 0: nothing could get in"));
+                return Err(SettingsError::ZeroLimit { key });
             }
         }
         Ok(())
@@ -605,10 +640,15 @@ impl Settings {
 
     /// Finds a server by its name (any case) or its table id.
     pub fn server(&self, name: &str) -> Option<&ServerSection> {
+        self.server_and_id(name).map(|(_, s)| s)
+    }
+
+    /// A server found as [`Settings::server`] does, with its table id.
+    fn server_and_id(&self, name: &str) -> Option<(&str, &ServerSection)> {
         self.servers
             .iter()
             .find(|(id, s)| s.name.eq_ignore_ascii_case(name) || id.eq_ignore_ascii_case(name))
-            .map(|(_, s)| s)
+            .map(|(id, s)| (id.as_str(), s))
     }
 
     /// The server that runs on the machine named `host_name` (`herd
@@ -619,7 +659,8 @@ impl Settings {
     /// compared in any case. No server, or more than one, is an error.
     pub fn server_on_host(&self, host_name: &str) -> Result<&ServerSection, SettingsError> {
         let wanted = host_name.trim().trim_end_matches('.');
-        let on_host = |host: &str| {
+        let on_host = |host: &Host| {
+            let host = host.to_string();
             let host = host.trim_end_matches('.');
             host.eq_ignore_ascii_case(wanted)
                 || host.get(..wanted.len()).is_some_and(|head| {
@@ -634,22 +675,14 @@ impl Settings {
         found.sort_by_key(|s| s.port);
         match found.as_slice() {
             [server] => Ok(server),
-            [] => invalid(format!(
-                "no server's host is {wanted:?} or a name under it (hosts: {})",
-                self.servers
-                    .values()
-                    .map(|s| s.host.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            many => invalid(format!(
-                "{} servers have the host {wanted:?} ({}): name one",
-                many.len(),
-                many.iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            [] => Err(SettingsError::NoServerOnHost {
+                host: wanted.to_owned(),
+                hosts: self.servers.values().map(|s| s.host.to_string()).collect(),
+            }),
+            many => Err(SettingsError::ManyServersOnHost {
+                host: wanted.to_owned(),
+                servers: many.iter().map(|s| s.name.clone()).collect(),
+            }),
         }
     }
 
@@ -687,11 +720,11 @@ impl Settings {
     /// The start plan of server `name`, with the secret and key read from
     /// the environment (or the secret file).
     pub fn plan(&self, name: &str) -> Result<ServerPlan, SettingsError> {
-        let Some(server) = self.server(name) else {
-            return invalid(format!(
-                "no server named {name} in the settings (known: {})",
-                self.server_names().join(", ")
-            ));
+        let Some((id, server)) = self.server_and_id(name) else {
+            return Err(SettingsError::UnknownServer {
+                name: name.to_owned(),
+                known: self.server_names(),
+            });
         };
         let neighbours = self
             .neighbours_of(server)
@@ -703,16 +736,20 @@ impl Settings {
                     .iter()
                     .find(|(to, _)| to.eq_ignore_ascii_case(&n.name))
                     .map(|(_, address)| address.clone())
-                    .unwrap_or_else(|| format!("{}:{}", n.host, n.peer_port())),
+                    .unwrap_or_else(|| n.host.at(n.peer_port())),
             })
             .collect();
         let limits = &self.limits;
         let (secret, secret_changing) = self.secret()?;
         Ok(ServerPlan {
             name: server.name.clone(),
-            client_addr: format!("{}:{}", server.listen, server.port),
-            peer_addr: format!("{}:{}", server.listen, server.peer_port()),
-            admin_addr: format!("{}:{}", server.admin_listen, server.admin_port()),
+            client_addr: bind_address(id, "listen", &server.listen.at(server.port))?,
+            peer_addr: bind_address(id, "listen", &server.listen.at(server.peer_port()))?,
+            admin_addr: bind_address(
+                id,
+                "admin_listen",
+                &server.admin_listen.at(server.admin_port()),
+            )?,
             admin: self.admin_plan(server)?,
             neighbours,
             client_limits: limits.client(),
@@ -727,8 +764,7 @@ impl Settings {
             secret_changing,
             places: self.places_plan()?,
             log_lines: self.herd.log_lines,
-            data_dir: (!self.herd.data_dir.is_empty())
-                .then(|| PathBuf::from(&self.herd.data_dir).join(&server.name)),
+            data_dir: self.herd.data_dir.as_ref().map(|d| d.join(&server.name)),
             durability: self.herd.durability,
             topology: match self.herd.forwarding {
                 Forwarding::Tree => self.topology(),
@@ -763,13 +799,11 @@ impl Settings {
         if self.herd.insecure_peers {
             return Ok(Secret::none());
         }
-        let path = if self.herd.secret_file.is_empty() {
-            cookie::default_path().map_err(|e| SettingsError::Invalid(e.to_string()))?
-        } else {
-            PathBuf::from(&self.herd.secret_file)
+        let path = match &self.herd.secret_file {
+            Some(path) => path.clone(),
+            None => cookie::default_path()?,
         };
-        let secret = cookie::read_or_create(&path, "herd secret")
-            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let secret = cookie::read_or_create(&path, "herd secret")?;
         long_enough(&secret, &path.display().to_string())?;
         Ok(Secret::new(&secret))
     }
@@ -784,12 +818,24 @@ impl Settings {
     /// when none is set), loopback or not.
     fn admin_plan(&self, server: &ServerSection) -> Result<AdminPlan, SettingsError> {
         let token = self.admin_token()?;
-        let names = [server.host.as_str(), server.admin_listen.as_str()]
+        let allowed = self
+            .admin
+            .allowed_hosts
+            .split([',', ' '])
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| n.parse::<Host>().map_err(|_| n.trim()));
+        let names = [&server.host, &server.admin_listen]
             .into_iter()
-            .chain(self.admin.allowed_hosts.split([',', ' ']))
-            .map(|n| n.trim().trim_start_matches('[').trim_end_matches(']'))
-            .filter(|n| !n.is_empty() && !is_wildcard(n))
-            .map(str::to_ascii_lowercase)
+            .map(|h| Ok(h.clone()))
+            .chain(allowed)
+            .filter_map(|name| match name {
+                Ok(host) if host.is_wildcard() => None,
+                Ok(host) => Some(host.to_string()),
+                // Neither an address nor a name: kept as written (it will
+                // match no Host).
+                Err(text) => Some(text.to_owned()),
+            })
+            .map(|n| n.to_ascii_lowercase())
             .collect();
         let mut herd_ports: Vec<u16> = self
             .servers
@@ -810,38 +856,44 @@ impl Settings {
     /// cannot be read, is refused here, so no server starts half-configured.
     fn places_plan(&self) -> Result<PlacesPlan, SettingsError> {
         let places = &self.places;
-        let google = |base_url: &str| {
+        let google = |key: &'static str, base_url: &str| {
             let Some(api_key) = std::env::var("GOOGLE_PLACES_API_KEY")
                 .ok()
                 .filter(|k| !k.is_empty())
             else {
-                return invalid(format!(
-                    "places provider {} needs a Google API key in GOOGLE_PLACES_API_KEY",
-                    places.provider.label()
-                ));
+                return Err(SettingsError::NoGoogleKey {
+                    provider: places.provider.label(),
+                });
             };
-            herd_actors::places::http::check_base_url(base_url).map_err(SettingsError::Invalid)?;
+            herd_actors::places::http::check_base_url(base_url)
+                .map_err(|why| SettingsError::BadBaseUrl { key, why })?;
             Ok(GoogleAccess {
                 base_url: base_url.to_owned(),
                 api_key,
             })
         };
         let source = match places.provider {
-            PlacesProvider::Google => PlacesSource::Google(google(&places.google_base_url)?),
-            PlacesProvider::GoogleNew => {
-                PlacesSource::GoogleNew(google(&places.google_new_base_url)?)
+            PlacesProvider::Google => {
+                PlacesSource::Google(google("google_base_url", &places.google_base_url)?)
             }
-            PlacesProvider::Offline if places.geonames_file.is_empty() => PlacesSource::Embedded,
-            PlacesProvider::Offline => {
+            PlacesProvider::GoogleNew => {
+                PlacesSource::GoogleNew(google("google_new_base_url", &places.google_new_base_url)?)
+            }
+            PlacesProvider::Offline => match &places.geonames_file {
+                None => PlacesSource::Embedded,
                 // Readable now; its contents are checked as it loads (in the
                 // background, so the listener is not delayed).
-                let file = &places.geonames_file;
-                match std::fs::File::open(file).and_then(|f| f.metadata()) {
-                    Ok(meta) if meta.is_file() => PlacesSource::GeoNames(PathBuf::from(file)),
-                    Ok(_) => return invalid(format!("places.geonames_file {file} is not a file")),
-                    Err(e) => return invalid(format!("places.geonames_file {file}: {e}")),
-                }
-            }
+                Some(path) => match std::fs::File::open(path).and_then(|f| f.metadata()) {
+                    Ok(meta) if meta.is_file() => PlacesSource::GeoNames(path.clone()),
+                    Ok(_) => return Err(SettingsError::GeoNamesNotAFile { path: path.clone() }),
+                    Err(source) => {
+                        return Err(SettingsError::GeoNamesUnreadable {
+                            path: path.clone(),
+                            source,
+                        })
+                    }
+                },
+            },
         };
         Ok(PlacesPlan {
             section: self.places.clone(),
@@ -904,12 +956,16 @@ mod tests {
             "HERD_LIMITS__MAX_FUTURE_SKEW_MS",
         ]);
         assert_eq!(keys::check_env(fine, &known), Ok(()));
-        let error = keys::check_env(vars(&["HERD_PLACES__PROVIDR"]), &known).unwrap_err();
+        let error = keys::check_env(vars(&["HERD_PLACES__PROVIDR"]), &known)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("did you mean HERD_PLACES__PROVIDER?"),
             "{error}"
         );
-        let error = keys::check_env(vars(&["HERD_SERVERS__RILEY__HOTS"]), &known).unwrap_err();
+        let error = keys::check_env(vars(&["HERD_SERVERS__RILEY__HOTS"]), &known)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("did you mean HERD_SERVERS__RILEY__HOST?"),
             "{error}"
@@ -1022,6 +1078,62 @@ mod tests {
         let error = on("127.0.0.1").unwrap_err();
         assert!(
             error.contains("2 servers have the host") && error.contains("A, B"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_empty_path_is_none_and_is_written_back_empty() {
+        let loaded = load(&format!(
+            "[herd]\nlog_dir = \"\"\ndata_dir = \"data\"\n[admin]\ntoken_file = \"\"\n{ONE}"
+        ))
+        .expect("valid settings");
+        assert_eq!(loaded.herd.log_dir, None);
+        assert_eq!(loaded.herd.data_dir, Some(PathBuf::from("data")));
+        assert_eq!(loaded.herd.secret_file, None);
+        assert_eq!(loaded.admin.token_file, None);
+        assert_eq!(loaded.places.geonames_file, None);
+        let written = serde_json::to_value(&loaded.herd).expect("JSON");
+        assert_eq!(written["log_dir"], "");
+        assert_eq!(written["data_dir"], "data");
+    }
+
+    #[test]
+    fn addresses_are_typed_and_a_bad_one_is_refused_naming_the_key() {
+        let settings = load(
+            "[admin]\ntoken = \"0123456789abcdef\"\n\
+             allowed_hosts = \"Herd.Example.com, [::] [::1],0.0.0.0\"\n\
+             [herd]\ninsecure_peers = true\n\
+             [servers.a]\nname = \"A\"\nport = 1\nhost = \"alpha\"\nlisten = \"[::]\"\n\
+             admin_listen = \"0.0.0.0\"\nneighbours = [\"B\"]\n\
+             [servers.a.links]\nB = \"127.0.0.1:40001\"\n\
+             [servers.b]\nname = \"B\"\nport = 2\nhost = \"beta\"\n",
+        )
+        .expect("valid settings");
+        let a = settings.plan("A").expect("a plan");
+        assert_eq!(a.client_addr, "[::]:1".parse().expect("an address"));
+        assert_eq!(a.peer_addr, "[::]:2001".parse().expect("an address"));
+        assert_eq!(a.admin_addr, "0.0.0.0:1001".parse().expect("an address"));
+        assert_eq!(a.neighbours[0].address.to_string(), "127.0.0.1:40001");
+        assert_eq!(a.admin.names, ["alpha", "herd.example.com", "::1"]);
+        let b = settings.plan("B").expect("a plan");
+        assert_eq!(b.neighbours[0].address.to_string(), "alpha:2001");
+        assert_eq!(b.client_addr, "127.0.0.1:2".parse().expect("an address"));
+        // A wildcard admin listener is reached at the server's host.
+        let server = |name| settings.server(name).expect("listed").admin_endpoint();
+        assert_eq!(server("A").to_string(), "alpha:1001");
+        assert_eq!(server("B").to_string(), "127.0.0.1:1002");
+
+        let error = error_of(&format!("{ONE}listen = \"every address\"\n"));
+        assert!(
+            error.contains("servers.riley.listen") && error.contains("\"every address\""),
+            "{error}"
+        );
+        let error = error_of(&format!(
+            "{ONE}[servers.riley.links]\nJaquez = \"jaquez\"\n"
+        ));
+        assert!(
+            error.contains("servers.riley.links") && error.contains("not host:port"),
             "{error}"
         );
     }

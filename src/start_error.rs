@@ -2,6 +2,8 @@
 //! the admin listener (`admin.rs`), apart from both, so that neither has to
 //! import the other for it.
 
+use std::net::SocketAddr;
+
 use crate::journal::JournalError;
 
 /// Why a server did not start.
@@ -10,12 +12,12 @@ pub enum StartError {
     #[error("cannot listen for {what} on {addr}: {source}")]
     Listen {
         what: &'static str,
-        addr: String,
+        addr: SocketAddr,
         source: std::io::Error,
     },
     #[error("cannot serve admin on {addr}: {source}")]
     ServeAdmin {
-        addr: String,
+        addr: SocketAddr,
         source: std::io::Error,
     },
     #[error(transparent)]

@@ -33,10 +33,9 @@ impl Handler<Ask> for Worker {
 fn a_panic_is_logged_to_every_server_and_ends_only_its_actor() {
     let dir = tempfile::tempdir().expect("temporary folder");
     let log_dir = dir.path().join("logs");
-    let log_dir_text = log_dir.to_string_lossy().into_owned();
     let servers = vec!["Riley".to_string(), "Jaquez".to_string()];
     herd::logging::init(
-        &log_dir_text,
+        Some(log_dir.as_path()),
         &servers,
         "info",
         herd::logging::LogFormat::Text,

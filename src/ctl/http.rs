@@ -12,7 +12,6 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 
 use super::{CtlError, ANSWER_TIMEOUT};
-use crate::admin::reachable_host;
 use crate::settings::ADMIN_PORT_OFFSET;
 
 /// Why an admin request got no usable answer. The socket's own errors are
@@ -260,16 +259,12 @@ pub fn get_ok_with_token(
 
 /// The admin address of `server`: `host:port` taken as it is (it must be the
 /// admin port), or a server name looked up in the settings file (its
-/// [`ServerSection::admin_port`](crate::settings::ServerSection::admin_port)).
+/// [`ServerSection::admin_endpoint`](crate::settings::ServerSection::admin_endpoint)).
 pub fn resolve_admin(server: &str, config: &Path) -> Result<String, CtlError> {
     let Some(found) = super::server_settings(server, config)? else {
         return Ok(server.to_string());
     };
-    Ok(format!(
-        "{}:{}",
-        reachable_host(&found.admin_listen, &found.host),
-        found.admin_port()
-    ))
+    Ok(found.admin_endpoint().to_string())
 }
 
 #[cfg(test)]

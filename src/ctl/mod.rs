@@ -12,7 +12,7 @@ pub mod trace;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::settings::{ServerSection, Settings, SettingsError, ADMIN_PORT_OFFSET};
+use crate::settings::{Host, ServerSection, Settings, SettingsError, ADMIN_PORT_OFFSET};
 
 /// What a subcommand reports instead of its answer.
 #[derive(Debug, thiserror::Error)]
@@ -90,17 +90,19 @@ pub fn server_settings(server: &str, config: &Path) -> Result<Option<ServerSecti
 }
 
 /// Where a subcommand talks to: `host:port`, or a server name looked up in
-/// the settings file (its client port).
+/// the settings file (its client port): on this machine when the server
+/// listens on a wildcard address (a container's health check), else at its
+/// `host`.
 pub fn resolve_server(server: &str, config: &Path) -> Result<String, CtlError> {
     let Some(found) = server_settings(server, config)? else {
         return Ok(server.to_string());
     };
-    let host = if found.listen == "0.0.0.0" {
-        "127.0.0.1"
+    let host = if found.listen.is_wildcard() {
+        &Host::LOOPBACK
     } else {
-        found.host.as_str()
+        &found.host
     };
-    Ok(format!("{host}:{}", found.port))
+    Ok(host.at(found.port).to_string())
 }
 
 /// Where `herdctl` finds a server when not told: the first server of the

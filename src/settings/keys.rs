@@ -9,8 +9,33 @@
 
 use serde_json::{Map, Value};
 
+/// A key that names no setting, with the closest one that does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownKey {
+    /// A key of the settings file `file`.
+    #[error("unknown setting {key} in {file}{}", did_you_mean(.closest))]
+    InFile {
+        key: String,
+        file: String,
+        closest: Option<String>,
+    },
+    /// A `HERD_<SECTION>__<KEY>` variable.
+    #[error("unknown setting in the environment: {variable}{}", did_you_mean(.closest))]
+    InEnvironment {
+        variable: String,
+        closest: Option<String>,
+    },
+}
+
+fn did_you_mean(closest: &Option<String>) -> String {
+    closest
+        .as_ref()
+        .map(|c| format!("; did you mean {c}?"))
+        .unwrap_or_default()
+}
+
 /// Checks the keys of `file` (the settings file as a tree) against `known`.
-pub fn check_file(file: &Value, known: &Value, name: &str) -> Result<(), String> {
+pub fn check_file(file: &Value, known: &Value, name: &str) -> Result<(), UnknownKey> {
     let Some(sections) = file.as_object() else {
         return Ok(());
     };
@@ -41,7 +66,7 @@ pub fn check_file(file: &Value, known: &Value, name: &str) -> Result<(), String>
 pub fn check_env(
     vars: impl Iterator<Item = (String, String)>,
     known: &Value,
-) -> Result<(), String> {
+) -> Result<(), UnknownKey> {
     for (var, _) in vars {
         let Some(rest) = var.strip_prefix("HERD_").filter(|r| r.contains("__")) else {
             continue;
@@ -55,12 +80,10 @@ pub fn check_env(
         if pattern.len() != if path[0] == "servers" { 3 } else { 2 }
             || lookup(known, &pattern).is_none()
         {
-            let closest = closest(&pattern, known)
-                .map(|p| format!("; did you mean HERD_{}?", variable(&p, &path)))
-                .unwrap_or_default();
-            return Err(format!(
-                "unknown setting in the environment: {var}{closest}"
-            ));
+            return Err(UnknownKey::InEnvironment {
+                closest: closest(&pattern, known).map(|p| format!("HERD_{}", variable(&p, &path))),
+                variable: var,
+            });
         }
     }
     Ok(())
@@ -70,7 +93,7 @@ fn lookup<'a>(known: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(known, |node, key| node.get(*key))
 }
 
-fn unknown(path: &[&str], known: &Value, name: &str) -> String {
+fn unknown(path: &[&str], known: &Value, name: &str) -> UnknownKey {
     let pattern: Vec<&str> = match path {
         ["servers", _, key] => vec!["servers", "*", key],
         _ => path.to_vec(),
@@ -82,15 +105,12 @@ fn unknown(path: &[&str], known: &Value, name: &str) -> String {
             .collect::<Vec<_>>()
             .join(".")
     };
-    let closest = closest(&pattern, known)
-        .map(|p| {
-            format!(
-                "; did you mean {}?",
-                shown(&p.iter().map(String::as_str).collect::<Vec<_>>())
-            )
-        })
-        .unwrap_or_default();
-    format!("unknown setting {} in {name}{closest}", path.join("."))
+    UnknownKey::InFile {
+        key: path.join("."),
+        file: name.to_owned(),
+        closest: closest(&pattern, known)
+            .map(|p| shown(&p.iter().map(String::as_str).collect::<Vec<_>>())),
+    }
 }
 
 /// The known key path closest to `path` (same depth), by edit distance of
