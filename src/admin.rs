@@ -32,7 +32,7 @@ mod map;
 mod prometheus;
 
 use std::future::Future;
-use std::net::{IpAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -279,18 +279,20 @@ fn unix_now() -> u64 {
 }
 
 /// Binds the admin listener of `plan` and serves it on a worker thread of its
-/// own until the process ends.
+/// own until the process ends; returns the address bound.
 pub fn start(
     plan: &ServerPlan,
     name: Arc<str>,
     store: Addr<LocationStoreActor>,
     metrics: Arc<Metrics>,
-) -> Result<(), StartError> {
-    let listener = TcpListener::bind(&plan.admin_addr).map_err(|source| StartError::Listen {
+) -> Result<SocketAddr, StartError> {
+    let error = |source| StartError::Listen {
         what: "admin",
         addr: plan.admin_addr.clone(),
         source,
-    })?;
+    };
+    let listener = TcpListener::bind(&plan.admin_addr).map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
     let client_port = plan
         .client_addr
         .rsplit_once(':')
@@ -342,7 +344,7 @@ pub fn start(
     .run();
     actix_rt::spawn(server);
     info!(target: "herd", "{name}: admin on http://{}/", plan.admin_addr);
-    Ok(())
+    Ok(bound)
 }
 
 /// Every admin request passes here: counted, then answered by the guard
