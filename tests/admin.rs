@@ -1,5 +1,6 @@
-//! The admin listener over real HTTP against running `herd` processes
-//! (SPEC §6): `/records`, `/healthz`, `/metrics`, `/status`, `/herd`,
+//! The admin listener over real HTTP (SPEC §6), against running `herd`
+//! processes, or a server in the test process where one server alone is
+//! asked: `/records`, `/healthz`, `/metrics`, `/status`, `/herd`,
 //! `/places`, the page, and the `herdctl dump` / `herdctl status`
 //! subcommands built on them; and who may read it (SPEC §7): no wildcard
 //! CORS, unknown `Host` refused, the admin token.
@@ -104,16 +105,12 @@ fn records_dump_every_record_sorted_and_herdctl_dump_prints_it() {
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("admin port"));
 }
 
-#[test]
-fn healthz_metrics_status_and_herd_describe_a_running_herd() {
+/// Alpha and Beta, linked, with every admin listener answering, their link
+/// up and kiwi reported at Alpha and flooded to Beta; with kiwi's AT line.
+fn pair_with_kiwi() -> (Herd, String) {
     let mut herd = Herd::with_topology(&[("Alpha", &["Beta"]), ("Beta", &["Alpha"])]).build();
     herd.start_each();
     wait_admin(&herd);
-
-    let health = get(&herd, "Alpha", "/healthz");
-    assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
-
-    // Links come up, then traffic: an IAMAT, a WHATSAT, an invalid line.
     wait_until(
         Duration::from_secs(10),
         "Alpha's link to Beta to be up",
@@ -121,6 +118,19 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
     );
     let at = herd.ask("Alpha", "IAMAT kiwi +34.068930-118.445127 1700000000.25");
     herd.wait_for_at_line("Beta", "kiwi", &at);
+    (herd, at)
+}
+
+#[test]
+fn healthz_answers_ok() {
+    let herd = Herd::one("Alpha").start_in_process();
+    let health = get(&herd, "Alpha", "/healthz");
+    assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
+}
+
+#[test]
+fn metrics_are_prometheus_text_counting_requests_links_floods_and_admin_requests() {
+    let (herd, _) = pair_with_kiwi();
     assert_eq!(herd.ask("Alpha", "HELLO there"), "? HELLO there");
 
     let metrics = get(&herd, "Alpha", "/metrics");
@@ -165,17 +175,22 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
         1.0
     );
     assert!(value("herd_sync_runs_total", "") >= 1.0);
-    // The wait above polled /status; /healthz was answered twice (once to
-    // wait_admin, once above); this scrape counts.
+    // The link wait polled /status; /healthz was answered once (to
+    // wait_admin); this scrape counts.
     assert!(value("herd_admin_requests_total", ",path=\"/status\"") >= 1.0);
     assert_eq!(
         value("herd_admin_requests_total", ",path=\"/healthz\""),
-        2.0
+        1.0
     );
     assert_eq!(
         value("herd_admin_requests_total", ",path=\"/metrics\""),
         1.0
     );
+}
+
+#[test]
+fn metrics_count_each_flood_received_and_each_whatsats_places_answer_and_time() {
+    let (herd, at) = pair_with_kiwi();
     // Beta received Alpha's flood; its WHATSAT asked the offline places.
     let mut beta = herd.client("Beta");
     beta.send("WHATSAT kiwi 10 2");
@@ -217,7 +232,11 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
         ),
         Some(whatsats)
     );
+}
 
+#[test]
+fn status_is_json_of_the_links_and_their_state_the_record_count_and_the_clients() {
+    let (herd, _) = pair_with_kiwi();
     let status_answer = get(&herd, "Beta", "/status");
     assert_eq!(status_answer.header("access-control-allow-origin"), None);
     let s: serde_json::Value = serde_json::from_slice(&status_answer.body).unwrap();
@@ -235,7 +254,13 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
     assert_eq!(s["clients"][0]["lat"], 34.06893);
     assert_eq!(s["clients"][0]["lon"], -118.445127);
     assert_eq!(s["clients"][0]["origin"], "Alpha");
+}
 
+#[test]
+fn herd_lists_every_server_with_its_links_and_its_admin_address() {
+    let mut herd = Herd::with_topology(&[("Alpha", &["Beta"]), ("Beta", &["Alpha"])]).build();
+    herd.start_each();
+    wait_admin(&herd);
     let topology: serde_json::Value =
         serde_json::from_slice(&get(&herd, "Alpha", "/herd").body).unwrap();
     let servers = topology["servers"].as_array().expect("servers");
@@ -252,8 +277,12 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
         member("Beta")["admin_url"],
         format!("http://127.0.0.1:{}", herd.ports("Beta").admin)
     );
+}
 
-    // The page is self-contained: no script, style or image from elsewhere.
+#[test]
+fn the_live_page_is_self_contained_and_other_paths_are_not_found() {
+    let herd = Herd::one("Alpha").start_in_process();
+    // No script, style or image from elsewhere.
     let page = get(&herd, "Alpha", "/");
     assert_eq!(page.status, 200);
     assert!(page

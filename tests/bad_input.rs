@@ -1,6 +1,7 @@
 //! Bad input (SPEC §3, §7; issue 7 item 4): every client-side row of the
 //! table of SPEC §7, and a few megabytes of random bytes, sent over real
-//! sockets to a running `herd`.
+//! sockets to a running server (in the test process, or a `herd` process
+//! where its memory or its log is the evidence).
 //!
 //! Each invalid line must be answered `? ` + its exact bytes (compared as
 //! bytes, not as text, so invalid UTF-8 and odd white space count), the

@@ -1,4 +1,5 @@
-//! The herd core (SPEC §1-§4, §6) with real server processes on loopback.
+//! The herd core (SPEC §1-§4, §6) with real server processes on loopback;
+//! what one client sees of one server, with a server in the test process.
 
 mod common;
 

@@ -1,5 +1,7 @@
-//! Resource bounds (SPEC §3, §7; issue 7 item 2), each proved against a real
-//! `herd` process with the bound set low in that test's own settings.
+//! Resource bounds (SPEC §3, §7; issue 7 item 2), each proved against a
+//! server with the bound set low in that test's own settings: in the test
+//! process where a client sees all there is to see, a real `herd` process
+//! where the proof is in its log, a restart or its open files.
 //!
 //! | bound | setting | test |
 //! |-------|---------|------|

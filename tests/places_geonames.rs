@@ -1,5 +1,6 @@
 //! The offline provider reading a GeoNames dump (`places.geonames_file`,
-//! SPEC §5) end to end: real `herd` processes, real files.
+//! SPEC §5) end to end: real files, read by a real `herd` process (a server
+//! in the test process where only its answers are checked).
 //!
 //! `tests/fixtures/geonames/US.txt` holds ten hand-made rows in GeoNames'
 //! exact format (19 tab-separated columns; coordinates rounded) around

@@ -1,5 +1,6 @@
 //! Trust (SPEC §3, §4, §7): what a client, a neighbour or a stored record
-//! can no longer do to the herd, each against real `herd` processes.
+//! can no longer do to the herd, each against real `herd` processes (one
+//! client against one server: a server in the test process).
 //!
 //! - the line that once crashed every server (an AT line whose location has
 //!   65,500 leading zeros) through a client, a neighbour and the journal;
