@@ -269,23 +269,25 @@ fn unix_now() -> u64 {
 }
 
 /// Binds the admin listener of `plan` and serves it on a worker thread of its
-/// own until the process ends.
+/// own until the process ends; returns the address bound.
 pub fn start(
     plan: &ServerPlan,
     name: Arc<str>,
     store: Addr<LocationStoreActor>,
     metrics: Arc<Metrics>,
-) -> Result<(), StartError> {
-    let listener = TcpListener::bind(plan.admin_addr).map_err(|source| StartError::Listen {
+) -> Result<SocketAddr, StartError> {
+    let error = |source| StartError::Listen {
         what: "admin",
         addr: plan.admin_addr,
         source,
-    })?;
+    };
+    let listener = TcpListener::bind(plan.admin_addr).map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
     let state = web::Data::new(AdminState {
         name: name.clone(),
         neighbours: plan.neighbours.iter().map(|n| n.name.clone()).collect(),
         client_port: plan.client_addr.port(),
-        admin_addr: plan.admin_addr,
+        admin_addr: bound,
         store,
         metrics,
         started: Instant::now(),
@@ -327,7 +329,7 @@ pub fn start(
     .run();
     actix_rt::spawn(server);
     info!(target: "herd", "{name}: admin on http://{}/", plan.admin_addr);
-    Ok(())
+    Ok(bound)
 }
 
 /// Every admin request passes here: counted, then answered by the guard

@@ -38,13 +38,23 @@ pub struct RunningServer {
     pub metrics: Arc<Metrics>,
     /// The journal's writer; dropping it commits what is queued and stops it.
     pub journal: Option<JournalGuard>,
+    /// Where the listeners were bound: the plan's addresses, with the port
+    /// the system chose where the plan asked for port 0.
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
 }
 
-/// Binds `addr`, naming the address in the error.
-async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { what, addr, source })
+/// Binds `addr`, naming the address in the error; with the address bound
+/// (the port the system chose where `addr` asks for port 0).
+async fn bind(
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let error = |source| StartError::Listen { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok((listener, bound))
 }
 
 /// The places provider the plan asks for, and how the PlacesActor runs it:
@@ -93,8 +103,8 @@ fn places_provider(
 /// Starts one server on the current arbiter: listeners first, then the
 /// actors, then the links, the accept loops and the admin listener.
 pub async fn start(plan: ServerPlan) -> Result<RunningServer, StartError> {
-    let clients = bind(plan.client_addr, "clients").await?;
-    let peers = bind(plan.peer_addr, "peers").await?;
+    let (clients, client_addr) = bind(plan.client_addr, "clients").await?;
+    let (peers, peer_addr) = bind(plan.peer_addr, "peers").await?;
     let name: Arc<str> = plan.name.as_str().into();
     let metrics = Arc::new(Metrics::default());
     if !plan.secret.is_set() {
@@ -139,7 +149,7 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, StartError> {
     );
     // The operators' view (src/admin.rs), after the client listener so it
     // never delays the first client.
-    crate::admin::start(&plan, name.clone(), store.clone(), metrics.clone())?;
+    let admin_addr = crate::admin::start(&plan, name.clone(), store.clone(), metrics.clone())?;
     info!(target: "herd", "{name}: serving clients on {}, peers on {}, neighbours: {}",
         plan.client_addr, plan.peer_addr,
         plan.neighbours.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "));
@@ -148,6 +158,9 @@ pub async fn start(plan: ServerPlan) -> Result<RunningServer, StartError> {
         store,
         metrics,
         journal: disk.guard,
+        client_addr,
+        peer_addr,
+        admin_addr,
     })
 }
 

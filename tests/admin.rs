@@ -1,5 +1,6 @@
-//! The admin listener over real HTTP against running `herd` processes
-//! (SPEC §6): `/records`, `/healthz`, `/metrics`, `/status`, `/herd`,
+//! The admin listener over real HTTP (SPEC §6), against running `herd`
+//! processes, or a server in the test process where one server alone is
+//! asked: `/records`, `/healthz`, `/metrics`, `/status`, `/herd`,
 //! `/places`, the page, and the `herdctl dump` / `herdctl status`
 //! subcommands built on them; and who may read it (SPEC §7): no wildcard
 //! CORS, unknown `Host` refused, the admin token.
@@ -7,8 +8,8 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::{iamat, metric_sample, wait_until, Herd};
 use herd::ctl::http::{self, Response};
@@ -104,16 +105,12 @@ fn records_dump_every_record_sorted_and_herdctl_dump_prints_it() {
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("admin port"));
 }
 
-#[test]
-fn healthz_metrics_status_and_herd_describe_a_running_herd() {
+/// Alpha and Beta, linked, with every admin listener answering, their link
+/// up and kiwi reported at Alpha and flooded to Beta; with kiwi's AT line.
+fn pair_with_kiwi() -> (Herd, String) {
     let mut herd = Herd::with_topology(&[("Alpha", &["Beta"]), ("Beta", &["Alpha"])]).build();
     herd.start_each();
     wait_admin(&herd);
-
-    let health = get(&herd, "Alpha", "/healthz");
-    assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
-
-    // Links come up, then traffic: an IAMAT, a WHATSAT, an invalid line.
     wait_until(
         Duration::from_secs(10),
         "Alpha's link to Beta to be up",
@@ -121,6 +118,19 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
     );
     let at = herd.ask("Alpha", "IAMAT kiwi +34.068930-118.445127 1700000000.25");
     herd.wait_for_at_line("Beta", "kiwi", &at);
+    (herd, at)
+}
+
+#[test]
+fn healthz_answers_ok() {
+    let herd = Herd::one("Alpha").start_in_process();
+    let health = get(&herd, "Alpha", "/healthz");
+    assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
+}
+
+#[test]
+fn metrics_are_prometheus_text_counting_requests_links_floods_and_admin_requests() {
+    let (herd, _) = pair_with_kiwi();
     assert_eq!(herd.ask("Alpha", "HELLO there"), "? HELLO there");
 
     let metrics = get(&herd, "Alpha", "/metrics");
@@ -165,17 +175,22 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
         1.0
     );
     assert!(value("herd_sync_runs_total", "") >= 1.0);
-    // The wait above polled /status; /healthz was answered twice (once to
-    // wait_admin, once above); this scrape counts.
+    // The link wait polled /status; /healthz was answered once (to
+    // wait_admin); this scrape counts.
     assert!(value("herd_admin_requests_total", ",path=\"/status\"") >= 1.0);
     assert_eq!(
         value("herd_admin_requests_total", ",path=\"/healthz\""),
-        2.0
+        1.0
     );
     assert_eq!(
         value("herd_admin_requests_total", ",path=\"/metrics\""),
         1.0
     );
+}
+
+#[test]
+fn metrics_count_each_flood_received_and_each_whatsats_places_answer_and_time() {
+    let (herd, at) = pair_with_kiwi();
     // Beta received Alpha's flood; its WHATSAT asked the offline places.
     let mut beta = herd.client("Beta");
     beta.send("WHATSAT kiwi 10 2");
@@ -217,7 +232,11 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
         ),
         Some(whatsats)
     );
+}
 
+#[test]
+fn status_is_json_of_the_links_and_their_state_the_record_count_and_the_clients() {
+    let (herd, _) = pair_with_kiwi();
     let status_answer = get(&herd, "Beta", "/status");
     assert_eq!(status_answer.header("access-control-allow-origin"), None);
     let s: serde_json::Value = serde_json::from_slice(&status_answer.body).unwrap();
@@ -235,7 +254,13 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
     assert_eq!(s["clients"][0]["lat"], 34.06893);
     assert_eq!(s["clients"][0]["lon"], -118.445127);
     assert_eq!(s["clients"][0]["origin"], "Alpha");
+}
 
+#[test]
+fn herd_lists_every_server_with_its_links_and_its_admin_address() {
+    let mut herd = Herd::with_topology(&[("Alpha", &["Beta"]), ("Beta", &["Alpha"])]).build();
+    herd.start_each();
+    wait_admin(&herd);
     let topology: serde_json::Value =
         serde_json::from_slice(&get(&herd, "Alpha", "/herd").body).unwrap();
     let servers = topology["servers"].as_array().expect("servers");
@@ -252,8 +277,12 @@ fn healthz_metrics_status_and_herd_describe_a_running_herd() {
         member("Beta")["admin_url"],
         format!("http://127.0.0.1:{}", herd.ports("Beta").admin)
     );
+}
 
-    // The page is self-contained: no script, style or image from elsewhere.
+#[test]
+fn the_live_page_is_self_contained_and_other_paths_are_not_found() {
+    let herd = Herd::one("Alpha").start_in_process();
+    // No script, style or image from elsewhere.
     let page = get(&herd, "Alpha", "/");
     assert_eq!(page.status, 200);
     assert!(page
@@ -365,14 +394,11 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// `herd_admin_refused_total{reason=...}` of `name`, scraped with `token`.
-fn refused(herd: &Herd, name: &str, reason: &str, token: Option<&str>) -> f64 {
-    let text = http::get_with_token(&admin(herd, name), "/metrics", token)
-        .expect("scrape")
-        .text();
+/// `herd_admin_refused_total{reason=...}` of `name`.
+fn refused(herd: &Herd, name: &str, reason: &str) -> f64 {
     let labels = format!(",reason=\"{reason}\"");
-    metric_sample(&text, "herd_admin_refused_total", &labels)
-        .unwrap_or_else(|| panic!("no refused count for {reason} in\n{text}"))
+    herd.metric(name, "herd_admin_refused_total", &labels)
+        .unwrap_or_else(|| panic!("no refused count for {reason} at {name}"))
 }
 
 #[test]
@@ -439,12 +465,12 @@ fn a_page_of_another_site_gets_no_cors_and_the_herds_own_pages_do() {
     .expect("preflight");
     assert_eq!(foreign.status, 403);
     assert_eq!(foreign.header("access-control-allow-origin"), None);
-    assert_eq!(refused(&herd, "Alpha", "origin", None), 13.0);
+    assert_eq!(refused(&herd, "Alpha", "origin"), 13.0);
 }
 
 #[test]
 fn a_request_for_another_host_name_is_refused_counted_and_logged() {
-    let mut herd = Herd::with_topology(&[("Alpha", &[])])
+    let mut herd = Herd::one("Alpha")
         .setting("admin", "allowed_hosts = \"herd.example.com, 10.9.8.7\"")
         .build();
     herd.start_each();
@@ -481,16 +507,14 @@ fn a_request_for_another_host_name_is_refused_counted_and_logged() {
         assert_eq!(r.status, 200, "Host {host:?}: {}", r.text());
         assert!(r.text().contains("kiwi"), "{}", r.text());
     }
-    assert_eq!(refused(&herd, "Alpha", "host", None), 35.0);
+    assert_eq!(refused(&herd, "Alpha", "host"), 35.0);
     // Log files are flushed every 100 ms: wait for the lines, do not race them.
-    wait_until(
-        Duration::from_secs(10),
-        "the refusals in Alpha's log",
-        || {
-            let log = std::fs::read_to_string(herd.log_path("Alpha")).unwrap_or_default();
-            log.contains("admin refused GET /records from 127.0.0.1:")
-                && log.contains("host \"rebind.evil.example:")
-        },
+    herd.wait_for_log(
+        "Alpha",
+        &[
+            "admin refused GET /records from 127.0.0.1:",
+            "host \"rebind.evil.example:",
+        ],
     );
 }
 
@@ -541,7 +565,7 @@ fn a_given_admin_token_guards_every_path_but_the_page_healthz_and_metrics() {
     let metrics = get(&herd, "Alpha", "/metrics");
     assert_eq!(metrics.status, 200);
     assert!(!metrics.text().contains("kiwi"), "{}", metrics.text());
-    assert_eq!(refused(&herd, "Alpha", "token", None), 30.0);
+    assert_eq!(refused(&herd, "Alpha", "token"), 30.0);
 
     // herdctl sends the token given by flag or by environment.
     let address = admin(&herd, "Beta");
@@ -647,36 +671,12 @@ fn with_no_token_given_the_servers_make_one_and_herdctl_finds_it_itself() {
     );
 }
 
-/// Runs `herd` with `herd`'s settings and `env` until it exits (within 10 s).
-fn run_herd_to_exit(herd: &Herd, env: &[(&str, &str)]) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .arg("--config")
-        .arg(&herd.config)
-        .current_dir(herd.dir.path())
-        .env("HOME", herd.dir.path())
-        .env_remove("HERD_ADMIN_TOKEN")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn herd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("wait for herd").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("herd started instead of refusing its settings");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("herd's output")
-}
-
 #[test]
 fn bad_admin_tokens_are_refused_and_a_token_file_is_made_where_it_is_named() {
-    let herd = Herd::with_topology(&[("Alpha", &[])]).build();
+    let herd = Herd::one("Alpha").build();
     // A token too short to be a secret is refused at start.
     let short = [("HERD_ADMIN_TOKEN", "short")];
-    let out = run_herd_to_exit(&herd, &short);
+    let out = herd.run_to_exit("Alpha", &short);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 16"));
     let wide = [("HERD_SERVERS__ALPHA__ADMIN_LISTEN", "0.0.0.0")];
@@ -687,8 +687,8 @@ fn bad_admin_tokens_are_refused_and_a_token_file_is_made_where_it_is_named() {
     std::fs::write(&exposed, format!("{TOKEN}\n")).expect("write the token file");
     std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let exposed_path = exposed.display().to_string();
-    let out = run_herd_to_exit(
-        &herd,
+    let out = herd.run_to_exit(
+        "Alpha",
         &[wide[0], ("HERD_ADMIN__TOKEN_FILE", exposed_path.as_str())],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -703,7 +703,7 @@ fn bad_admin_tokens_are_refused_and_a_token_file_is_made_where_it_is_named() {
     // the token guards the records, and herdctl finds it through the
     // settings.
     let file = dir.path().join("shared").join("admin-token");
-    let mut herd = Herd::with_topology(&[("Alpha", &[])])
+    let mut herd = Herd::one("Alpha")
         .setting(
             "admin",
             &format!("token_file = {:?}", file.display().to_string()),
@@ -738,8 +738,7 @@ fn bad_admin_tokens_are_refused_and_a_token_file_is_made_where_it_is_named() {
 
 #[test]
 fn places_answers_the_base_map_of_a_box_and_refuses_a_bad_one() {
-    let mut herd = Herd::with_topology(&[("Alpha", &[])]).build();
-    herd.start_each();
+    let herd = Herd::one("Alpha").start_in_process();
     wait_admin(&herd);
     let la = "/places?south=33.8&west=-118.7&north=34.3&east=-118.0";
     let mut layer = serde_json::Value::Null;
@@ -773,5 +772,5 @@ fn places_answers_the_base_map_of_a_box_and_refuses_a_bad_one() {
     ] {
         assert_eq!(get(&herd, "Alpha", bad).status, 400, "{bad}");
     }
-    assert_eq!(refused(&herd, "Alpha", "query", None), 4.0);
+    assert_eq!(refused(&herd, "Alpha", "query"), 4.0);
 }

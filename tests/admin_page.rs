@@ -38,7 +38,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{metric_sample, metrics_text, wait_until, Herd};
+use common::{wait_until, Herd};
 use herd::ctl::http;
 
 /// The browser to drive.
@@ -641,7 +641,8 @@ fn a_web_pages_post_to_a_client_port_is_closed_and_stores_nothing() {
     ));
     println!("the page's fetch: {outcome}");
     let refused = || {
-        metric_sample(&metrics_text(&herd, "Alpha"), "herd_http_refused_total", "").unwrap_or(0.0)
+        herd.metric("Alpha", "herd_http_refused_total", "")
+            .unwrap_or(0.0)
     };
     wait_until(Duration::from_secs(10), "the POST refused", || {
         refused() >= 1.0

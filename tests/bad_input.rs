@@ -1,6 +1,7 @@
 //! Bad input (SPEC §3, §7; issue 7 item 4): every client-side row of the
 //! table of SPEC §7, and a few megabytes of random bytes, sent over real
-//! sockets to a running `herd`.
+//! sockets to a running server (in the test process, or a `herd` process
+//! where its memory or its log is the evidence).
 //!
 //! Each invalid line must be answered `? ` + its exact bytes (compared as
 //! bytes, not as text, so invalid UTF-8 and odd white space count), the
@@ -13,18 +14,11 @@ mod common;
 
 use std::io::Write;
 use std::net::Shutdown;
-use std::time::Duration;
 
-use common::{iamat, wait_until, Herd, RawClient};
+use common::{iamat, Herd, RawClient};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 
 const MAX_LINE: usize = 4096;
-
-fn riley() -> Herd {
-    let mut herd = Herd::with_topology(&[("Riley", &[])]).build();
-    herd.start("Riley");
-    herd
-}
 
 /// The exact answer to an invalid line.
 fn refusal(line: &[u8]) -> Vec<u8> {
@@ -39,7 +33,7 @@ fn assert_unknown(herd: &Herd, client: &str) {
 
 #[test]
 fn every_invalid_line_of_spec_section_7_is_answered_with_its_exact_copy() {
-    let herd = riley();
+    let herd = Herd::one("Riley").start_in_process();
     let known = herd.ask("Riley", &iamat("known.client", "1700000000.5"));
     assert!(known.starts_with("AT Riley "), "{known}");
 
@@ -183,7 +177,7 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
 
 #[test]
 fn overlong_lines_close_the_connection_and_memory_stays_bounded() {
-    let herd = riley();
+    let herd = Herd::one("Riley").start_one();
     // One byte over the limit: a bare `?`, then the server closes.
     let mut conn = RawClient::connect(herd.ports("Riley").client);
     conn.send(&[&vec![b'x'; MAX_LINE + 1][..], b"\nIAMAT not.read +1+1 1\n"].concat());
@@ -228,7 +222,7 @@ fn overlong_lines_close_the_connection_and_memory_stays_bounded() {
 
 #[test]
 fn a_half_closed_client_gets_its_last_line_answered() {
-    let herd = riley();
+    let herd = Herd::one("Riley").start_in_process();
     // Without a final newline: the last line ends at end-of-file.
     let mut conn = RawClient::connect(herd.ports("Riley").client);
     conn.send(iamat("half.closed", "1700000000").as_bytes());
@@ -248,7 +242,7 @@ fn a_half_closed_client_gets_its_last_line_answered() {
 
 #[test]
 fn a_reset_mid_line_stores_nothing_and_disturbs_nobody() {
-    let herd = riley();
+    let herd = Herd::one("Riley").start_one();
     let mut bystander = RawClient::connect(herd.ports("Riley").client);
     bystander.send(format!("{}\n", iamat("bystander", "1700000000")).as_bytes());
     assert!(bystander.raw_line().unwrap().starts_with(b"AT Riley "));
@@ -276,9 +270,7 @@ fn a_reset_mid_line_stores_nothing_and_disturbs_nobody() {
     };
     assert_eq!(set, 0);
     drop(stream);
-    wait_until(Duration::from_secs(10), "Riley to see the reset", || {
-        std::fs::read_to_string(herd.log_path("Riley")).is_ok_and(|log| log.contains("read failed"))
-    });
+    herd.wait_for_log("Riley", &["read failed"]);
     assert_unknown(&herd, "reset.client");
     // The bystander's connection goes on as before.
     bystander.send(b"WHATSAT bystander 10 1\n");
@@ -310,7 +302,7 @@ fn expected_answers(stream: &[u8]) -> Vec<u8> {
 
 #[test]
 fn random_bytes_are_answered_line_by_line_and_the_server_keeps_serving() {
-    let herd = riley();
+    let herd = Herd::one("Riley").start_in_process();
     let mut rng = StdRng::seed_from_u64(0x6865_7264); // fixed: a failure can be replayed
     let mut noise = vec![0u8; 4 << 20];
     rng.fill_bytes(&mut noise);
@@ -347,16 +339,11 @@ fn random_bytes_are_answered_line_by_line_and_the_server_keeps_serving() {
 /// `herd` with the test herd's settings plus `extra` TOML and `env`; what
 /// it printed and its exit code, when it exits at once as it must.
 fn start_refused(extra: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let herd = Herd::with_topology(&[("Riley", &[])]).build();
+    let herd = Herd::one("Riley").build();
     let mut settings = std::fs::read_to_string(&herd.config).expect("settings");
     settings.push_str(extra);
     std::fs::write(&herd.config, settings).expect("settings");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herd"));
-    cmd.arg("--config").arg(&herd.config).arg("Riley");
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    let out = cmd.output().expect("run herd");
+    let out = herd.run_to_exit("Riley", env);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

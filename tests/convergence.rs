@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{iamat, metric_sample, metrics_text, wait_until, Herd};
+use common::{iamat, wait_until, Herd};
 use zero_loss::{update_at, wait_converged, Ledger, Proxy};
 
 /// How long an update may take to reach every live server (SPEC §8 asks a
@@ -58,11 +58,6 @@ fn changed_settings(herd: &Herd, edit: impl Fn(&str, Vec<String>) -> Vec<String>
     let path = herd.dir.path().join("Settings-changed.toml");
     std::fs::write(&path, out).unwrap();
     path
-}
-
-/// The value of a one-server series of `name` at `server` (0 when absent).
-fn metric(herd: &Herd, server: &str, name: &str, labels: &str) -> f64 {
-    metric_sample(&metrics_text(herd, server), name, labels).unwrap_or(0.0)
 }
 
 /// Sets its flag when dropped: a pump thread of a scope stops even when an
@@ -162,9 +157,9 @@ fn rolling_change(order: &[&str], edit: impl Fn(&str, Vec<String>) -> Vec<String
                     Duration::from_secs(10),
                     "a server to know the herd is mixed",
                     || {
-                        herd.names()
-                            .iter()
-                            .any(|n| metric(&herd, n, "herd_topology_mixed", "") == 1.0)
+                        herd.names().iter().any(|n| {
+                            herd.metric(n, "herd_topology_mixed", "").unwrap_or(0.0) == 1.0
+                        })
                     },
                 );
                 saw_mixed = true;
@@ -195,7 +190,7 @@ fn removing_a_link_bernard_first_loses_no_update() {
     );
     // The one-sided link is logged once per change, not per attempt: Campbell
     // (old settings) kept dialing Bernard (new) until it was restarted.
-    let log = std::fs::read_to_string(herd.log_path("Bernard")).unwrap();
+    let log = herd.log("Bernard");
     let one_sided = log
         .lines()
         .filter(|l| {
@@ -207,7 +202,7 @@ fn removing_a_link_bernard_first_loses_no_update() {
     // Once every server has the new settings, they agree again.
     for name in herd.names() {
         wait_until(Duration::from_secs(20), "the herd to agree again", || {
-            metric(&herd, &name, "herd_topology_mixed", "") == 0.0
+            herd.metric(&name, "herd_topology_mixed", "").unwrap_or(0.0) == 0.0
         });
     }
 }
@@ -251,7 +246,7 @@ fn a_divergence_is_repaired_within_one_anti_entropy_interval_while_links_stay_up
     let (herd, answer) = diverged_herd(interval.as_millis() as u64);
     let syncs_before: f64 = ["Riley", "Bernard"]
         .iter()
-        .map(|n| metric(&herd, n, "herd_sync_runs_total", ""))
+        .map(|n| herd.metric(n, "herd_sync_runs_total", "").unwrap_or(0.0))
         .sum();
     let forgotten = Instant::now();
     // The record comes back: repaired by a neighbour's comparison of roots.
@@ -262,12 +257,15 @@ fn a_divergence_is_repaired_within_one_anti_entropy_interval_while_links_stay_up
     // By anti-entropy, not by a reconnection: the links stayed up.
     let repairs: f64 = ["Riley", "Bernard"]
         .iter()
-        .map(|n| metric(&herd, n, "herd_anti_entropy_repairs_total", ""))
+        .map(|n| {
+            herd.metric(n, "herd_anti_entropy_repairs_total", "")
+                .unwrap_or(0.0)
+        })
         .sum();
     assert!(repairs >= 1.0, "no repair counted");
     let syncs_after: f64 = ["Riley", "Bernard"]
         .iter()
-        .map(|n| metric(&herd, n, "herd_sync_runs_total", ""))
+        .map(|n| herd.metric(n, "herd_sync_runs_total", "").unwrap_or(0.0))
         .sum();
     assert_eq!(syncs_before, syncs_after, "a link was re-established");
 }
@@ -290,12 +288,8 @@ fn crash_store(herd: &Herd, server: &str, how: &str) {
 /// Waits until Riley's store has been restarted `count` times.
 fn wait_store_restarts(herd: &Herd, count: f64) {
     let restarts = || {
-        metric(
-            herd,
-            "Riley",
-            "herd_actor_restarts_total",
-            ",actor=\"store\"",
-        )
+        herd.metric("Riley", "herd_actor_restarts_total", ",actor=\"store\"")
+            .unwrap_or(0.0)
     };
     wait_until(Duration::from_secs(10), "the store restarted", || {
         restarts() == count
@@ -339,7 +333,7 @@ fn a_stopped_or_panicking_store_is_restarted_and_refilled_by_its_neighbours() {
     let ledger = ledger.into_inner().unwrap();
     assert!(!ledger.acked.is_empty(), "the server kept answering");
     assert!(herd.is_running("Riley"));
-    let log = std::fs::read_to_string(herd.log_path("Riley")).unwrap();
+    let log = herd.log("Riley");
     assert!(
         log.contains("Riley: the store panicked: test hook: the store panics"),
         "{log}"
@@ -348,7 +342,7 @@ fn a_stopped_or_panicking_store_is_restarted_and_refilled_by_its_neighbours() {
 
 #[test]
 fn a_restarted_store_reloads_its_journal() {
-    let mut herd = Herd::with_topology(&[("Riley", &[])])
+    let mut herd = Herd::one("Riley")
         .setting("admin", "test_hooks = true")
         .setting("herd", "data_dir = \"data\"")
         .build();
@@ -364,7 +358,7 @@ fn a_restarted_store_reloads_its_journal() {
 
 #[test]
 fn a_restart_storm_ends_the_process_with_a_non_zero_code() {
-    let mut herd = Herd::with_topology(&[("Riley", &[])])
+    let mut herd = Herd::one("Riley")
         .setting("admin", "test_hooks = true")
         .build();
     herd.start("Riley");
@@ -434,7 +428,8 @@ fn with_ack_after_neighbour_an_unreplicated_answer_comes_at_the_deadline_and_is_
     assert!(answer.starts_with("AT Riley "), "{answer}");
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(
-        metric(&herd, "Riley", "herd_acks_unreplicated_total", ""),
+        herd.metric("Riley", "herd_acks_unreplicated_total", "")
+            .unwrap_or(0.0),
         1.0
     );
 }

@@ -28,7 +28,7 @@ fn updates(prefix: &str, count: usize, clients: usize, seed: u64) -> Vec<String>
 }
 
 fn solo(durability: &str) -> Herd {
-    Herd::with_topology(&[("Solo", &[])])
+    Herd::one("Solo")
         .setting("herd", "data_dir = \"data\"")
         .setting("herd", &format!("durability = \"{durability}\""))
         .build()
@@ -76,7 +76,7 @@ fn async_mode_answers_first_and_loses_nothing_on_sigterm() {
 #[test]
 fn a_server_without_a_data_folder_restarts_empty() {
     // The control experiment: what the data folder is for.
-    let mut herd = Herd::with_topology(&[("Solo", &[])]).build();
+    let mut herd = Herd::one("Solo").build();
     herd.restart("Solo");
     let answer = herd.ask("Solo", &iamat("gone", "1700000000"));
     assert!(answer.starts_with("AT Solo "));

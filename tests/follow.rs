@@ -11,7 +11,7 @@ use common::{iamat, wait_until, Herd};
 
 /// The info lines of `name`'s log about the update of `client` at `time`.
 fn update_lines(herd: &Herd, name: &str, client: &str, time: &str) -> Vec<String> {
-    let log = std::fs::read_to_string(herd.log_path(name)).unwrap_or_default();
+    let log = herd.log(name);
     let key = format!(" store: {name}: {client} {time} from ");
     log.lines()
         .filter(|l| l.contains(" INFO ") && l.contains(&key))

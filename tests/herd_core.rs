@@ -1,4 +1,5 @@
-//! The herd core (SPEC §1-§4, §6) with real server processes on loopback.
+//! The herd core (SPEC §1-§4, §6) with real server processes on loopback;
+//! what one client sees of one server, with a server in the test process.
 
 mod common;
 
@@ -37,14 +38,7 @@ fn all_in_one_mode_floods_between_threads() {
     let mut client = herd.client("Riley");
     client.send("WHATSAT nobody.knows 10 3");
     assert_eq!(client.read_line(), "? WHATSAT nobody.knows 10 3");
-    wait_until(
-        Duration::from_secs(5),
-        "Riley's log file to show the lines",
-        || {
-            std::fs::read_to_string(herd.log_path("Riley"))
-                .is_ok_and(|log| log.contains("WHATSAT nobody.knows 10 3"))
-        },
-    );
+    herd.wait_for_log("Riley", &["WHATSAT nobody.knows 10 3"]);
     let _ = Client::connect(herd.ports("Riley").client);
 }
 
@@ -184,8 +178,7 @@ fn pipelined_requests_from_many_clients_are_answered_in_order() {
 
 #[test]
 fn last_line_before_half_close_is_answered_then_closed() {
-    let mut herd = Herd::with_topology(&[("Riley", &[])]).build();
-    herd.start_each();
+    let herd = Herd::one("Riley").start_in_process();
     let mut client = herd.client("Riley");
     client.send_bytes(b"HELLO\r\nIAMAT half.close +1+2 3");
     client.half_close();
@@ -200,8 +193,7 @@ fn last_line_before_half_close_is_answered_then_closed() {
 
 #[test]
 fn overlong_line_gets_a_question_mark_and_a_clean_close() {
-    let mut herd = Herd::with_topology(&[("Riley", &[])]).build();
-    herd.start_each();
+    let herd = Herd::one("Riley").start_in_process();
     let mut client = herd.client("Riley");
     client.send(&iamat("before", "5"));
     assert!(client.read_line().starts_with("AT Riley "));

@@ -76,7 +76,7 @@ fn line_logs(lines: &[Value]) -> Vec<(String, String, String)> {
 
 #[test]
 fn a_servers_log_file_is_json_lines_with_the_client_address_and_direction() {
-    let mut herd = Herd::with_topology(&[("Riley", &[])])
+    let mut herd = Herd::one("Riley")
         .setting("herd", "log_format = \"json\"")
         .build();
     herd.start("Riley");
@@ -96,14 +96,11 @@ fn a_servers_log_file_is_json_lines_with_the_client_address_and_direction() {
 
     // The answer to the bad line is logged last; the file is flushed every
     // 100 ms and at exit.
-    let log = herd.log_path("Riley");
-    wait_until(Duration::from_secs(10), "the ? answer in the log", || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.contains(&format!("? {}", BAD_LINE_LOGGED.replace('\\', "\\\\")))
-    });
+    let answer_logged = format!("? {}", BAD_LINE_LOGGED.replace('\\', "\\\\"));
+    herd.wait_for_log("Riley", &[&answer_logged]);
     assert!(herd.terminate("Riley").success());
 
-    let raw = std::fs::read(&log).expect("log file");
+    let raw = herd.log_bytes("Riley");
     assert!(
         !raw.iter().any(|b| *b < 0x20 && *b != b'\n'),
         "no raw control byte in the log file"
@@ -150,7 +147,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn stderr_is_json_lines_too() {
-    let herd = Herd::with_topology(&[("Riley", &[])])
+    let herd = Herd::one("Riley")
         .setting("herd", "log_format = \"json\"")
         .build();
     let child = Command::new(env!("CARGO_BIN_EXE_herd"))
@@ -230,17 +227,10 @@ fn stderr_is_json_lines_too() {
 
 #[test]
 fn an_unknown_log_format_is_refused_at_start_naming_the_key() {
-    let herd = Herd::with_topology(&[("Riley", &[])])
+    let herd = Herd::one("Riley")
         .setting("herd", "log_format = \"yaml\"")
         .build();
-    let output = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .arg("--config")
-        .arg(&herd.config)
-        .arg("Riley")
-        .env("HOME", herd.dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run herd");
+    let output = herd.run_to_exit("Riley", &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(

@@ -1,5 +1,7 @@
-//! Resource bounds (SPEC §3, §7; issue 7 item 2), each proved against a real
-//! `herd` process with the bound set low in that test's own settings.
+//! Resource bounds (SPEC §3, §7; issue 7 item 2), each proved against a
+//! server with the bound set low in that test's own settings: in the test
+//! process where a client sees all there is to see, a real `herd` process
+//! where the proof is in its log, a restart or its open files.
 //!
 //! | bound | setting | test |
 //! |-------|---------|------|
@@ -22,16 +24,6 @@ use std::time::{Duration, Instant};
 
 use common::{iamat, wait_until, Herd, RawClient};
 
-fn single(settings: &[&str]) -> Herd {
-    let mut builder = Herd::with_topology(&[("Riley", &[])]);
-    for line in settings {
-        builder = builder.setting("limits", line);
-    }
-    let mut herd = builder.build();
-    herd.start("Riley");
-    herd
-}
-
 fn port(herd: &Herd) -> u16 {
     herd.ports("Riley").client
 }
@@ -44,7 +36,9 @@ fn assert_still_serving(herd: &Herd, client: &str) {
 
 #[test]
 fn lines_over_the_limit_are_answered_then_closed_and_the_limit_is_exact() {
-    let herd = single(&["max_line_bytes = 64", "linger_ms = 200"]);
+    let herd = Herd::one("Riley")
+        .settings("limits", &["max_line_bytes = 64", "linger_ms = 200"])
+        .start_in_process();
     // Exactly at the limit: an ordinary (invalid) line, the connection stays.
     let at_limit = "x".repeat(64);
     let mut conn = RawClient::connect(port(&herd));
@@ -92,7 +86,7 @@ fn lines_over_the_limit_are_answered_then_closed_and_the_limit_is_exact() {
 
 #[test]
 fn client_names_up_to_255_bytes_are_kept_and_longer_ones_refused() {
-    let herd = single(&[]);
+    let herd = Herd::one("Riley").start_in_process();
     let longest = "n".repeat(255);
     let answer = herd.ask("Riley", &iamat(&longest, "1700000000"));
     assert!(answer.contains(&format!(" {longest} ")), "{answer}");
@@ -107,7 +101,9 @@ fn client_names_up_to_255_bytes_are_kept_and_longer_ones_refused() {
 
 #[test]
 fn connections_beyond_the_limit_are_refused_politely() {
-    let herd = single(&["max_connections = 3"]);
+    let herd = Herd::one("Riley")
+        .settings("limits", &["max_connections = 3"])
+        .start_in_process();
     // The harness's readiness probe may hold a slot for a moment after it
     // closed, so each of the three is retried until served.
     let mut served: Vec<RawClient> = Vec::new();
@@ -149,7 +145,9 @@ fn connections_beyond_the_limit_are_refused_politely() {
 
 #[test]
 fn idle_clients_are_closed_but_busy_ones_are_not() {
-    let herd = single(&["idle_timeout_ms = 1000"]);
+    let herd = Herd::one("Riley")
+        .settings("limits", &["idle_timeout_ms = 1000"])
+        .start_in_process();
     let mut idle = RawClient::connect(port(&herd));
     let idle_closed = std::thread::spawn(move || {
         let started = Instant::now();
@@ -174,7 +172,9 @@ fn idle_clients_are_closed_but_busy_ones_are_not() {
 
 #[test]
 fn a_slowloris_client_is_closed_at_the_idle_timeout() {
-    let herd = single(&["idle_timeout_ms = 500"]);
+    let herd = Herd::one("Riley")
+        .settings("limits", &["idle_timeout_ms = 500"])
+        .start_in_process();
     let mut conn = RawClient::connect(port(&herd));
     let writer = conn.stream.try_clone().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -211,7 +211,9 @@ fn a_slowloris_client_is_closed_at_the_idle_timeout() {
 
 #[test]
 fn a_client_that_never_reads_is_disconnected_not_buffered_for() {
-    let herd = single(&["write_timeout_ms = 300"]);
+    let herd = Herd::one("Riley")
+        .settings("limits", &["write_timeout_ms = 300"])
+        .start_one();
     assert_still_serving(&herd, "reader.target");
     // How big one answer is, once the places data has loaded.
     let query = "WHATSAT reader.target 50 20\n";
@@ -245,14 +247,7 @@ fn a_client_that_never_reads_is_disconnected_not_buffered_for() {
         let _ = writer.write_all(all.as_bytes()); // fails once the server gives up
         let _ = writer.shutdown(Shutdown::Write);
     });
-    wait_until(
-        Duration::from_secs(30),
-        "the server to give up on the non-reader",
-        || {
-            std::fs::read_to_string(herd.log_path("Riley"))
-                .is_ok_and(|log| log.contains("not reading answers"))
-        },
-    );
+    herd.wait_for_log("Riley", &["not reading answers"]);
     // What did reach us is at most the kernel's buffers, nowhere near all.
     let received = conn.read_to_end().len();
     asking.join().unwrap();
@@ -278,14 +273,7 @@ fn hinted_handoff_is_bounded_and_the_sync_resends_what_was_dropped() {
             (client, answer)
         })
         .collect();
-    wait_until(
-        Duration::from_secs(10),
-        "Riley to report the hold buffer overflow",
-        || {
-            std::fs::read_to_string(herd.log_path("Riley"))
-                .is_ok_and(|log| log.contains("more than 5 records held for Jaquez"))
-        },
-    );
+    herd.wait_for_log("Riley", &["more than 5 records held for Jaquez"]);
     // When Jaquez comes back, the catch-up sync delivers every record.
     herd.start("Jaquez");
     for (client, answer) in &answers {
@@ -327,7 +315,7 @@ fn ten_thousand_connections_at_once_are_served_or_refused() {
         limit >= (TOTAL + 1_000) as u64,
         "need an open-file limit over {TOTAL}, have {limit}"
     );
-    let mut herd = Herd::with_topology(&[("Riley", &[])])
+    let mut herd = Herd::one("Riley")
         .setting("limits", &format!("max_connections = {MAX}"))
         .setting("herd", "log_lines = false")
         .env("RUST_LOG", "error")
@@ -379,11 +367,8 @@ fn ten_thousand_connections_at_once_are_served_or_refused() {
     assert!(herd.is_running("Riley"), "the server survived");
     // Refusals are logged about once a second, not once per connection.
     // Log files are flushed every 100 ms: wait for the first line.
-    let log = || std::fs::read_to_string(herd.log_path("Riley")).unwrap_or_default();
-    wait_until(Duration::from_secs(10), "a refusal in the log", || {
-        log().contains("refusing")
-    });
-    let lines = log().matches("refusing").count();
+    herd.wait_for_log("Riley", &["refusing"]);
+    let lines = herd.log("Riley").matches("refusing").count();
     assert!(
         (1..100).contains(&lines),
         "{lines} refusal lines for {refused} refusals"

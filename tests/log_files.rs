@@ -11,8 +11,7 @@ use common::{iamat, Herd};
 /// the file, the last ones included.
 #[test]
 fn sigterm_loses_no_logged_client_line() {
-    let mut herd = Herd::with_topology(&[("Riley", &[])]).build();
-    herd.start_each();
+    let mut herd = Herd::one("Riley").start_one();
     const LINES: usize = 2_000;
     let mut client = herd.client("Riley");
     let batch: String = (0..LINES)

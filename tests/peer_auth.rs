@@ -217,11 +217,9 @@ fn after_the_handshake_plain_lines_are_refused() {
     let _ = std::io::Read::read_to_end(&mut wire.reader, &mut rest);
     assert_not_stored(&herd, "plain.after.welcome");
     herd.wait_for_log("Riley", &["sealed frame length"]);
-    let admin = format!("127.0.0.1:{}", herd.ports("Riley").admin);
-    let metrics = herd::ctl::http::get(&admin, "/metrics").unwrap().text();
-    assert!(
-        metrics.contains("herd_peer_seal_failures_total{server=\"Riley\"} 1\n"),
-        "{metrics}"
+    assert_eq!(
+        herd.metric("Riley", "herd_peer_seal_failures_total", ""),
+        Some(1.0)
     );
 }
 
@@ -480,11 +478,9 @@ fn past_the_handshake_limit_the_oldest_stranger_is_dropped_and_neighbours_get_in
     assert!(wire.send(&format!("PROOF {}", dial_mac(SECRET, &t))));
     let welcome = format!("WELCOME {}", accept_mac(SECRET, &t));
     assert_eq!(wire.line(), Some(welcome));
-    let admin = format!("127.0.0.1:{}", herd.ports("Riley").admin);
-    let metrics = herd::ctl::http::get(&admin, "/metrics").unwrap().text();
-    assert!(
-        metrics.contains("herd_peer_handshakes_dropped_total{server=\"Riley\"} 1\n"),
-        "{metrics}"
+    assert_eq!(
+        herd.metric("Riley", "herd_peer_handshakes_dropped_total", ""),
+        Some(1.0)
     );
 }
 
@@ -525,16 +521,10 @@ fn one_host_opening_many_connections_cannot_push_out_a_neighbours_handshake() {
     // ...then one host opens 40 connections and says nothing: past 8 at
     // once, the oldest would go, but a host only ever pushes out its own.
     let _strangers: Vec<TcpStream> = (0..40).map(|_| connect_from("127.0.0.2", port)).collect();
-    let admin = format!("127.0.0.1:{}", herd.ports("Riley").admin);
     wait_until(
         Duration::from_secs(10),
         "the host's own handshakes dropped",
-        || {
-            herd::ctl::http::get(&admin, "/metrics").is_ok_and(|r| {
-                r.text()
-                    .contains("herd_peer_handshakes_dropped_total{server=\"Riley\"} 36\n")
-            })
-        },
+        || herd.metric("Riley", "herd_peer_handshakes_dropped_total", "") == Some(36.0),
     );
     // The neighbour, still heard, finishes its handshake.
     let t = transcript("Jaquez", "Riley", &nonce_d, &nonce_a, &topology_a);

@@ -23,7 +23,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{iamat, listen_on_free_port, metrics_text, wait_until, Herd};
+use common::{iamat, listen_on_free_port, wait_until, Herd};
 
 const SECRET: &str = "correct horse battery staple";
 
@@ -206,21 +206,15 @@ fn tapped_pair() -> (Herd, Tap) {
     wait_until(
         Duration::from_secs(15),
         "Riley's link to Jaquez to be up",
-        || {
-            metrics_text(&herd, "Riley")
-                .contains("herd_link_up{server=\"Riley\",neighbour=\"Jaquez\"} 1")
-        },
+        || herd.metric("Riley", "herd_link_up", ",neighbour=\"Jaquez\"") == Some(1.0),
     );
     (herd, tap)
 }
 
 /// The value of a counter without labels other than the server's.
 fn counter(herd: &Herd, name: &str, metric: &str) -> u64 {
-    let prefix = format!("{metric}{{server=\"{name}\"}} ");
-    let text = metrics_text(herd, name);
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
-        .unwrap_or_else(|| panic!("{metric} at {name}: {text}"))
+    let value = herd.metric(name, metric, "");
+    value.unwrap_or_else(|| panic!("no {metric} at {name}")) as u64
 }
 
 /// Reports `client` to Riley; returns Riley's AT answer.

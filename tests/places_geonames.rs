@@ -1,5 +1,6 @@
 //! The offline provider reading a GeoNames dump (`places.geonames_file`,
-//! SPEC §5) end to end: real `herd` processes, real files.
+//! SPEC §5) end to end: real files, read by a real `herd` process (a server
+//! in the test process where only its answers are checked).
 //!
 //! `tests/fixtures/geonames/US.txt` holds ten hand-made rows in GeoNames'
 //! exact format (19 tab-separated columns; coordinates rounded) around
@@ -13,7 +14,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Client, Herd};
+use common::{wait_until, Client, Herd, HerdBuilder};
 use serde_json::Value;
 
 /// By Anacapa Island, as the issue measured it.
@@ -23,13 +24,11 @@ fn fixture(path: &str) -> String {
     format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn herd_reading(file: &str, places: &[&str]) -> Herd {
-    let mut builder = Herd::with_topology(&[("Riley", &[])])
-        .setting("places", &format!("geonames_file = {file:?}"));
-    for line in places {
-        builder = builder.setting("places", line);
-    }
-    builder.build()
+/// Riley reading `file`, with more `[places]` lines.
+fn herd_reading(file: &str, places: &[&str]) -> HerdBuilder {
+    Herd::one("Riley")
+        .setting("places", &format!("geonames_file = {file:?}"))
+        .settings("places", places)
 }
 
 fn iamat_anacapa(client: &mut Client) -> String {
@@ -57,8 +56,7 @@ fn names(answer: &Value) -> Vec<&str> {
 
 #[test]
 fn a_geonames_file_gives_islands_parks_and_lighthouses_closest_first() {
-    let mut herd = herd_reading(&fixture("geonames/US.txt"), &[]);
-    herd.start("Riley");
+    let herd = herd_reading(&fixture("geonames/US.txt"), &[]).start_one();
     let mut client = herd.client("Riley");
     let at = iamat_anacapa(&mut client);
 
@@ -105,25 +103,13 @@ fn a_geonames_file_gives_islands_parks_and_lighthouses_closest_first() {
     assert_eq!(names(&whatsat(&mut client, &at, "40", 2)).len(), 2);
 
     // The load is in the server's log, with its size.
-    wait_until(Duration::from_secs(5), "the load in the log", || {
-        std::fs::read_to_string(herd.log_path("Riley"))
-            .unwrap_or_default()
-            .contains("Riley: offline places loaded from")
-    });
+    herd.wait_for_log("Riley", &["Riley: offline places loaded from"]);
 }
 
 #[test]
 fn a_malformed_geonames_file_stops_the_server_naming_file_and_line() {
     let file = fixture("geonames-malformed/US.txt");
-    let herd = herd_reading(&file, &[]);
-    let output = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .arg("--config")
-        .arg(&herd.config)
-        .arg("Riley")
-        .current_dir(herd.dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = herd_reading(&file, &[]).build().run_to_exit("Riley", &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
@@ -133,19 +119,11 @@ fn a_malformed_geonames_file_stops_the_server_naming_file_and_line() {
 
     // A file that is not there is a settings error, before anything starts
     // (named here through the environment, as an operator may).
-    let herd = Herd::with_topology(&[("Riley", &[])]).build();
-    let output = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .arg("--config")
-        .arg(&herd.config)
-        .arg("Riley")
-        .current_dir(herd.dir.path())
-        .env(
-            "HERD_PLACES__GEONAMES_FILE",
-            "/nonexistent/allCountries.txt",
-        )
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let missing = [(
+        "HERD_PLACES__GEONAMES_FILE",
+        "/nonexistent/allCountries.txt",
+    )];
+    let output = Herd::one("Riley").build().run_to_exit("Riley", &missing);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("/nonexistent/allCountries.txt"), "{stderr}");
@@ -174,9 +152,9 @@ fn the_listener_answers_while_a_large_file_loads() {
     let file = dir.path().join("allCountries.txt");
     write_rows(&file, 400_000);
     // A WHATSAT waits for the load at most timeout_ms: here 1 ms.
-    let mut herd = herd_reading(file.to_str().unwrap(), &["timeout_ms = 1"]);
+    let builder = herd_reading(file.to_str().unwrap(), &["timeout_ms = 1"]);
     let started = Instant::now();
-    herd.start("Riley");
+    let herd = builder.start_in_process();
     let listening = started.elapsed();
     let mut client = herd.client("Riley");
     let at = iamat_anacapa(&mut client);
@@ -214,7 +192,7 @@ fn bench_geonames_file() {
         eprintln!("set HERD_BENCH_GEONAMES to a GeoNames file");
         return;
     };
-    let herd = herd_reading(&file, &["timeout_ms = 600000"]);
+    let herd = herd_reading(&file, &["timeout_ms = 600000"]).build();
     let port = herd.ports("Riley").client;
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_herd"))
@@ -241,9 +219,8 @@ fn bench_geonames_file() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     let listening = started.elapsed();
-    let log = || std::fs::read_to_string(herd.log_path("Riley")).unwrap_or_default();
     wait_until(Duration::from_secs(1200), "the file to load", || {
-        log().contains("offline places loaded")
+        herd.log("Riley").contains("offline places loaded")
     });
     let loaded = started.elapsed();
     let mut client = Client::connect(port);
@@ -255,7 +232,7 @@ fn bench_geonames_file() {
             .unwrap_or_default()
             .to_string()
     };
-    let log = log();
+    let log = herd.log("Riley");
     let line = log
         .lines()
         .find(|l| l.contains("offline places loaded"))

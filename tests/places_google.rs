@@ -16,7 +16,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -283,7 +282,7 @@ fn herd_with(provider: &str, base_url: &str, places: &[&str]) -> (Herd, String) 
     } else {
         "google_new_base_url"
     };
-    let mut builder = Herd::with_topology(&[("Riley", &[])])
+    let mut builder = Herd::one("Riley")
         .setting("places", &format!("provider = {provider:?}"))
         .setting("places", &format!("{url_key} = {base_url:?}"))
         .setting("herd", "file_log_level = \"debug\"")
@@ -687,18 +686,10 @@ fn google_new_posts_search_nearby_and_answers_in_legacy_format() {
 
 #[test]
 fn a_google_provider_without_a_key_refuses_to_start() {
-    let herd = Herd::with_topology(&[("Riley", &[])])
+    let herd = Herd::one("Riley")
         .setting("places", "provider = \"google\"")
         .build();
-    let output = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .arg("--config")
-        .arg(&herd.config)
-        .arg("Riley")
-        .current_dir(herd.dir.path())
-        .env_remove("GOOGLE_PLACES_API_KEY")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = herd.run_to_exit("Riley", &[]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("GOOGLE_PLACES_API_KEY"), "{stderr}");
@@ -712,19 +703,11 @@ fn a_malformed_base_url_is_a_settings_error_with_status_2() {
         ("google", "google_base_url"),
         ("google-new", "google_new_base_url"),
     ] {
-        let herd = Herd::with_topology(&[("Riley", &[])])
+        let herd = Herd::one("Riley")
             .setting("places", &format!("provider = {provider:?}"))
             .setting("places", &format!("{key} = \"ftp://maps.example\""))
             .build();
-        let output = Command::new(env!("CARGO_BIN_EXE_herd"))
-            .arg("--config")
-            .arg(&herd.config)
-            .arg("Riley")
-            .current_dir(herd.dir.path())
-            .env("GOOGLE_PLACES_API_KEY", KEY)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let output = herd.run_to_exit("Riley", &[("GOOGLE_PLACES_API_KEY", KEY)]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{provider}: {stderr}");
         assert!(stderr.contains("ftp://maps.example"), "{stderr}");
@@ -790,7 +773,7 @@ fn throughput(
 #[ignore]
 fn bench_whatsat_places() {
     let span = Duration::from_secs(3);
-    let mut herd = Herd::with_topology(&[("Riley", &[])])
+    let mut herd = Herd::one("Riley")
         .setting("herd", "log_lines = false")
         .build();
     herd.start("Riley");
@@ -809,7 +792,7 @@ fn bench_whatsat_places() {
     // Google against the fake server: no rate limit, a cache big enough
     // for every miss, no line logging (as for offline).
     let fake = FakeGoogle::start(|_| Reply::Json(200, fixture("legacy_ok_20.json")));
-    let mut herd = Herd::with_topology(&[("Riley", &[])])
+    let mut herd = Herd::one("Riley")
         .setting("places", "provider = \"google\"")
         .setting(
             "places",

@@ -1,5 +1,6 @@
 //! Trust (SPEC §3, §4, §7): what a client, a neighbour or a stored record
-//! can no longer do to the herd, each against real `herd` processes.
+//! can no longer do to the herd, each against real `herd` processes (one
+//! client against one server: a server in the test process).
 //!
 //! - the line that once crashed every server (an AT line whose location has
 //!   65,500 leading zeros) through a client, a neighbour and the journal;
@@ -25,18 +26,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{dir_of, iamat, metric_sample, metrics_text, wait_until, Herd, RawClient};
+use common::{dir_of, iamat, wait_until, Herd, RawClient};
 
 const PAIR: &[(&str, &[&str])] = &[("Riley", &["Jaquez"]), ("Jaquez", &["Riley"])];
 
 /// `+` 65,500 zeros `1-1`: the location of the line that crashed the herd.
 fn padded_location() -> String {
     format!("+{}1-1", "0".repeat(65_500))
-}
-
-/// The value of the sample `name{server="server",labels}`; -1 when absent.
-fn metric(herd: &Herd, server: &str, name: &str, labels: &str) -> f64 {
-    metric_sample(&metrics_text(herd, server), name, labels).unwrap_or(-1.0)
 }
 
 /// The server still serves: a fresh IAMAT is answered and found by WHATSAT.
@@ -105,8 +101,8 @@ fn the_crash_line_from_a_neighbour_is_refused_counted_and_logged() {
     herd.wait_for_at_line("Riley", "good.peer", good.trim_end());
     assert_eq!(herd.whatsat_at_line("Riley", "pin.short"), None);
     assert_eq!(
-        metric(&herd, "Riley", "herd_records_refused_total", ""),
-        1.0
+        herd.metric("Riley", "herd_records_refused_total", ""),
+        Some(1.0)
     );
     herd.wait_for_log("Riley", &["refused a record from Jaquez"]);
     // The very line, over a fresh link (a line this long may end the link).
@@ -116,7 +112,10 @@ fn the_crash_line_from_a_neighbour_is_refused_counted_and_logged() {
     wait_until(
         Duration::from_secs(10),
         "the crash line to be dealt with",
-        || metric(&herd, "Riley", "herd_records_refused_total", "") >= 2.0,
+        || {
+            herd.metric("Riley", "herd_records_refused_total", "")
+                .is_some_and(|n| n >= 2.0)
+        },
     );
     assert_eq!(herd.whatsat_at_line("Riley", "pin.peer"), None);
     assert_serving(&herd, "Riley", "after.peer");
@@ -204,11 +203,14 @@ fn the_same_iamat_twice_is_stored_and_flooded_once() {
     }
     let stale = r#"source="client",result="stale""#;
     wait_until(Duration::from_secs(10), "20 stale repeats", || {
-        metric(&herd, "Riley", "herd_updates_total", &format!(",{stale}")) == 20.0
+        herd.metric("Riley", "herd_updates_total", &format!(",{stale}")) == Some(20.0)
     });
     let new = r#",source="client",result="new""#;
-    assert_eq!(metric(&herd, "Riley", "herd_updates_total", new), 1.0);
-    assert_eq!(metric(&herd, "Riley", "herd_floods_sent_total", ""), 1.0);
+    assert_eq!(herd.metric("Riley", "herd_updates_total", new), Some(1.0));
+    assert_eq!(
+        herd.metric("Riley", "herd_floods_sent_total", ""),
+        Some(1.0)
+    );
     // The first answer stays the record everywhere.
     assert_eq!(herd.whatsat_at_line("Riley", "twice"), Some(first.clone()));
     assert_eq!(herd.whatsat_at_line("Jaquez", "twice"), Some(first));
@@ -216,10 +218,9 @@ fn the_same_iamat_twice_is_stored_and_flooded_once() {
 
 #[test]
 fn blank_lines_do_not_keep_an_idle_connection_open() {
-    let mut herd = Herd::with_topology(PAIR)
+    let herd = Herd::one("Riley")
         .setting("limits", "idle_timeout_ms = 500")
-        .build();
-    herd.start("Riley");
+        .start_in_process();
     let mut idler = RawClient::connect(herd.ports("Riley").client);
     idler
         .stream
@@ -395,34 +396,12 @@ fn the_secret_changes_server_by_server_and_updates_keep_flowing() {
     }
 }
 
-/// Runs `herd Riley` with the herd's settings, its home and `env` until it
-/// exits; its exit code, standard error, and how long it took. Panics if
-/// it is still running after 10 s (it started instead of refusing).
+/// Runs `herd Riley` with `env` until it exits ([`Herd::run_to_exit`]):
+/// its exit code, standard error, and how long it took.
 fn run_to_exit(herd: &Herd, env: &[(&str, &str)]) -> (Option<i32>, String, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .arg("--config")
-        .arg(&herd.config)
-        .arg("Riley")
-        .current_dir(dir_of(herd))
-        .env("HOME", dir_of(herd))
-        .env_remove("HERD_SECRET")
-        .env_remove("HERD_SECRET_EXTRA")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn herd");
-    while child.try_wait().expect("wait for herd").is_none() {
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("herd started (or hung) instead of refusing {env:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let out = herd.run_to_exit("Riley", env);
     let took = started.elapsed();
-    let out = child.wait_with_output().expect("herd's output");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out.status.code(), stderr, took)
 }
@@ -545,10 +524,13 @@ fn an_http_request_on_the_client_port_is_closed_and_nothing_in_it_is_stored() {
     wait_until(
         Duration::from_secs(10),
         "three HTTP refusals counted",
-        || metric(&herd, "Riley", "herd_http_refused_total", "") == 3.0,
+        || herd.metric("Riley", "herd_http_refused_total", "") == Some(3.0),
     );
     // No line of them was answered, not even with `?`.
-    assert_eq!(metric(&herd, "Riley", "herd_invalid_lines_total", ""), 0.0);
+    assert_eq!(
+        herd.metric("Riley", "herd_invalid_lines_total", ""),
+        Some(0.0)
+    );
     // Anything Riley stored it would have flooded before this later update.
     let marker = herd.ask("Riley", &iamat("after.http", &time.to_string()));
     herd.wait_for_at_line("Jaquez", "after.http", &marker);
@@ -584,7 +566,8 @@ fn strangers_names_reach_the_log_escaped_and_their_refusals_are_rate_limited() {
         let _ = wire.read_to_end(&mut rest);
     }
     wait_until(Duration::from_secs(10), "every stranger refused", || {
-        metric(&herd, "Riley", "herd_peer_auth_failures_total", "") >= STRANGERS as f64
+        herd.metric("Riley", "herd_peer_auth_failures_total", "")
+            .is_some_and(|n| n >= STRANGERS as f64)
     });
     // Stopped, so that every line is flushed.
     herd.terminate("Riley");

@@ -1,5 +1,17 @@
-//! Test harness: real `herd` processes on loopback, on ports chosen free for
-//! each test, with a settings file of their own in a temporary folder.
+//! Test harness: herds on loopback, each with a settings file of its own in
+//! a temporary folder. A server runs either as a real `herd` process, on
+//! ports chosen free for the test ([`Herd::start`]), or inside the test
+//! process on listeners bound to `127.0.0.1:0`, as mini-redis's
+//! `start_server` does ([`Herd::start_in_process`]): the kernel picks the
+//! ports, so nothing can clash, and nothing is spawned.
+//!
+//! A test needs a process for what only a process has: an exit code, a
+//! signal, a restart, stderr, a log file, its memory, a journal left on
+//! disk by a killed server. Everything a client can see of one server runs
+//! in process.
+//!
+//! One way each: [`Herd::one`] builds a one-server herd, [`Herd::log`] and
+//! [`Herd::wait_for_log`] read a log, [`Herd::metric`] reads a metric.
 //!
 //! Nothing here sleeps to synchronise: `wait_until` polls a condition (a
 //! port accepting, an answer appearing) with a deadline and fails loudly
@@ -93,6 +105,7 @@ pub struct Herd {
     env: Vec<(String, String)>,
     children: BTreeMap<String, Child>,
     all_in_one: Option<Child>,
+    in_process: BTreeMap<String, InProcess>,
 }
 
 /// Builds a herd's settings file.
@@ -107,6 +120,13 @@ impl HerdBuilder {
     pub fn setting(mut self, section: &str, line: &str) -> Self {
         self.extra.push(format!("[{section}]\n{line}\n"));
         self
+    }
+
+    /// Adds several lines to one section.
+    pub fn settings(self, section: &str, lines: &[&str]) -> Self {
+        lines
+            .iter()
+            .fold(self, |builder, line| builder.setting(section, line))
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -179,7 +199,25 @@ impl HerdBuilder {
             env: self.env,
             children: BTreeMap::new(),
             all_in_one: None,
+            in_process: BTreeMap::new(),
         }
+    }
+
+    /// Builds the herd and starts its only server as a process.
+    pub fn start_one(self) -> Herd {
+        let mut herd = self.build();
+        let name = herd.only_server();
+        herd.start(&name);
+        herd
+    }
+
+    /// Builds the herd and starts its only server inside the test process
+    /// ([`Herd::start_in_process`]).
+    pub fn start_in_process(self) -> Herd {
+        let mut herd = self.build();
+        let name = herd.only_server();
+        herd.start_in_process(&name);
+        herd
     }
 }
 
@@ -187,6 +225,11 @@ impl Herd {
     /// The default five-server herd on fresh ports.
     pub fn five() -> HerdBuilder {
         Herd::with_topology(DEFAULT_HERD)
+    }
+
+    /// A herd of one server, `name`, without neighbours.
+    pub fn one(name: &str) -> HerdBuilder {
+        Herd::with_topology(&[(name, &[])])
     }
 
     pub fn with_topology(topology: &[(&str, &[&str])]) -> HerdBuilder {
@@ -240,7 +283,7 @@ impl Herd {
     /// Waits until `name`'s log file contains every one of `needles`.
     pub fn wait_for_log(&self, name: &str, needles: &[&str]) {
         wait_until(
-            Duration::from_secs(10),
+            Duration::from_secs(30),
             &format!("{name}'s log to show {needles:?}"),
             || {
                 let log = self.log(name);
@@ -259,6 +302,8 @@ impl Herd {
                 std::env::var("HERD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .env_remove("HERD_SECRET")
+            .env_remove("HERD_SECRET_EXTRA")
+            .env_remove("HERD_ADMIN_TOKEN")
             .env_remove("GOOGLE_PLACES_API_KEY")
             // Zero configuration, as on a user's machine: the herd's own
             // folder stands in for the user's home, so each test herd makes
@@ -284,11 +329,85 @@ impl Herd {
         self.wait_accepting(name);
     }
 
+    /// Runs `herd NAME` with `env` besides the herd's until it exits, as it
+    /// must at once (a start refused): its output. Panics if it is still
+    /// running after 10 s (it started instead).
+    pub fn run_to_exit(&self, name: &str, env: &[(&str, &str)]) -> std::process::Output {
+        let mut child = self
+            .command()
+            .arg(name)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the herd binary");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().expect("wait for herd").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{name} started (or hung) instead of refusing to start with {env:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.wait_with_output().expect("herd's output")
+    }
+
     /// Starts every server as its own process.
     pub fn start_each(&mut self) {
         for name in self.names() {
             self.start(&name);
         }
+    }
+
+    /// The name of a one-server herd's server.
+    fn only_server(&self) -> String {
+        match self.names().as_slice() {
+            [name] => name.clone(),
+            names => panic!("a herd of one server expected, not {names:?}"),
+        }
+    }
+
+    /// Starts `name` inside the test process, as the `herd` binary would
+    /// with these settings, but on listeners bound to `127.0.0.1:0`; its
+    /// [`ServerPorts`] become the ports the kernel chose. Its neighbours
+    /// dial the ports in the settings file, so only the test reaches it.
+    /// It has no log file (the logger is the process's), and it stops when
+    /// the herd is dropped. Settings come from the file alone: the
+    /// builder's environment is for processes.
+    pub fn start_in_process(&mut self, name: &str) {
+        assert!(
+            self.env.is_empty(),
+            "an in-process server reads no environment of its own: use `setting`"
+        );
+        let mut settings = herd::settings::Settings::load(&self.config).expect("the settings");
+        // What a process finds through its working folder and home, the
+        // herd's folder (see `command`).
+        let dir = self.dir.path();
+        let in_dir = |path: &mut Option<PathBuf>, default: &str| {
+            let chosen = path.take().unwrap_or_else(|| PathBuf::from(default));
+            *path = Some(dir.join(chosen));
+        };
+        in_dir(&mut settings.herd.secret_file, ".herd.cookie");
+        in_dir(&mut settings.admin.token_file, ".herd.admin-token");
+        if settings.herd.data_dir.is_some() {
+            in_dir(&mut settings.herd.data_dir, "");
+        }
+        let server = settings
+            .servers
+            .values_mut()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no server {name} in this herd"));
+        (server.port, server.peer_port, server.admin_port) = (0, Some(0), Some(0));
+        let plan = settings.plan(name).expect("a plan for the server");
+        let (server, bound) = InProcess::start(plan);
+        let ports = self
+            .servers
+            .iter_mut()
+            .find(|s| s.name == name)
+            .expect("a server of this herd");
+        (ports.client, ports.peer, ports.admin) = bound;
+        self.in_process.insert(name.to_string(), server);
     }
 
     /// Starts all servers in one `herd` process.
@@ -320,7 +439,7 @@ impl Herd {
             for neighbour in &self.ports(&name).neighbours {
                 let labels = format!(",neighbour=\"{neighbour}\"");
                 wait_until(Duration::from_secs(20), "every link up", || {
-                    metric_sample(&metrics_text(self, &name), "herd_link_up", &labels) == Some(1.0)
+                    self.metric(&name, "herd_link_up", &labels) == Some(1.0)
                 });
             }
         }
@@ -424,6 +543,68 @@ impl Drop for Herd {
         for child in self.children.values_mut().chain(self.all_in_one.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // Before the folder goes.
+        self.in_process.clear();
+    }
+}
+
+/// A server running on an actix system of its own, on a thread of the test
+/// process; stopped and joined when dropped.
+struct InProcess {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    /// Starts `plan` and waits until its listeners are bound (connections
+    /// are accepted from then on); returns it with its client, peer and
+    /// admin ports.
+    fn start(plan: herd::settings::ServerPlan) -> (InProcess, (u16, u16, u16)) {
+        let name = plan.name.clone();
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("in-process {name}"))
+            .spawn(move || {
+                actix_rt::System::new().block_on(async move {
+                    match herd::server::start(plan).await {
+                        Ok(server) => {
+                            let ports = (
+                                server.client_addr.port(),
+                                server.peer_addr.port(),
+                                server.admin_addr.port(),
+                            );
+                            let _ = bound_tx.send(Ok(ports));
+                            let _ = stopped.await;
+                            drop(server); // commits its journal, if any
+                        }
+                        Err(e) => {
+                            let _ = bound_tx.send(Err(e.to_string()));
+                        }
+                    }
+                });
+            })
+            .expect("a thread for the server");
+        let server = InProcess {
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        match bound_rx.recv() {
+            Ok(Ok(ports)) => (server, ports),
+            Ok(Err(e)) => panic!("{name} did not start: {e}"),
+            Err(_) => panic!("{name}'s thread ended before its listeners were bound"),
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -672,27 +853,30 @@ impl Herd {
     }
 }
 
-/// `/metrics` of `server`'s admin listener (empty when it cannot be read;
-/// open without the token: it holds no client's data).
-pub fn metrics_text(herd: &Herd, server: &str) -> String {
-    let admin = format!("127.0.0.1:{}", herd.ports(server).admin);
-    herd::ctl::http::get(&admin, "/metrics")
-        .map(|r| r.text().to_string())
-        .unwrap_or_default()
+impl Herd {
+    /// The sample `metric{server="<server>"<labels>}` of `server`'s
+    /// `/metrics` (open without the token: it holds no client's data),
+    /// where `labels` is the exact label text after the server's (empty
+    /// for a sample labelled by server alone, else e.g.
+    /// `,neighbour="Jaquez"`); `None` when absent or unreadable.
+    pub fn metric(&self, server: &str, metric: &str, labels: &str) -> Option<f64> {
+        let admin = format!("127.0.0.1:{}", self.ports(server).admin);
+        let answer = herd::ctl::http::get(&admin, "/metrics").ok()?;
+        metric_sample(&answer.text(), metric, labels)
+    }
 }
 
-/// The sum over the herd of the sample `metric{server="...",labels}`.
+/// [`Herd::metric`] summed over the herd's servers (absent: 0).
 pub fn herd_sum(herd: &Herd, metric: &str, labels: &str) -> f64 {
     let names = herd.names();
-    let samples = names
-        .iter()
-        .map(|n| metric_sample(&metrics_text(herd, n), metric, labels));
+    let samples = names.iter().map(|n| herd.metric(n, metric, labels));
     samples.map(|s| s.unwrap_or(0.0)).sum()
 }
 
 /// The value of the sample `name{server="...",labels}` in a Prometheus
 /// text, where `labels` is the exact label text after `server="..."`
-/// (empty for a sample labelled by server alone).
+/// (empty for a sample labelled by server alone): for a text the test
+/// fetched itself; [`Herd::metric`] reads a server's.
 pub fn metric_sample(text: &str, name: &str, labels: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         let (series, value) = l.rsplit_once(' ')?;
