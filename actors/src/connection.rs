@@ -8,6 +8,11 @@
 //! no further lines. The same pause gives backpressure: a client that sends
 //! faster than we answer fills its own socket buffer, not our memory.
 //!
+//! Requests that come together cost less: the answers to the lines of one
+//! read go out in one write, and without a journal (nothing to wait for)
+//! their IAMAT records go to the store in one message, handed over before
+//! those answers are written.
+//!
 //! Closing is graceful in every case. After a half-close the last line is
 //! answered before the write side is shut; after an overlong line the `?`
 //! answer is flushed, the write side shut, and what still arrives is read and

@@ -766,6 +766,32 @@ impl LocationStoreActor {
         Ok(record)
     }
 
+    /// Applies `items` one by one, a panic turned into a restart
+    /// ([`guarded`]). Returns the items after the one that panicked (none
+    /// when none did): the caller sends them again, to be applied once the
+    /// store has restarted (the mailbox outlives it); the one that panicked
+    /// is dropped, as a message of its own would be.
+    fn apply_each<T>(
+        &mut self,
+        items: Vec<T>,
+        ctx: &mut Context<Self>,
+        mut apply: impl FnMut(&mut Self, T, &mut Context<Self>),
+    ) -> Vec<T> {
+        let mut items = items.into_iter();
+        guarded(
+            self,
+            ctx,
+            LocationStoreActor::what,
+            || (),
+            |store, ctx| {
+                for item in items.by_ref() {
+                    apply(store, item, ctx);
+                }
+            },
+        );
+        items.collect()
+    }
+
     /// Applies one update: keep, journal and flood if new.
     fn apply<R>(
         &mut self,
@@ -1052,22 +1078,9 @@ impl Handler<ClientUpdates> for LocationStoreActor {
     type Result = ();
 
     fn handle(&mut self, ClientUpdates(records): ClientUpdates, ctx: &mut Context<Self>) {
-        let mut records = records.into_iter();
-        guarded(
-            self,
-            ctx,
-            LocationStoreActor::what,
-            || (),
-            |store, ctx| {
-                for record in records.by_ref() {
-                    store.apply(record, &Source::Client, Spread::Tree, ctx);
-                }
-            },
-        );
-        // A record that panicked the store is dropped, as an `Update` of its
-        // own would be; those after it were answered already and are
-        // applied once the store has restarted (the mailbox outlives it).
-        let rest: Vec<SharedRecord> = records.collect();
+        let rest = self.apply_each(records, ctx, |store, record, ctx| {
+            store.apply(record, &Source::Client, Spread::Tree, ctx);
+        });
         if !rest.is_empty() {
             ctx.address().do_send(ClientUpdates(rest));
         }
@@ -1077,21 +1090,19 @@ impl Handler<ClientUpdates> for LocationStoreActor {
 impl Handler<UpdateBatch> for LocationStoreActor {
     type Result = ();
 
-    fn handle(&mut self, msg: UpdateBatch, ctx: &mut Context<Self>) {
+    fn handle(&mut self, UpdateBatch { lines, source }: UpdateBatch, ctx: &mut Context<Self>) {
         // A flood is acknowledged to no one, so the durability receiver is
         // dropped unread; a failed write is logged by the journal and
         // repaired by the next sync.
-        guarded(
-            self,
-            ctx,
-            LocationStoreActor::what,
-            || (),
-            |store, ctx| {
-                for (spread, line) in &msg.lines {
-                    store.apply_line(*spread, line, &msg.source, ctx);
-                }
-            },
-        );
+        let rest = self.apply_each(lines, ctx, |store, (spread, line), ctx| {
+            store.apply_line(spread, &line, &source, ctx);
+        });
+        if !rest.is_empty() {
+            ctx.address().do_send(UpdateBatch {
+                lines: rest,
+                source,
+            });
+        }
     }
 }
 
