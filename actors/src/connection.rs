@@ -260,7 +260,10 @@ impl ConnectionActor {
         if self.for_store.is_empty() {
             return Handover::Done;
         }
-        let records = ClientUpdates(std::mem::take(&mut self.for_store));
+        // The next read's records likely number as many: room for them at
+        // once, not regrown from nothing each time.
+        let room = Vec::with_capacity(self.for_store.len());
+        let records = ClientUpdates(std::mem::replace(&mut self.for_store, room));
         match self.shared.store.try_send(records) {
             Ok(()) => Handover::Done,
             Err(SendError::Full(records)) => {
