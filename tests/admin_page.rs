@@ -329,8 +329,7 @@ fn state_of(dom: &str, attribute: &str) -> String {
 }
 
 fn link(a: &str, b: &str) -> String {
-    let (a, b) = if a < b { (a, b) } else { (b, a) };
-    format!("data-link=\"{a}|{b}\"")
+    format!("data-link=\"{}\"", key(a, b))
 }
 
 /// The herd's admin token.
@@ -352,109 +351,173 @@ fn all_links_up(herd: &Herd) -> bool {
     })
 }
 
-#[test]
-fn the_live_page_draws_five_servers_then_turns_a_killed_one_and_its_links_down() {
-    let browser = chromium();
-    let mut herd = Herd::five().env("HERD_ADMIN_TOKEN", TOKEN).build();
-    herd.start_each();
-    wait_until(Duration::from_secs(15), "every link of the herd up", || {
-        all_links_up(&herd)
-    });
-    let report = |herd: &Herd, clients: &[(&str, &str)], first: usize| {
+/// The links of SPEC §1's herd, as the page names them.
+const LINKS: [(&str, &str); 6] = [
+    ("Riley", "Jaquez"),
+    ("Riley", "Juzang"),
+    ("Jaquez", "Bernard"),
+    ("Juzang", "Campbell"),
+    ("Juzang", "Bernard"),
+    ("Campbell", "Bernard"),
+];
+
+/// Three clients in one city (Los Angeles).
+const CITY: [(&str, &str); 3] = [
+    ("kiwi.cs.ucla.edu", "+34.068930-118.445127"),
+    ("santa.monica", "+34.0195-118.4912"),
+    ("culver.city", "+34.0211-118.3965"),
+];
+
+/// Two clients far from it and from each other.
+const WORLD: [(&str, &str); 2] = [
+    ("tokyo.phone", "+35.6762+139.6503"),
+    ("cape.town", "-33.9249+18.4241"),
+];
+
+/// How the page's state names a link.
+fn key(a: &str, b: &str) -> String {
+    let (a, b) = if a < b { (a, b) } else { (b, a) };
+    format!("{a}|{b}")
+}
+
+/// The state the page must show for a link once `dead` is down.
+fn link_state(a: &str, b: &str, dead: Option<&str>) -> &'static str {
+    if dead.is_some_and(|d| a == d || b == d) {
+        "down"
+    } else {
+        "up"
+    }
+}
+
+/// SPEC §1's herd with the admin token and every link up, the three
+/// clients of [`CITY`] reported at Juzang; the page served by Riley.
+struct PageHerd {
+    browser: String,
+    herd: Herd,
+    /// The page's address, without the token.
+    page: String,
+}
+
+impl PageHerd {
+    fn start() -> PageHerd {
+        let browser = chromium();
+        let mut herd = Herd::five().env("HERD_ADMIN_TOKEN", TOKEN).build();
+        herd.start_each();
+        wait_until(Duration::from_secs(15), "every link of the herd up", || {
+            all_links_up(&herd)
+        });
+        let page = format!("http://127.0.0.1:{}/", herd.ports("Riley").admin);
+        let page_herd = PageHerd {
+            browser,
+            herd,
+            page,
+        };
+        page_herd.report(&CITY, 0);
+        page_herd
+    }
+
+    /// The page's address with the token in its fragment.
+    fn url(&self) -> String {
+        format!("{}#token={TOKEN}", self.page)
+    }
+
+    /// Reports `clients` at Juzang, with times from `first` on.
+    fn report(&self, clients: &[(&str, &str)], first: usize) {
         for (i, (client, place)) in clients.iter().enumerate() {
             let time = format!("17000000{:02}", first + i);
-            let answer = herd.ask("Juzang", &format!("IAMAT {client} {place} {time}"));
+            let answer = self
+                .herd
+                .ask("Juzang", &format!("IAMAT {client} {place} {time}"));
             assert!(answer.starts_with("AT Juzang "), "{answer}");
         }
-    };
-    // Three clients in one city first.
-    report(
-        &herd,
-        &[
-            ("kiwi.cs.ucla.edu", "+34.068930-118.445127"),
-            ("santa.monica", "+34.0195-118.4912"),
-            ("culver.city", "+34.0211-118.3965"),
-        ],
-        0,
-    );
-    let page = format!("http://127.0.0.1:{}/", herd.ports("Riley").admin);
-    let url = format!("{page}#token={TOKEN}");
-    let links = [
-        ("Riley", "Jaquez"),
-        ("Riley", "Juzang"),
-        ("Jaquez", "Bernard"),
-        ("Juzang", "Campbell"),
-        ("Juzang", "Bernard"),
-        ("Campbell", "Bernard"),
-    ];
-    let key = |a: &str, b: &str| {
-        if a < b {
-            format!("{a}|{b}")
-        } else {
-            format!("{b}|{a}")
-        }
-    };
+    }
 
-    // The page that stays open.
-    let mut live = Browser::open(&browser, &url);
-    wait_until(
-        Duration::from_secs(20),
-        "the live page to draw the herd up",
-        || {
-            let states = live.states();
-            herd.names().iter().all(|n| states[n.as_str()] == "up")
-                && links
-                    .iter()
-                    .all(|(a, b)| states[key(a, b).as_str()] == "up")
-                && live.clients_drawn() == 3
-        },
-    );
+    /// Opens the page that stays open, once it draws every server and
+    /// link up and `clients` clients.
+    fn open_live_page(&self, clients: usize) -> Browser {
+        let mut live = Browser::open(&self.browser, &self.url());
+        wait_until(
+            Duration::from_secs(20),
+            "the live page to draw the herd up",
+            || {
+                let states = live.states();
+                self.herd.names().iter().all(|n| states[n.as_str()] == "up")
+                    && LINKS
+                        .iter()
+                        .all(|(a, b)| states[key(a, b).as_str()] == "up")
+                    && live.clients_drawn() == clients
+            },
+        );
+        live
+    }
+
+    /// A fresh `--dump-dom` load of the page.
+    fn fresh_load(&self) -> String {
+        browse(&self.browser, &self.url(), "--dump-dom")
+    }
+}
+
+/// A number the page's map reports, 0 when it reports none.
+fn map_count(live: &mut Browser, what: &str) -> u32 {
+    live.map(what)
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_open_page_draws_the_five_servers_their_six_links_and_the_clients_up() {
+    let herd = PageHerd::start();
+    let mut live = herd.open_live_page(CITY.len());
     let states = live.states();
     assert_eq!(
         states.as_object().map(|o| o.len()),
-        Some(5 + links.len()),
+        Some(5 + LINKS.len()),
         "{states}"
     );
+}
+
+#[test]
+fn the_map_shows_a_citys_places_by_its_clients_then_the_world_once_clients_spread() {
+    let herd = PageHerd::start();
+    let mut live = herd.open_live_page(CITY.len());
     // The view zooms to the city, draws its places and names those by the
     // clients.
     wait_until(Duration::from_secs(20), "the map to show the city", || {
         live.map("view") == "city"
-            && live
-                .map("places")
-                .as_str()
-                .and_then(|n| n.parse::<u32>().ok())
-                > Some(20)
+            && map_count(&mut live, "places") > 20
             && live.eval("document.querySelectorAll('[data-place=\"Santa Monica\"]').length") == 1
     });
-    let labels = live.map("labels");
-    assert!(
-        labels.as_str().and_then(|n| n.parse::<u32>().ok()) >= Some(5),
-        "{labels}"
-    );
+    let labels = map_count(&mut live, "labels");
+    assert!(labels >= 5, "{labels} places named");
     live.screenshot(&artifacts().join("herd-page-city.png"));
 
     // Clients across the world: the view is the world's, without names.
-    report(
-        &herd,
-        &[
-            ("tokyo.phone", "+35.6762+139.6503"),
-            ("cape.town", "-33.9249+18.4241"),
-        ],
-        3,
-    );
+    herd.report(&WORLD, CITY.len());
     wait_until(Duration::from_secs(20), "the map to show the world", || {
-        live.clients_drawn() == 5
+        live.clients_drawn() == CITY.len() + WORLD.len()
             && live.map("view") == "world"
             && live.map("labels") == "0"
-            && live
-                .map("places")
-                .as_str()
-                .and_then(|n| n.parse::<u32>().ok())
-                > Some(5_000)
+            && map_count(&mut live, "places") > 5_000
     });
     live.screenshot(&artifacts().join("herd-page.png"));
+}
 
-    let dom = browse(&browser, &url, "--dump-dom");
+#[test]
+fn a_fresh_load_draws_every_server_link_and_client() {
+    let herd = PageHerd::start();
+    herd.report(&WORLD, CITY.len());
+    // Every server holds the five clients before the page is loaded.
+    for name in herd.herd.names() {
+        for (client, _) in CITY.iter().chain(&WORLD) {
+            wait_until(
+                Duration::from_secs(15),
+                &format!("{name} to hold {client}"),
+                || herd.herd.whatsat_at_line(&name, client).is_some(),
+            );
+        }
+    }
+    let dom = herd.fresh_load();
     assert!(
         dom.contains("data-ready=\"1\""),
         "the page never drew:\n{dom}"
@@ -462,31 +525,29 @@ fn the_live_page_draws_five_servers_then_turns_a_killed_one_and_its_links_down()
     let servers = tags_with(&dom, "data-server=\"");
     let drawn: Vec<&&str> = servers.iter().filter(|t| t.starts_with("<g ")).collect();
     assert_eq!(drawn.len(), 5, "five servers drawn:\n{dom}");
-    for name in herd.names() {
+    for name in herd.herd.names() {
         assert_eq!(
             state_of(&dom, &format!("<g class=\"server\" data-server=\"{name}\"")),
             "up"
         );
     }
-    assert_eq!(tags_with(&dom, "data-link=\"").len(), links.len(), "{dom}");
-    for (a, b) in links {
+    assert_eq!(tags_with(&dom, "data-link=\"").len(), LINKS.len(), "{dom}");
+    for (a, b) in LINKS {
         assert_eq!(state_of(&dom, &link(a, b)), "up", "{a}-{b}");
     }
-    // The five clients are on the map (everyone holds them by now).
-    for client in [
-        "kiwi.cs.ucla.edu",
-        "santa.monica",
-        "culver.city",
-        "tokyo.phone",
-        "cape.town",
-    ] {
+    for (client, _) in CITY.iter().chain(&WORLD) {
         assert!(
             !tags_with(&dom, &format!("data-client=\"{client}\"")).is_empty(),
             "{client} not drawn:\n{dom}"
         );
     }
+}
 
-    herd.kill("Bernard");
+#[test]
+fn a_killed_server_and_its_links_turn_down_on_the_open_page_and_on_a_fresh_load() {
+    let mut herd = PageHerd::start();
+    let mut live = herd.open_live_page(CITY.len());
+    herd.herd.kill("Bernard");
     // The open page notices by itself.
     wait_until(
         Duration::from_secs(20),
@@ -494,14 +555,9 @@ fn the_live_page_draws_five_servers_then_turns_a_killed_one_and_its_links_down()
         || {
             let states = live.states();
             states["Bernard"] == "down"
-                && links.iter().all(|(a, b)| {
-                    let expected = if *a == "Bernard" || *b == "Bernard" {
-                        "down"
-                    } else {
-                        "up"
-                    };
-                    states[key(a, b).as_str()] == expected
-                })
+                && LINKS
+                    .iter()
+                    .all(|(a, b)| states[key(a, b).as_str()] == link_state(a, b, Some("Bernard")))
         },
     );
     let states = live.states();
@@ -515,20 +571,15 @@ fn the_live_page_draws_five_servers_then_turns_a_killed_one_and_its_links_down()
     );
     live.screenshot(&artifacts().join("herd-page-bernard-down.png"));
     drop(live);
-    the_page_needs_the_token_and_other_origins_read_nothing(&browser, &herd, &page);
 
     // A fresh load draws the dead server down from the start.
-    let dom = browse(&browser, &url, "--dump-dom");
+    let dom = herd.fresh_load();
     assert_eq!(
         state_of(&dom, "<g class=\"server\" data-server=\"Bernard\""),
         "down"
     );
-    for (a, b) in links {
-        let expected = if a == "Bernard" || b == "Bernard" {
-            "down"
-        } else {
-            "up"
-        };
+    for (a, b) in LINKS {
+        let expected = link_state(a, b, Some("Bernard"));
         assert_eq!(state_of(&dom, &link(a, b)), expected, "{a}-{b}:\n{dom}");
     }
 }
@@ -536,7 +587,15 @@ fn the_live_page_draws_five_servers_then_turns_a_killed_one_and_its_links_down()
 /// Without the token the page draws nothing and says what it needs; a page
 /// of another origin cannot read `/status` even holding the token; a
 /// DNS-rebinding name gets no page at all.
-fn the_page_needs_the_token_and_other_origins_read_nothing(browser: &str, herd: &Herd, page: &str) {
+#[test]
+fn the_page_needs_the_token_and_other_origins_read_nothing() {
+    let PageHerd {
+        browser,
+        herd,
+        page,
+    } = PageHerd::start();
+    let browser = browser.as_str();
+    let page = page.as_str();
     let dom = browse(browser, page, "--dump-dom");
     assert!(dom.contains("data-auth=\"needed\""), "{dom}");
     assert!(dom.contains("#token=&lt;token&gt;"), "{dom}");
