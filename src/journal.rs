@@ -51,7 +51,7 @@ pub const ASYNC_WINDOW: Duration = Duration::from_millis(10);
 /// Most records written in one transaction (bounds the writer's memory).
 const MAX_GROUP: usize = 65_536;
 
-crate::settings::choice! {
+crate::choice::choice! {
     /// When an IAMAT is answered relative to its fsync (`herd.durability`).
     pub enum Mode ("durability") {
         /// After the record's group commit has fsynced.

@@ -3,6 +3,7 @@
 //! `herd-actors` crate, which reads no files and no command line.
 
 pub mod admin;
+pub mod choice;
 pub mod cookie;
 pub mod ctl;
 pub mod journal;

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
-crate::settings::choice! {
+crate::choice::choice! {
     /// What a log line looks like (`herd.log_format`).
     #[derive(Default)]
     pub enum LogFormat ("log format") {

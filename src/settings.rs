@@ -39,12 +39,11 @@ use crate::cookie;
 use crate::journal;
 
 mod address;
-pub(crate) mod choice;
 mod error;
 mod keys;
 
+use crate::choice::choice;
 pub use address::{is_wildcard, Endpoint, Host};
-pub(crate) use choice::choice;
 pub use error::SettingsError;
 
 /// A path setting that may be absent: `""` (in the file, the environment

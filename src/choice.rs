@@ -1,7 +1,9 @@
 //! Settings that take one of a few names (`herd.durability`,
 //! `herd.forwarding`, `herd.log_format`, `places.provider`): each is an enum
 //! read through its name, so that a wrong name is refused, naming the right
-//! ones, in one wording; and written back as the same name.
+//! ones, in one wording; and written back as the same name. A module of its
+//! own: the settings, the logging and the journal each declare one, and none
+//! of them imports another for it.
 
 /// A name that is none of a setting's choices.
 #[derive(Debug, thiserror::Error)]
@@ -71,10 +73,10 @@ macro_rules! choice {
         }
 
         impl TryFrom<String> for $name {
-            type Error = $crate::settings::choice::UnknownChoice;
+            type Error = $crate::choice::UnknownChoice;
 
             fn try_from(name: String) -> Result<$name, Self::Error> {
-                $crate::settings::choice::find($what, $name::ALL, $name::label, name)
+                $crate::choice::find($what, $name::ALL, $name::label, name)
             }
         }
     };
