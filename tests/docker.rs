@@ -327,10 +327,28 @@ impl Drop for Compose {
     }
 }
 
-/// The whole life of a compose herd, with `tool` (docker-compose or docker compose).
+/// The whole life of a compose herd, with `tool` (docker-compose or docker
+/// compose), each step a sentence of docs/docker.md.
 fn compose_lifecycle(tool: &[&str], image: &Image) {
     let herd = Compose::new(tool, image);
     let started = Instant::now();
+    five_containers_come_up_healthy(&herd);
+    eprintln!(
+        "{}: five healthy containers in {:?}",
+        tool.join(" "),
+        started.elapsed()
+    );
+    only_the_client_port_is_published_on_loopback(&herd);
+    the_links_run_with_a_secret_the_herd_made_itself(&herd);
+    herdctl_in_a_container_finds_the_token_the_herd_made(&herd);
+    let at = an_iamat_at_riley_is_answered_by_a_whatsat_at_bernard(&herd);
+    a_stopped_server_is_flooded_around_then_caught_up(&herd, &at);
+    a_server_cut_off_the_network_is_healed_both_ways(&herd);
+    down_leaves_nothing_behind(&herd);
+    eprintln!("{}: lifecycle in {:?}", tool.join(" "), started.elapsed());
+}
+
+fn five_containers_come_up_healthy(herd: &Compose) {
     herd.run(&["up", "-d", "--no-build"]);
     for (_, service) in SERVERS {
         wait_until(
@@ -339,12 +357,9 @@ fn compose_lifecycle(tool: &[&str], image: &Image) {
             || herd.health(service) == "healthy",
         );
     }
-    eprintln!(
-        "{}: five healthy containers in {:?}",
-        tool.join(" "),
-        started.elapsed()
-    );
+}
 
+fn only_the_client_port_is_published_on_loopback(herd: &Compose) {
     // Only the client port is published, on loopback.
     let published = stdout(&docker(&["port", &herd.container("juzang")]));
     assert_eq!(
@@ -352,7 +367,9 @@ fn compose_lifecycle(tool: &[&str], image: &Image) {
         format!("12667/tcp -> 127.0.0.1:{}", herd.port("juzang")),
         "juzang publishes only its client port"
     );
+}
 
+fn the_links_run_with_a_secret_the_herd_made_itself(herd: &Compose) {
     // The links authenticate with the secret the herd made itself: no
     // server runs without one (that would be logged at its start).
     for (_, service) in SERVERS {
@@ -366,13 +383,18 @@ fn compose_lifecycle(tool: &[&str], image: &Image) {
             "{service} runs without a secret: {logs}"
         );
     }
+}
 
+fn herdctl_in_a_container_finds_the_token_the_herd_made(herd: &Compose) {
     // The admin listeners bind beyond loopback in their containers, so they
     // need the token the herd made on the shared volume: herdctl inside a
     // container finds it through the settings.
     let status = herd.herdctl("riley", &["status"]);
     assert!(status.contains("Jaquez"), "{status}");
+}
 
+/// Returns Riley's AT line.
+fn an_iamat_at_riley_is_answered_by_a_whatsat_at_bernard(herd: &Compose) -> String {
     // IAMAT at one container, WHATSAT at another.
     let answer = exchange(
         herd.port("riley"),
@@ -393,7 +415,10 @@ fn compose_lifecycle(tool: &[&str], image: &Image) {
         whatsat.contains("\"status\": \"OK\"") && whatsat.ends_with("}\n\n"),
         "{whatsat:?}"
     );
+    at
+}
 
+fn a_stopped_server_is_flooded_around_then_caught_up(herd: &Compose, at: &str) {
     // Stop Juzang: Riley -> Jaquez -> Bernard -> Campbell still carries floods.
     herd.run(&["stop", "--timeout", "5", "juzang"]);
     assert!(exchange(herd.port("juzang"), "WHATSAT kiwi.test 1 1").is_none_or(|a| a.is_empty()));
@@ -405,8 +430,10 @@ fn compose_lifecycle(tool: &[&str], image: &Image) {
     // Start it again: the catch-up sync brings what it missed.
     herd.run(&["start", "juzang"]);
     herd.wait_for("juzang", "while.down", &down_at);
-    herd.wait_for("juzang", "kiwi.test", &at);
+    herd.wait_for("juzang", "kiwi.test", at);
+}
 
+fn a_server_cut_off_the_network_is_healed_both_ways(herd: &Compose) {
     // Cut Bernard off the herd's network, then heal it.
     let bernard = herd.container("bernard");
     docker(&["network", "disconnect", &herd.network(), &bernard]);
@@ -441,7 +468,9 @@ fn compose_lifecycle(tool: &[&str], image: &Image) {
     for (_, service) in SERVERS {
         herd.wait_for(service, "inside.cut", &inside_at);
     }
+}
 
+fn down_leaves_nothing_behind(herd: &Compose) {
     // Down leaves nothing behind.
     let out = herd.down();
     assert!(
@@ -454,7 +483,6 @@ fn compose_lifecycle(tool: &[&str], image: &Image) {
         "",
         "containers, networks or volumes left behind"
     );
-    eprintln!("{}: lifecycle in {:?}", tool.join(" "), started.elapsed());
 }
 
 #[test]
@@ -733,10 +761,103 @@ struct Pods {
     network: String,
     /// Per pod: (client port, admin port) published on the host's loopback.
     ports: Vec<(u16, u16)>,
+    /// Holds the ConfigMap's settings file.
     settings: tempfile::TempDir,
+    /// Every pod's environment but its HERD_HOST_NAME.
+    env: Vec<(&'static str, String)>,
+    /// The image's tag.
+    image: String,
 }
 
 impl Pods {
+    /// The five pods of the StatefulSet, each once its readiness probe
+    /// passes.
+    fn start(image: &Image, env: Vec<(&'static str, String)>) -> Pods {
+        let prefix = unique("herdk8s");
+        let pods = Pods {
+            network: format!("{prefix}-net"),
+            ports: PODS
+                .iter()
+                .map(|_| (common::free_port(), common::free_port()))
+                .collect(),
+            settings: tempfile::tempdir().expect("a temporary folder"),
+            prefix,
+            env,
+            image: image.tag.clone(),
+        };
+        std::fs::write(pods.settings_file(), configmap_settings())
+            .expect("write the ConfigMap's settings");
+        docker(&["network", "create", &pods.network]);
+        for (pod, (name, _)) in PODS.iter().enumerate() {
+            docker(&["volume", "create", &pods.volume(pod)]);
+            let mut args: Vec<String> = [
+                "run",
+                "-d",
+                "--name",
+                &pods.container(pod),
+                "--hostname",
+                name,
+                "--network",
+                &pods.network,
+                "--network-alias",
+                &format!("{name}.herd"),
+                "--mount",
+                &format!("type=volume,src={},dst=/data", pods.volume(pod)),
+                "--publish",
+                &format!("127.0.0.1:{}:12665", pods.client_port(pod)),
+                "--publish",
+                &format!("127.0.0.1:{}:13665", pods.admin_port(pod)),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            args.extend(pods.pod_args(name));
+            run(Command::new("docker").args(&args), true);
+        }
+        for pod in 0..PODS.len() {
+            pods.wait_ready(pod);
+        }
+        pods
+    }
+
+    fn settings_file(&self) -> PathBuf {
+        self.settings.path().join("Settings.toml")
+    }
+
+    /// What every pod of the StatefulSet runs with (statefulset.yaml), for
+    /// the pod named `host_name`, ending with the image: a read-only root
+    /// file system, the non-root user, no capabilities, its limits, the
+    /// ConfigMap's settings file and the environment.
+    fn pod_args(&self, host_name: &str) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--read-only",
+            "--user",
+            "65532:65532",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--memory",
+            "1g",
+            "--cpus",
+            "2",
+            "--mount",
+            &format!(
+                "type=bind,src={},dst=/etc/herd/Settings.toml,readonly",
+                self.settings_file().display()
+            ),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (key, value) in &self.env {
+            args.extend(["--env".into(), format!("{key}={value}")]);
+        }
+        args.extend(["--env".into(), format!("HERD_HOST_NAME={host_name}")]);
+        args.push(self.image.clone());
+        args
+    }
+
     fn container(&self, pod: usize) -> String {
         format!("{}-herd-{pod}", self.prefix)
     }
@@ -807,23 +928,22 @@ impl Drop for Pods {
     }
 }
 
-/// deploy/k8s/ on the real engine, as far as one machine without a cluster
-/// can run it: the image run five times as the StatefulSet runs its pods
-/// (statefulset.yaml): the ConfigMap's settings file mounted at
-/// /etc/herd/Settings.toml, the pod's environment (HERD_HOST_NAME its pod
-/// name, the secret and token from the Secret), hostname herd-N and the DNS
-/// name herd-N.herd of the headless Service, a volume at /data, a read-only
-/// root file system, the non-root user and no capabilities. The herd forms
-/// (every link up in /status), each pod runs the server its name picks, an
-/// IAMAT at herd-0 is answered by WHATSAT at herd-4, the record is on the
-/// pod's volume, and a pod stopped as a rolling update stops it (SIGTERM)
-/// exits cleanly and is caught up when it returns.
+/// The pod's environment as statefulset.yaml declares it, but for
+/// HERD_HOST_NAME (each pod's own name, the downward API's metadata.name).
+fn pod_env(secret: &str, token: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("HERD_CONFIG", "/etc/herd/Settings.toml".into()),
+        ("HERD_SECRET", secret.into()),
+        ("HERD_ADMIN_TOKEN", token.into()),
+        ("RUST_LOG", "info".into()),
+    ]
+}
+
+/// The ConfigMap gives each pod's name the server it runs, and the
+/// StatefulSet gives each pod the environment, user, file systems, ports
+/// and limits the test below runs the image with.
 #[test]
-fn kubernetes_pods_form_the_herd() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_skip() {
-        return;
-    }
+fn the_manifests_give_each_pod_its_server_its_environment_and_its_limits() {
     let settings = configmap_settings();
     for (pod, (name, server)) in PODS.iter().enumerate() {
         assert!(
@@ -833,21 +953,10 @@ fn kubernetes_pods_form_the_herd() {
     }
     let statefulset = std::fs::read_to_string(root().join("deploy/k8s/statefulset.yaml"))
         .expect("read deploy/k8s/statefulset.yaml");
-    let secret = format!("{:032x}", rand::random::<u128>());
-    let token = format!(
-        "{:032x}{:032x}",
-        rand::random::<u128>(),
-        rand::random::<u128>()
-    );
-    // The pod's environment as statefulset.yaml declares it; HERD_HOST_NAME
-    // is each pod's name (the downward API's metadata.name).
-    let env: Vec<(&str, String)> = vec![
-        ("HERD_CONFIG", "/etc/herd/Settings.toml".into()),
-        ("HERD_SECRET", secret),
-        ("HERD_ADMIN_TOKEN", token.clone()),
-        ("RUST_LOG", "info".into()),
-    ];
-    for (key, _) in env.iter().chain(&[("HERD_HOST_NAME", String::new())]) {
+    for (key, _) in pod_env("", "")
+        .iter()
+        .chain(&[("HERD_HOST_NAME", String::new())])
+    {
         assert!(
             statefulset.contains(&format!("- name: {key}\n")),
             "statefulset.yaml sets {key}"
@@ -868,73 +977,42 @@ fn kubernetes_pods_form_the_herd() {
     ] {
         assert!(statefulset.contains(line), "statefulset.yaml has {line:?}");
     }
+}
 
+/// deploy/k8s/ on the real engine, as far as one machine without a cluster
+/// can run it: the image run five times as the StatefulSet runs its pods
+/// (statefulset.yaml): the ConfigMap's settings file mounted at
+/// /etc/herd/Settings.toml, the pod's environment (HERD_HOST_NAME its pod
+/// name, the secret and token from the Secret), hostname herd-N and the DNS
+/// name herd-N.herd of the headless Service, a volume at /data, a read-only
+/// root file system, the non-root user and no capabilities. One herd's life,
+/// each step a sentence of docs/kubernetes.md.
+#[test]
+fn kubernetes_pods_form_the_herd() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_skip() {
+        return;
+    }
+    let secret = format!("{:032x}", rand::random::<u128>());
+    let token = format!(
+        "{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    );
     let image = Image::build();
-    let prefix = unique("herdk8s");
-    let pods = Pods {
-        network: format!("{prefix}-net"),
-        ports: PODS
-            .iter()
-            .map(|_| (common::free_port(), common::free_port()))
-            .collect(),
-        settings: tempfile::tempdir().expect("a temporary folder"),
-        prefix,
-    };
-    let settings_file = pods.settings.path().join("Settings.toml");
-    std::fs::write(&settings_file, &settings).expect("write the ConfigMap's settings");
-    docker(&["network", "create", &pods.network]);
     let started = Instant::now();
-    for (pod, (name, _)) in PODS.iter().enumerate() {
-        docker(&["volume", "create", &pods.volume(pod)]);
-        let mut args: Vec<String> = [
-            "run",
-            "-d",
-            "--name",
-            &pods.container(pod),
-            "--hostname",
-            name,
-            "--network",
-            &pods.network,
-            "--network-alias",
-            &format!("{name}.herd"),
-            "--read-only",
-            "--user",
-            "65532:65532",
-            "--cap-drop",
-            "ALL",
-            "--security-opt",
-            "no-new-privileges",
-            "--memory",
-            "1g",
-            "--cpus",
-            "2",
-            "--mount",
-            &format!(
-                "type=bind,src={},dst=/etc/herd/Settings.toml,readonly",
-                settings_file.display()
-            ),
-            "--mount",
-            &format!("type=volume,src={},dst=/data", pods.volume(pod)),
-            "--publish",
-            &format!("127.0.0.1:{}:12665", pods.client_port(pod)),
-            "--publish",
-            &format!("127.0.0.1:{}:13665", pods.admin_port(pod)),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for (key, value) in &env {
-            args.extend(["--env".into(), format!("{key}={value}")]);
-        }
-        args.extend(["--env".into(), format!("HERD_HOST_NAME={name}")]);
-        args.push(image.tag.clone());
-        run(Command::new("docker").args(&args), true);
-    }
-    for pod in 0..PODS.len() {
-        pods.wait_ready(pod);
-    }
+    let pods = Pods::start(&image, pod_env(&secret, &token));
+    each_pod_runs_the_server_its_name_picks_with_every_link_up(&pods, &token);
+    eprintln!("k8s pods: a herd of five in {:?}", started.elapsed());
+    herdctl_in_a_pod_sees_the_whole_herd(&pods);
+    let at = an_iamat_at_herd_0_is_answered_by_a_whatsat_at_herd_4(&pods);
+    the_record_is_on_the_pods_volume_and_its_log_on_stderr(&pods);
+    a_pod_replaced_by_a_rolling_update_exits_cleanly_and_catches_up(&pods, &at);
+    a_pod_past_the_configmaps_five_refuses_to_start_saying_why(&pods);
+    eprintln!("k8s pods: lifecycle in {:?}", started.elapsed());
+}
 
-    // Each pod runs the server its name picks, and every link comes up.
+fn each_pod_runs_the_server_its_name_picks_with_every_link_up(pods: &Pods, token: &str) {
     for (pod, (name, server)) in PODS.iter().enumerate() {
         let admin = pods.admin_port(pod);
         let refused = http_get(admin, "/status", None).map(|(code, _)| code);
@@ -943,7 +1021,7 @@ fn kubernetes_pods_form_the_herd() {
             Duration::from_secs(30),
             &format!("{name} ({server}) to have every link up"),
             || {
-                let Some((200, body)) = http_get(admin, "/status", Some(&token)) else {
+                let Some((200, body)) = http_get(admin, "/status", Some(token)) else {
                     return false;
                 };
                 let Ok(status) = serde_json::from_str::<serde_json::Value>(&body) else {
@@ -955,10 +1033,12 @@ fn kubernetes_pods_form_the_herd() {
             },
         );
     }
-    eprintln!("k8s pods: a herd of five in {:?}", started.elapsed());
-    // As docs/kubernetes.md has it: `kubectl exec herd-3 -- /herdctl
-    // --server Campbell status` (the settings and the token from the pod's
-    // environment, the other servers by their hosts).
+}
+
+/// As docs/kubernetes.md has it: `kubectl exec herd-3 -- /herdctl --server
+/// Campbell status` (the settings and the token from the pod's environment,
+/// the other servers by their hosts).
+fn herdctl_in_a_pod_sees_the_whole_herd(pods: &Pods) {
     let status = stdout(&docker(&[
         "exec",
         &pods.container(3),
@@ -971,8 +1051,10 @@ fn kubernetes_pods_form_the_herd() {
         status.contains("5/5 servers up, 6/6 links up"),
         "herdctl status in herd-3:\n{status}"
     );
+}
 
-    // IAMAT at herd-0, WHATSAT at herd-4 (two links away).
+/// IAMAT at herd-0, WHATSAT at herd-4 (two links away); returns the AT line.
+fn an_iamat_at_herd_0_is_answered_by_a_whatsat_at_herd_4(pods: &Pods) -> String {
     let answer =
         exchange(pods.client_port(0), &iamat("k8s.kiwi", "1700000010.5")).expect("herd-0 answers");
     let at = answer.lines().next().unwrap_or_default().to_string();
@@ -986,10 +1068,13 @@ fn kubernetes_pods_form_the_herd() {
         whatsat.starts_with(&format!("{at}\n{{")) && whatsat.contains("\"status\": \"OK\""),
         "{whatsat:?}"
     );
+    at
+}
 
-    // The record is on herd-0's volume (sync durability), the root file
-    // system being read-only; the log went to stderr; the links were
-    // authenticated with the Secret's secret.
+/// The record is on herd-0's volume (sync durability), the root file system
+/// being read-only; the log went to stderr; the links were authenticated
+/// with the Secret's secret.
+fn the_record_is_on_the_pods_volume_and_its_log_on_stderr(pods: &Pods) {
     let journal = run(
         Command::new("docker").args([
             "cp",
@@ -1005,9 +1090,11 @@ fn kubernetes_pods_form_the_herd() {
     let logs = pods.logs(0);
     assert!(logs.contains("k8s.kiwi"), "herd-0 logs to stderr: {logs}");
     assert!(!logs.contains("INSECURE"), "{logs}");
+}
 
-    // A rolling update replaces one pod at a time: SIGTERM, a clean exit,
-    // then the pod again with its volume; it catches up on what it missed.
+/// A rolling update replaces one pod at a time: SIGTERM, a clean exit, then
+/// the pod again with its volume; it catches up on what it missed.
+fn a_pod_replaced_by_a_rolling_update_exits_cleanly_and_catches_up(pods: &Pods, at: &str) {
     docker(&["stop", "--time", "10", &pods.container(2)]);
     let code = stdout(&docker(&[
         "inspect",
@@ -1024,34 +1111,15 @@ fn kubernetes_pods_form_the_herd() {
     docker(&["start", &pods.container(2)]);
     pods.wait_ready(2);
     pods.wait_for(2, "k8s.moved", &moved);
-    pods.wait_for(2, "k8s.kiwi", &at);
+    pods.wait_for(2, "k8s.kiwi", at);
+}
 
-    // A sixth pod (the StatefulSet scaled past the ConfigMap's five) finds
-    // no server for its name and refuses to start, saying so.
-    let extra = format!("{}-herd-5", pods.prefix);
-    let mut args: Vec<String> = [
-        "run",
-        "--name",
-        &extra,
-        "--read-only",
-        "--user",
-        "65532:65532",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend([
-        "--mount".into(),
-        format!(
-            "type=bind,src={},dst=/etc/herd/Settings.toml,readonly",
-            settings_file.display()
-        ),
-    ]);
-    for (key, value) in &env {
-        args.extend(["--env".into(), format!("{key}={value}")]);
-    }
-    args.extend(["--env".into(), "HERD_HOST_NAME=herd-5".into()]);
-    args.push(image.tag.clone());
+/// A sixth pod (the StatefulSet scaled past the ConfigMap's five) finds no
+/// server for its name and refuses to start, saying so.
+fn a_pod_past_the_configmaps_five_refuses_to_start_saying_why(pods: &Pods) {
+    let extra = pods.container(PODS.len());
+    let mut args = vec!["run".to_string(), "--name".into(), extra.clone()];
+    args.extend(pods.pod_args("herd-5"));
     let refused = run(Command::new("docker").args(&args), false);
     let _ = run(Command::new("docker").args(["rm", "-f", &extra]), false);
     assert_eq!(refused.status.code(), Some(2), "herd-5 exits 2");
@@ -1060,7 +1128,6 @@ fn kubernetes_pods_form_the_herd() {
         said.contains("no server's host is \"herd-5\""),
         "herd-5 says why: {said}"
     );
-    eprintln!("k8s pods: lifecycle in {:?}", started.elapsed());
 }
 
 /// scripts/validate-k8s checks every manifest, so each lives in a file
