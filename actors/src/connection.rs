@@ -38,7 +38,7 @@ use crate::places::{Nearby, PlacesActor, Query};
 use crate::protocol::{self, Command, Timestamp};
 use crate::record::{Record, SharedRecord};
 use crate::refusal::SourceRefusals;
-use crate::store::{ClientUpdates, LocationStoreActor, Lookup, Source, Update};
+use crate::store::{Barrier, ClientUpdates, LocationStoreActor, Lookup, Source, Update};
 use crate::text::LogText;
 
 const LOG: &str = "connection";
@@ -254,8 +254,10 @@ impl ConnectionActor {
     }
 
     /// Hands the records read since the last hand-over to the store, in one
-    /// message. A full mailbox makes the connection wait until it takes
-    /// them (nothing more is read meanwhile): that is the backpressure.
+    /// message, queued at once whatever follows (a WHATSAT's lookup, the
+    /// answers written at a close): the store's mailbox keeps the order. A
+    /// full mailbox makes the connection wait, reading nothing, until the
+    /// store has handled them: that is the backpressure.
     fn hand_over(&mut self, ctx: &mut Context<Self>) -> Handover {
         if self.for_store.is_empty() {
             return Handover::Done;
@@ -267,9 +269,13 @@ impl ConnectionActor {
         match self.shared.store.try_send(records) {
             Ok(()) => Handover::Done,
             Err(SendError::Full(records)) => {
-                let sent = self.shared.store.send(records);
-                ctx.wait(sent.into_actor(self).map(|taken, act, ctx| {
-                    if taken.is_err() {
+                // Queued now (a `send` held back by a full mailbox would be
+                // queued only when polled, and the context polls the newest
+                // of its waits first), then waited on.
+                self.shared.store.do_send(records);
+                let handled = self.shared.store.send(Barrier);
+                ctx.wait(handled.into_actor(self).map(|handled, act, ctx| {
+                    if handled.is_err() {
                         act.store_gone(ctx);
                     }
                 }));

@@ -80,6 +80,13 @@ pub struct Update {
 #[rtype(result = "()")]
 pub struct ClientUpdates(pub Vec<SharedRecord>);
 
+/// Answered once every message sent to the store before it is handled: a
+/// connection whose [`ClientUpdates`] found the mailbox full waits on it,
+/// which is its backpressure.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Barrier;
+
 /// Several `AT` lines from one peer read, checked and applied in one go,
 /// each with how it travels on.
 #[derive(Message)]
@@ -1085,6 +1092,12 @@ impl Handler<ClientUpdates> for LocationStoreActor {
             ctx.address().do_send(ClientUpdates(rest));
         }
     }
+}
+
+impl Handler<Barrier> for LocationStoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
 }
 
 impl Handler<UpdateBatch> for LocationStoreActor {
