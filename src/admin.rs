@@ -43,7 +43,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use herd_actors::metrics::{LinkState, Metrics};
-use herd_actors::record::SharedRecord;
 use herd_actors::store::{
     Crash, Dump, Forget, GetOverview, GetTopology, LocationStoreActor, Source, Trace,
 };
@@ -395,10 +394,15 @@ async fn metrics_text(state: web::Data<AdminState>) -> HttpResponse {
         .body(text)
 }
 
-/// The store's records, or a 503 when the store does not answer (the
-/// server is stopping).
-async fn dump(state: &AdminState) -> Result<Vec<SharedRecord>, HttpResponse> {
-    state.store.send(Dump).await.map_err(|e| {
+/// The store's answer to `question`, or a 503 when the store does not
+/// answer (the server is stopping).
+async fn ask_store<M>(state: &AdminState, question: M) -> Result<M::Result, HttpResponse>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    LocationStoreActor: actix::Handler<M>,
+{
+    state.store.send(question).await.map_err(|e| {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body(format!("store unavailable: {e}\n"))
@@ -406,7 +410,7 @@ async fn dump(state: &AdminState) -> Result<Vec<SharedRecord>, HttpResponse> {
 }
 
 async fn records(state: web::Data<AdminState>) -> HttpResponse {
-    let records = match dump(&state).await {
+    let records = match ask_store(&state, Dump).await {
         Ok(records) => records,
         Err(answer) => return answer,
     };
@@ -481,13 +485,9 @@ struct StatusView {
 async fn status(state: web::Data<AdminState>) -> HttpResponse {
     // The store's overview, not a dump: a poll reads the last thousand
     // updates, never the whole store, however many clients it holds.
-    let overview = match state.store.send(GetOverview).await {
+    let overview = match ask_store(&state, GetOverview).await {
         Ok(overview) => overview,
-        Err(e) => {
-            return HttpResponse::ServiceUnavailable()
-                .content_type("text/plain")
-                .body(format!("store unavailable: {e}\n"))
-        }
+        Err(answer) => return answer,
     };
     let held = overview.records as u64;
     let clients = overview
@@ -505,7 +505,7 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
             })
         })
         .collect();
-    let topology = match state.store.send(GetTopology).await {
+    let topology = match ask_store(&state, GetTopology).await {
         Ok(view) => TopologyStatus {
             digest: view.mine.to_string(),
             mixed: view.mixed,
@@ -518,11 +518,7 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
                 })
                 .collect(),
         },
-        Err(e) => {
-            return HttpResponse::ServiceUnavailable()
-                .content_type("text/plain")
-                .body(format!("store unavailable: {e}\n"))
-        }
+        Err(answer) => return answer,
     };
     let links = state.metrics.links();
     let neighbours = state
@@ -590,13 +586,9 @@ async fn trace(state: web::Data<AdminState>, request: HttpRequest) -> HttpRespon
     let asked = Trace {
         client: web::Bytes::from(client.clone().into_bytes()),
     };
-    let traced = match state.store.send(asked).await {
+    let traced = match ask_store(&state, asked).await {
         Ok(traced) => traced,
-        Err(e) => {
-            return HttpResponse::ServiceUnavailable()
-                .content_type("text/plain")
-                .body(format!("store unavailable: {e}\n"))
-        }
+        Err(answer) => return answer,
     };
     let arrival = traced.as_ref().and_then(|t| t.arrival.as_ref());
     let (via, from) = match arrival.map(|a| &a.from) {
