@@ -143,15 +143,6 @@ impl Handler<FlushAnswers> for ConnectionActor {
     }
 }
 
-/// Whether the records read so far are with the store.
-enum Handover {
-    /// Taken (or there were none).
-    Done,
-    /// The store's mailbox is full: the connection waits until it takes
-    /// them, and reads and writes nothing meanwhile.
-    Waiting,
-}
-
 /// One client connection.
 pub struct ConnectionActor {
     shared: ClientContext,
@@ -257,17 +248,18 @@ impl ConnectionActor {
     /// message, queued at once whatever follows (a WHATSAT's lookup, the
     /// answers written at a close): the store's mailbox keeps the order. A
     /// full mailbox makes the connection wait, reading nothing, until the
-    /// store has handled them: that is the backpressure.
-    fn hand_over(&mut self, ctx: &mut Context<Self>) -> Handover {
+    /// store has handled them: that is the backpressure. Either way they are
+    /// queued when this returns, so their answers may be written.
+    fn hand_over(&mut self, ctx: &mut Context<Self>) {
         if self.for_store.is_empty() {
-            return Handover::Done;
+            return;
         }
         // The next read's records likely number as many: room for them at
         // once, not regrown from nothing each time.
         let room = Vec::with_capacity(self.for_store.len());
         let records = ClientUpdates(std::mem::replace(&mut self.for_store, room));
         match self.shared.store.try_send(records) {
-            Ok(()) => Handover::Done,
+            Ok(()) => {}
             Err(SendError::Full(records)) => {
                 // Queued now (a `send` held back by a full mailbox would be
                 // queued only when polled, and the context polls the newest
@@ -279,12 +271,8 @@ impl ConnectionActor {
                         act.store_gone(ctx);
                     }
                 }));
-                Handover::Waiting
             }
-            Err(SendError::Closed(_)) => {
-                self.store_gone(ctx);
-                Handover::Waiting
-            }
+            Err(SendError::Closed(_)) => self.store_gone(ctx),
         }
     }
 
@@ -296,11 +284,9 @@ impl ConnectionActor {
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if let Handover::Waiting = self.hand_over(ctx) {
-            // Written once the store has taken them, unless it is gone.
-            self.schedule_flush(ctx);
-            return;
-        }
+        // The store has the records before their answers go out (or is
+        // gone, and then nothing goes out).
+        self.hand_over(ctx);
         let Some(output) = self.output.as_mut() else {
             return;
         };
