@@ -57,7 +57,7 @@ impl Decoder for LineCodec {
             buf.clear();
             return Ok(None);
         }
-        match buf[self.scanned..].iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', &buf[self.scanned..]) {
             Some(offset) => {
                 let end = self.scanned + offset;
                 self.scanned = 0;

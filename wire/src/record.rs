@@ -48,14 +48,16 @@ impl Record {
         cmd: &protocol::IAmAt<'_>,
     ) -> Result<Record, InvalidRecord> {
         let diff = Diff::between(received, cmd.time);
-        let line = protocol::format_at(
-            origin.as_bytes(),
+        Record::from_fields(
+            cmd.time,
+            [
+                origin.as_bytes(),
+                cmd.client,
+                cmd.location_text,
+                cmd.time_text,
+            ],
             diff,
-            cmd.client,
-            cmd.location_text,
-            cmd.time_text,
-        );
-        Record::from_canonical(cmd.time, line)
+        )
     }
 
     /// Parses a flooded `AT` line (without newline), checking every field
@@ -65,35 +67,46 @@ impl Record {
         let Command::At(at) = protocol::parse_line(line) else {
             return Err(InvalidRecord);
         };
-        // Normalise the white space so that every server stores the same bytes.
-        let canonical = protocol::format_at(
-            at.origin,
+        // Rewritten with single spaces, so that every server stores the same bytes.
+        Record::from_fields(
+            at.time,
+            [at.origin, at.client, at.location_text, at.time_text],
             at.diff,
-            at.client,
-            at.location_text,
-            at.time_text,
-        );
-        Record::from_canonical(at.time, canonical)
+        )
     }
 
-    /// Builds a record from a canonical line (single spaces, five fields),
-    /// finding where each field starts. A line too long for the offsets,
-    /// or without five fields, is refused rather than stored misread.
-    fn from_canonical(time: Timestamp, line: Vec<u8>) -> Result<Record, InvalidRecord> {
+    /// Writes the canonical line of `origin, client, location, time` and
+    /// `diff` (single spaces, five fields) and notes where each field
+    /// starts, from the fields' lengths. A field holding a space (which no
+    /// parser yields) or a line too long for the offsets is refused rather
+    /// than stored misread.
+    fn from_fields(
+        time: Timestamp,
+        [origin, client, location_text, time_text]: [&[u8]; 4],
+        diff: Diff,
+    ) -> Result<Record, InvalidRecord> {
+        let fields = [origin, client, location_text, time_text];
+        if fields.iter().any(|field| field.contains(&b' ')) {
+            return Err(InvalidRecord);
+        }
+        let line = protocol::format_at(origin, diff, client, location_text, time_text);
         if line.len() > protocol::MAX_AT_LINE_BYTES {
             return Err(InvalidRecord);
         }
+        // "AT origin diff client location time": each field starts one
+        // past the end of the one before it.
+        let lengths = [
+            b"AT".len(),
+            origin.len(),
+            diff.text_len(),
+            client.len(),
+            location_text.len(),
+        ];
         let mut starts = [0u16; 5];
-        let mut spaces = line
-            .iter()
-            .enumerate()
-            .filter(|&(_, &b)| b == b' ')
-            .map(|(i, _)| u16::try_from(i + 1));
-        for start in &mut starts {
-            *start = spaces.next().and_then(Result::ok).ok_or(InvalidRecord)?;
-        }
-        if spaces.next().is_some() {
-            return Err(InvalidRecord);
+        let mut at = 0;
+        for (start, length) in starts.iter_mut().zip(lengths) {
+            at += length + 1;
+            *start = u16::try_from(at).map_err(|_| InvalidRecord)?;
         }
         Ok(Record {
             time,
@@ -118,7 +131,12 @@ impl Record {
     /// spaces, as [`Record::at_line`] writes them): a quick look-up key,
     /// never a check; any other line yields some other slice.
     pub fn client_of_canonical(line: &[u8]) -> &[u8] {
-        line.split(|&b| b == b' ').nth(3).unwrap_or_default()
+        let mut spaces = memchr::memchr_iter(b' ', line).skip(2);
+        match (spaces.next(), spaces.next()) {
+            (Some(start), Some(end)) => line.get(start + 1..end).unwrap_or_default(),
+            (Some(start), None) => line.get(start + 1..).unwrap_or_default(),
+            _ => &[],
+        }
     }
 
     /// The whole `AT` line, as the origin answered it (no newline).
@@ -255,6 +273,45 @@ mod tests {
         assert_eq!(r.location_text(), b"+34.068930-118.445127");
         assert_eq!(r.time_text(), b"1621464827.959498503");
         assert_eq!(r.time(), Timestamp::new(1621464827, 959498503).unwrap());
+    }
+
+    #[test]
+    fn an_iamat_record_views_its_fields_whatever_their_lengths() {
+        let line = b"IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503";
+        let Command::IAmAt(cmd) = protocol::parse_line(line) else {
+            panic!("a valid IAMAT");
+        };
+        // Diffs of both signs and of several lengths, origins short and long.
+        for (origin, secs) in [
+            ("R", 5),
+            ("Campbell", 1621464827),
+            ("Jaquez", 9_999_999_999),
+        ] {
+            let received = Timestamp::new(secs, 1).expect("a valid time");
+            let r = Record::from_iamat(origin, received, &cmd).expect("a record");
+            assert_eq!(r.origin(), origin.as_bytes());
+            assert_eq!(r.diff(), Diff::between(received, cmd.time));
+            assert_eq!(r.client(), b"kiwi.cs.ucla.edu");
+            assert_eq!(r.location_text(), b"+34.068930-118.445127");
+            assert_eq!(r.time_text(), b"1621464827.959498503");
+            // The same record as a neighbour reads it from the line.
+            assert_eq!(Record::from_at_line(r.at_line()), Ok(r));
+        }
+        // A name with a space would shift every field after it.
+        let received = Timestamp::new(5, 0).expect("a valid time");
+        assert_eq!(
+            Record::from_iamat("Ri ley", received, &cmd),
+            Err(InvalidRecord)
+        );
+    }
+
+    #[test]
+    fn the_client_of_a_canonical_line_is_its_fourth_field() {
+        let r = record("AT Riley +0.000000001 kiwi +1+1 7");
+        assert_eq!(Record::client_of_canonical(r.at_line()), b"kiwi");
+        assert_eq!(Record::client_of_canonical(b"AT Riley +0.1 kiwi"), b"kiwi");
+        assert_eq!(Record::client_of_canonical(b"AT Riley +0.1"), b"");
+        assert_eq!(Record::client_of_canonical(b""), b"");
     }
 
     #[test]
