@@ -190,13 +190,11 @@ fn removing_a_link_bernard_first_loses_no_update() {
     );
     // The one-sided link is logged once per change, not per attempt: Campbell
     // (old settings) kept dialing Bernard (new) until it was restarted.
+    // Log files are flushed every 100 ms: wait for the line, then count.
+    let line = "Campbell dialled this server, but this server's settings list no link";
+    herd.wait_for_log("Bernard", &[line]);
     let log = herd.log("Bernard");
-    let one_sided = log
-        .lines()
-        .filter(|l| {
-            l.contains("Campbell dialled this server, but this server's settings list no link")
-        })
-        .count();
+    let one_sided = log.lines().filter(|l| l.contains(line)).count();
     assert_eq!(one_sided, 1, "{log}");
     assert!(!log.contains("rejected peer connection"), "{log}");
     // Once every server has the new settings, they agree again.
@@ -333,10 +331,10 @@ fn a_stopped_or_panicking_store_is_restarted_and_refilled_by_its_neighbours() {
     let ledger = ledger.into_inner().unwrap();
     assert!(!ledger.acked.is_empty(), "the server kept answering");
     assert!(herd.is_running("Riley"));
-    let log = herd.log("Riley");
-    assert!(
-        log.contains("Riley: the store panicked: test hook: the store panics"),
-        "{log}"
+    // Log files are flushed every 100 ms.
+    herd.wait_for_log(
+        "Riley",
+        &["Riley: the store panicked: test hook: the store panics"],
     );
 }
 
