@@ -85,12 +85,10 @@ impl Record {
         [origin, client, location_text, time_text]: [&[u8]; 4],
         diff: Diff,
     ) -> Result<Record, InvalidRecord> {
-        let fields = [origin, client, location_text, time_text];
-        if fields.iter().any(|field| field.contains(&b' ')) {
-            return Err(InvalidRecord);
-        }
         let line = protocol::format_at(origin, diff, client, location_text, time_text);
-        if line.len() > protocol::MAX_AT_LINE_BYTES {
+        // The five spaces written, and none within a field.
+        if line.len() > protocol::MAX_AT_LINE_BYTES || memchr::memchr_iter(b' ', &line).count() != 5
+        {
             return Err(InvalidRecord);
         }
         // "AT origin diff client location time": each field starts one
