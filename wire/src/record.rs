@@ -41,7 +41,8 @@ pub struct InvalidRecord;
 impl Record {
     /// Makes the record of an IAMAT received by server `origin` at `received`.
     /// Fails only for a line no parser could have produced (a server name
-    /// beyond the protocol's bound), never with a record that misreads.
+    /// beyond the protocol's bound, or holding a space), never with a
+    /// record that misreads.
     pub fn from_iamat(
         origin: &str,
         received: Timestamp,
@@ -120,7 +121,7 @@ impl Record {
             .starts
             .get(index + 1)
             .map_or(self.line.len(), |&next| usize::from(next) - 1);
-        // Offsets were found in this very line and are increasing; `get`
+        // Offsets were worked out from this line's field lengths and are increasing; `get`
         // keeps even a broken invariant from becoming a panic.
         self.line.get(start..end).unwrap_or_default()
     }
