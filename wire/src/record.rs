@@ -121,8 +121,9 @@ impl Record {
             .starts
             .get(index + 1)
             .map_or(self.line.len(), |&next| usize::from(next) - 1);
-        // Offsets were worked out from this line's field lengths and are increasing; `get`
-        // keeps even a broken invariant from becoming a panic.
+        // Offsets were worked out from this line's field lengths and are
+        // increasing; `get` keeps even a broken invariant from becoming a
+        // panic.
         self.line.get(start..end).unwrap_or_default()
     }
 
