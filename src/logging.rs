@@ -6,7 +6,8 @@
 //! and a colon; that prefix is how a line finds its server's file, so the
 //! all-in-one mode still writes one file per server. Files are buffered (64
 //! KiB) and flushed every 100 ms and at exit: a line reaches its file within
-//! 100 ms, and a SIGTERM loses none.
+//! 100 ms, and a SIGTERM loses none. Every 100 ms what a file gained is also
+//! written to disk and dropped from the page cache ([`write_out`]).
 //!
 //! `herd.log_format` chooses what a line looks like, on stderr and in the
 //! files alike: `text` (`<time> <LEVEL> <target>: <Name>: <message>`) or
@@ -267,13 +268,25 @@ pub fn init(log_dir: Option<&Path>, servers: &[String], file_level: &str, format
         log::warn!(target: "herd", "{problem}");
     }
     if !files.is_empty() {
+        // A second handle on each file, so that writing it out never holds
+        // up a thread that logs; and how far it has been written out.
+        let mut flushed: Vec<(LogFile, Option<File>, u64)> = files
+            .into_iter()
+            .map(|(_, file)| {
+                let out = file.lock().ok().and_then(|f| f.get_ref().try_clone().ok());
+                (file, out, 0)
+            })
+            .collect();
         let spawned = std::thread::Builder::new()
             .name("log-flush".into())
             .spawn(move || loop {
                 std::thread::sleep(Duration::from_millis(100));
-                for (_, file) in &files {
+                for (file, out, written_out) in &mut flushed {
                     if let Ok(mut file) = file.lock() {
                         let _ = file.flush();
+                    }
+                    if let Some(out) = out {
+                        write_out(out, written_out);
                     }
                 }
             });
@@ -281,6 +294,35 @@ pub fn init(log_dir: Option<&Path>, servers: &[String], file_level: &str, format
             log::warn!(target: "herd", "log files will only be flushed at exit: {e}");
         }
     }
+}
+
+/// Writes what `file` gained since `written_out` to disk and drops it from
+/// the page cache. At full load a server logs over 100 MB a second (every
+/// client line, SPEC §6) that nobody reads back at once: kept cached, a few
+/// seconds of it take gigabytes of memory, and on the benchmark machine a
+/// write costed over ten times more once the cache held about 2 GB more
+/// (BENCHMARKS.md, "Log files and the page cache").
+fn write_out(file: &File, written_out: &mut u64) {
+    let Ok(length) = file.metadata().map(|m| m.len()) else {
+        return;
+    };
+    if length < *written_out {
+        // Truncated under us (a rotation by copy and truncate): start over.
+        *written_out = 0;
+    }
+    if length == *written_out || file.sync_data().is_err() {
+        return;
+    }
+    // From the start of the page written out last time: it may have been
+    // only partly written then, and a page partly in range stays cached.
+    let from = *written_out - *written_out % 4096;
+    let _ = rustix::fs::fadvise(
+        file,
+        from,
+        std::num::NonZeroU64::new(length - from),
+        rustix::fs::Advice::DontNeed,
+    );
+    *written_out = length;
 }
 
 /// Logs every panic to the log of each server of this process (a panic

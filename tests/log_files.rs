@@ -1,10 +1,15 @@
 //! Log files are buffered (SPEC §6, docs/operations.md "Logs"): lines are
 //! written in blocks, at least every 100 ms, and once more when the server
-//! stops, so a SIGTERM loses none of the client lines it logged.
+//! stops, so a SIGTERM loses none of the client lines it logged. What a
+//! file gains is written to disk and dropped from the page cache.
 
 mod common;
 
-use common::{iamat, Herd};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{iamat, wait_until, Herd};
 
 /// More lines than one block of the log buffer holds, sent at once, all
 /// answered, then SIGTERM at once: every line in and every answer out is in
@@ -37,4 +42,48 @@ fn sigterm_loses_no_logged_client_line() {
     }
     let answers = log.lines().filter(|l| l.contains(" > AT Riley ")).count();
     assert_eq!(answers, LINES, "every answer is in the file");
+}
+
+/// Bytes of `path` held in the page cache (util-linux `fincore`).
+fn cached_bytes(path: &Path) -> u64 {
+    let out = Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore (util-linux) runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("fincore's answer: {out:?}"))
+}
+
+/// About 15 MB of log lines: once in the file, they are written out and
+/// leave the page cache within a few flushes (every 100 ms), where a cached
+/// log of a busy server would take gigabytes.
+#[test]
+fn a_log_file_leaves_the_page_cache_once_written_out() {
+    let herd = Herd::one("Riley").start_one();
+    const BATCHES: usize = 20;
+    const LINES: usize = 2_000;
+    let mut client = herd.client("Riley");
+    for batch in 0..BATCHES {
+        let lines: String = (0..LINES)
+            .map(|i| iamat(&format!("cached-{batch}-{i}"), "1700000000.5") + "\n")
+            .collect();
+        client.send_bytes(lines.as_bytes());
+        for _ in 0..LINES {
+            assert!(client.read_line().starts_with("AT Riley "));
+        }
+    }
+    // Not read before it is measured: reading would cache it again.
+    let path = herd.log_path("Riley");
+    let size = || std::fs::metadata(&path).map_or(0, |m| m.len());
+    wait_until(
+        Duration::from_secs(10),
+        "over 10 MB of log to leave the page cache",
+        || size() > 10_000_000 && cached_bytes(&path) < 1 << 20,
+    );
+    let last = format!("cached-{}-{} ", BATCHES - 1, LINES - 1);
+    herd.wait_for_log("Riley", &[&last]);
 }
