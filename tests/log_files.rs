@@ -9,7 +9,19 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{iamat, wait_until, Herd};
+use common::{iamat, wait_until, Client, Herd};
+
+/// Sends `count` IAMATs for clients `<prefix><i>` in one write, then reads
+/// every answer.
+fn pipeline_iamats(client: &mut Client, prefix: &str, count: usize) {
+    let batch: String = (0..count)
+        .map(|i| iamat(&format!("{prefix}{i}"), "1700000000.5") + "\n")
+        .collect();
+    client.send_bytes(batch.as_bytes());
+    for _ in 0..count {
+        assert!(client.read_line().starts_with("AT Riley "));
+    }
+}
 
 /// More lines than one block of the log buffer holds, sent at once, all
 /// answered, then SIGTERM at once: every line in and every answer out is in
@@ -19,13 +31,7 @@ fn sigterm_loses_no_logged_client_line() {
     let mut herd = Herd::one("Riley").start_one();
     const LINES: usize = 2_000;
     let mut client = herd.client("Riley");
-    let batch: String = (0..LINES)
-        .map(|i| iamat(&format!("logged-{i}"), "1700000000.5") + "\n")
-        .collect();
-    client.send_bytes(batch.as_bytes());
-    for _ in 0..LINES {
-        assert!(client.read_line().starts_with("AT Riley "));
-    }
+    pipeline_iamats(&mut client, "logged-", LINES);
     assert!(herd.terminate("Riley").success());
     let log = herd.log("Riley");
     for i in [0, LINES / 2, LINES - 1] {
@@ -68,13 +74,7 @@ fn a_log_file_leaves_the_page_cache_once_written_out() {
     const LINES: usize = 2_000;
     let mut client = herd.client("Riley");
     for batch in 0..BATCHES {
-        let lines: String = (0..LINES)
-            .map(|i| iamat(&format!("cached-{batch}-{i}"), "1700000000.5") + "\n")
-            .collect();
-        client.send_bytes(lines.as_bytes());
-        for _ in 0..LINES {
-            assert!(client.read_line().starts_with("AT Riley "));
-        }
+        pipeline_iamats(&mut client, &format!("cached-{batch}-"), LINES);
     }
     // Not read before it is measured: reading would cache it again.
     let path = herd.log_path("Riley");
