@@ -200,11 +200,18 @@ fn restart_budget() -> RestartBudget {
     }))
 }
 
-/// Gives the heap's free memory back to the system. glibc keeps what is
-/// freed in its arenas, so without this a server whose records expired
+/// Gives the heap's free memory back to the system. Allocators keep what is
+/// freed, so without this a server whose records expired
 /// (`limits.record_ttl_ms`) stays at its peak size (BENCHMARKS.md, "Record
-/// TTL").
+/// TTL"). The `herd` binary allocates with mimalloc (src/main.rs); glibc's
+/// malloc holds what C code and a test binary allocate.
 fn release_memory() {
+    // SAFETY: mi_collect has no preconditions; it only returns memory no
+    // longer in use, of this thread's heap (the store's, which frees the
+    // expired records) and of abandoned ones.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim has no preconditions; it only returns free pages.
     unsafe {

@@ -15,7 +15,7 @@ mod common;
 use std::io::Write;
 use std::net::Shutdown;
 
-use common::{iamat, Herd, RawClient};
+use common::{iamat, memory_kib, Herd, RawClient};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 
 const MAX_LINE: usize = 4096;
@@ -149,32 +149,6 @@ fn at_lines_from_a_client_are_neither_stored_nor_flooded() {
     }
 }
 
-/// The pid of the `herd` process started with this herd's settings file.
-fn server_pid(herd: &Herd) -> u32 {
-    let config = herd.config.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
-                let cmd = String::from_utf8_lossy(&cmd);
-                cmd.contains(&config) && cmd.contains("herd")
-            })
-        })
-        .expect("the server's process")
-}
-
-/// A `VmRSS`/`VmHWM` style field of /proc/<pid>/status, in KiB.
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 #[test]
 fn overlong_lines_close_the_connection_and_memory_stays_bounded() {
     let herd = Herd::one("Riley").start_one();
@@ -187,7 +161,7 @@ fn overlong_lines_close_the_connection_and_memory_stays_bounded() {
 
     // Eight clients each send 8 MB without a newline at once. Buffered,
     // that would be 64 MB; the server keeps none of it.
-    let pid = server_pid(&herd);
+    let pid = herd.pid("Riley");
     let before = memory_kib(pid, "VmRSS");
     let floods: Vec<_> = (0..8)
         .map(|_| {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{iamat, wait_until, Client, Herd};
+use common::{iamat, memory_kib, wait_until, Client, Herd};
 
 /// The answer to `WHATSAT client 1 1` at `name`: its first line.
 fn whatsat(herd: &Herd, name: &str, client: &str) -> String {
@@ -90,4 +90,48 @@ fn an_expired_record_in_the_journal_is_not_taken_back_at_restart() {
         "left out of the journal once, at load"
     );
     herd.wait_for_log("Solo", &["Solo: 1 expired records in the journal left out"]);
+}
+
+/// 100,000 clients, then nothing: once their records have expired, the
+/// server gives the memory they held back to the system (both allocators:
+/// the binary's mimalloc and glibc's malloc, src/server.rs), so its resident
+/// size falls back at least halfway instead of staying at its peak.
+#[test]
+fn memory_held_by_expired_records_is_given_back() {
+    let herd = Herd::one("Riley")
+        .setting("limits", "record_ttl_ms = 2000")
+        .setting("herd", "log_lines = false")
+        .start_one();
+    let pid = herd.pid("Riley");
+    let started = memory_kib(pid, "VmRSS");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let time = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+    let mut client = herd.client("Riley");
+    const BATCHES: usize = 50;
+    const LINES: usize = 2_000;
+    for batch in 0..BATCHES {
+        let lines: String = (0..LINES)
+            .map(|i| iamat(&format!("churn-{batch}-{i}"), &time) + "\n")
+            .collect();
+        client.send_bytes(lines.as_bytes());
+        for _ in 0..LINES {
+            assert!(client.read_line().starts_with("AT Riley "));
+        }
+    }
+    let loaded = memory_kib(pid, "VmRSS");
+    assert!(
+        loaded > started + 10 * 1024,
+        "100,000 records take memory: {started} -> {loaded} KiB"
+    );
+    wait_until(Duration::from_secs(20), "every record to expire", || {
+        herd.metric("Riley", "herd_records", "") == Some(0.0)
+    });
+    // At least half of what they took (without giving back, the resident
+    // size stayed above its loaded peak).
+    let given_back = || memory_kib(pid, "VmRSS") < started + (loaded - started) / 2;
+    wait_until(
+        Duration::from_secs(10),
+        "the memory of the expired records to be given back",
+        given_back,
+    );
 }

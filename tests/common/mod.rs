@@ -499,6 +499,14 @@ impl Herd {
         child.try_wait().ok().flatten().map(|status| status.code())
     }
 
+    /// The process id of `name`, started as a process of its own.
+    pub fn pid(&self, name: &str) -> u32 {
+        self.children
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} runs as a process of its own"))
+            .id()
+    }
+
     pub fn is_running(&mut self, name: &str) -> bool {
         self.children
             .get_mut(name)
@@ -610,6 +618,17 @@ impl Drop for InProcess {
 }
 
 /// Sends a signal to a child by `kill -<sig>`.
+/// A `VmRSS`/`VmHWM` style field of /proc/<pid>/status, in KiB.
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
 pub fn signal(child: &Child, sig: &str) {
     let status = Command::new("kill")
         .arg(format!("-{sig}"))
