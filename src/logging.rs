@@ -228,6 +228,9 @@ pub fn init(log_dir: Option<&Path>, servers: &[String], file_level: &str, format
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
     let file_level = file_level.parse().unwrap_or(LevelFilter::Info);
     let mut files = Vec::new();
+    // A second handle on each file, for the flush thread to write it out
+    // with ([`write_out`]) without holding up a thread that logs.
+    let mut second_handles = Vec::new();
     let mut problems = Vec::new();
     if let Some(log_dir) = log_dir {
         if let Err(e) = std::fs::create_dir_all(log_dir) {
@@ -240,6 +243,7 @@ pub fn init(log_dir: Option<&Path>, servers: &[String], file_level: &str, format
             let path = log_dir.join(format!("{server}.log"));
             match OpenOptions::new().create(true).append(true).open(&path) {
                 Ok(file) => {
+                    second_handles.push(file.try_clone().ok());
                     files.push((
                         server.clone(),
                         Arc::new(Mutex::new(BufWriter::with_capacity(LOG_BUFFER, file))),
@@ -268,14 +272,11 @@ pub fn init(log_dir: Option<&Path>, servers: &[String], file_level: &str, format
         log::warn!(target: "herd", "{problem}");
     }
     if !files.is_empty() {
-        // A second handle on each file, so that writing it out never holds
-        // up a thread that logs; and how far it has been written out.
+        // Each file, its second handle, and how far it has been written out.
         let mut flushed: Vec<(LogFile, Option<File>, u64)> = files
             .into_iter()
-            .map(|(_, file)| {
-                let out = file.lock().ok().and_then(|f| f.get_ref().try_clone().ok());
-                (file, out, 0)
-            })
+            .zip(second_handles)
+            .map(|((_, file), out)| (file, out, 0))
             .collect();
         let spawned = std::thread::Builder::new()
             .name("log-flush".into())
@@ -300,7 +301,7 @@ pub fn init(log_dir: Option<&Path>, servers: &[String], file_level: &str, format
 /// the page cache. At full load a server logs over 100 MB a second (every
 /// client line, SPEC §6) that nobody reads back at once: kept cached, a few
 /// seconds of it take gigabytes of memory, and on the benchmark machine a
-/// write costed over ten times more once the cache held about 2 GB more
+/// write cost over ten times more once the cache held about 2 GB more
 /// (BENCHMARKS.md, "Log files and the page cache").
 fn write_out(file: &File, written_out: &mut u64) {
     let Ok(length) = file.metadata().map(|m| m.len()) else {
@@ -315,7 +316,8 @@ fn write_out(file: &File, written_out: &mut u64) {
     }
     // From the start of the page written out last time: it may have been
     // only partly written then, and a page partly in range stays cached.
-    let from = *written_out - *written_out % 4096;
+    let page = rustix::param::page_size() as u64;
+    let from = *written_out - *written_out % page;
     let _ = rustix::fs::fadvise(
         file,
         from,

@@ -12,7 +12,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Every update allocates its record and frees the one it replaces, on one
 /// thread per server: mimalloc's thread-local free lists cost less per pair
-/// than the system allocator's (BENCHMARKS.md, "Allocator").
+/// than the system allocator's (BENCHMARKS.md, "Four loads against Redis,
+/// second pass").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
